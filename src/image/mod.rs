@@ -1,0 +1,110 @@
+//! Image assembly: runtime closure, deterministic layers, OCI config/manifest/layout.
+//!
+//! The build engine calls [`assemble`] once per service after its binary is linked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+/// Language family of a service; selects the family-runtime layer and the default budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[serde(rename = "c++")]
+    Cxx,
+    Ada,
+}
+
+/// A file or directory the recipe adds to the image.
+#[derive(Clone, Debug)]
+pub struct ExtraFile {
+    /// Absolute host path (already validated to exist inside the workspace).
+    pub src: PathBuf,
+    /// Absolute path inside the image.
+    pub dst: String,
+    pub mode: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval_ns: Option<u64>,
+    pub timeout_ns: Option<u64>,
+    pub start_period_ns: Option<u64>,
+    pub retries: Option<u32>,
+}
+
+/// Everything needed to assemble one service image. Filled by the build engine from the recipe.
+#[derive(Clone, Debug)]
+pub struct ImageRequest {
+    pub service: String,
+    pub family: Family,
+    pub version: String,
+    pub description: String,
+    pub licenses: String,
+    /// Git revision of the workspace (full hash) or "unknown".
+    pub revision: String,
+    /// Source location for the `org.opencontainers.image.source` label.
+    pub source: String,
+    /// The linked service executable (absolute host path); installed as /usr/local/bin/<name>.
+    pub binary: PathBuf,
+    /// Name of the binary in the image (`/usr/local/bin/<binary_name>`).
+    pub binary_name: String,
+    /// Shared libraries the workspace built that the binary needs (absolute host paths);
+    /// installed in /usr/local/lib.
+    pub workspace_libs: Vec<PathBuf>,
+    /// Library directories of the toolchain, searched after DT_RUNPATH and before the defaults.
+    pub library_paths: Vec<PathBuf>,
+    pub extra_files: Vec<ExtraFile>,
+    /// dlopen'd libraries (sonames or absolute paths) ELF cannot show.
+    pub extra_libraries: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<u16>,
+    pub workdir: String,
+    pub labels: BTreeMap<String, String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub stop_signal: String,
+    pub ca_certificates: bool,
+    /// Seconds since the epoch used for every mtime and the `created` field.
+    pub source_date_epoch: i64,
+    /// Compressed-size budget in bytes.
+    pub budget: u64,
+    /// `out/images/<service>` (written atomically).
+    pub layout_dir: PathBuf,
+    /// `out/debug` (debug info as `<service>.debug`).
+    pub debug_dir: PathBuf,
+    /// Cache directory for layers (`$KILN_CACHE/layers`).
+    pub cache_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerSummary {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub compressed_size: u64,
+    pub uncompressed_size: u64,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImageResult {
+    pub layout: PathBuf,
+    pub digest: Digest,
+    pub compressed_size: u64,
+    pub uncompressed_size: u64,
+    pub budget: u64,
+    pub layers: Vec<LayerSummary>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image assembly is not implemented yet")]
+    NotImplemented,
+}
+
+pub fn assemble(_req: &ImageRequest) -> Result<ImageResult, ImageError> {
+    Err(ImageError::NotImplemented)
+}

@@ -1,0 +1,8 @@
+//! kiln: a daemonless build system and OCI image builder for C++ and Ada services.
+//!
+//! The library holds everything; `main.rs` only turns the outcome into an exit code.
+//! See ARCHITECTURE.md for how data flows from a recipe to a pushed image.
+
+pub mod digest;
+pub mod image;
+pub mod registry;

@@ -3,6 +3,18 @@
 //! The library holds everything; `main.rs` only turns the outcome into an exit code.
 //! See ARCHITECTURE.md for how data flows from a recipe to a pushed image.
 
+pub mod build;
+pub mod cache;
+pub mod cli;
 pub mod digest;
+pub mod driver;
+pub mod exec;
+pub mod graph;
 pub mod image;
+pub mod lock;
+pub mod recipe;
 pub mod registry;
+pub mod testing;
+pub mod toolchain;
+pub mod vcs;
+pub mod workspace;

@@ -108,3 +108,12 @@ pub enum ImageError {
 pub fn assemble(_req: &ImageRequest) -> Result<ImageResult, ImageError> {
     Err(ImageError::NotImplemented)
 }
+
+/// Writes a `docker load` / `podman load` tarball of the image in `layout_dir`.
+pub fn write_docker_archive(
+    _layout_dir: &std::path::Path,
+    _repo_tag: &str,
+    _out: &std::path::Path,
+) -> Result<(), ImageError> {
+    Err(ImageError::NotImplemented)
+}

@@ -1,0 +1,148 @@
+//! `kiln build` and `kiln compile-commands`.
+
+use std::process::ExitCode;
+
+use super::output::{self, Bar, Lines, Quiet};
+use super::{jobs, BuildArgs, Error};
+use crate::build::Progress;
+use crate::driver::{self, BuildOptions, BuildOutcome};
+use crate::exec::ProcessRunner;
+use crate::workspace::Workspace;
+
+pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
+    if args.locked {
+        crate::lock::check(ws).map_err(Error::Failed)?;
+    }
+    let opts = BuildOptions {
+        targets: args.targets.clone(),
+        jobs: jobs(args.jobs),
+        images: true,
+        cache_dir: crate::cache::default_dir(),
+    };
+    let bar_ref = (!args.json && output::interactive()).then(|| Bar::new(0));
+    let progress: &dyn Progress = match (&bar_ref, args.json) {
+        (_, true) => &Quiet,
+        (Some(b), false) => b,
+        (None, false) => &Lines,
+    };
+    let outcome = driver::build(ws, &opts, &ProcessRunner, progress)?;
+    if let Some(b) = &bar_ref {
+        b.finish();
+    }
+    report_failures(&outcome);
+    if args.json {
+        let doc = serde_json::json!({ "targets": outcome.targets });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        summary(&outcome);
+    }
+    if outcome.failed || !outcome.image_errors.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    if let Some(path) = &args.docker_archive {
+        let layouts: Vec<(String, std::path::PathBuf)> = outcome
+            .images
+            .iter()
+            .map(|(name, img)| {
+                let version = ws
+                    .recipe(name)
+                    .map(|r| r.version.clone())
+                    .unwrap_or_default();
+                (format!("{name}:{version}"), img.layout.clone())
+            })
+            .collect();
+        write_archive(&layouts, path)
+            .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
+        if !args.json {
+            eprintln!(
+                "kiln: wrote {} ({} image(s))",
+                path.display(),
+                layouts.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compiler diagnostics, once, under the target they belong to.
+pub fn report_failures(outcome: &BuildOutcome) {
+    for t in &outcome.targets {
+        for (id, rep) in &t.failures {
+            eprintln!("kiln: error: target `{}` failed: {id}", t.name);
+            for line in rep.stderr.lines() {
+                eprintln!("  | {line}");
+            }
+        }
+    }
+    for (service, e) in &outcome.image_errors {
+        eprintln!("kiln: error: image for `{service}`: {e}");
+    }
+}
+
+fn summary(outcome: &BuildOutcome) {
+    let (mut run, mut cached, mut fresh) = (0, 0, 0);
+    for t in &outcome.targets {
+        run += t.actions_run;
+        cached += t.actions_cached;
+        fresh += t.actions_fresh;
+    }
+    for (name, img) in &outcome.images {
+        eprintln!(
+            "kiln: image {name}: {} ({:.1} MB of {:.0} MB budget)",
+            img.digest,
+            img.compressed_size as f64 / 1e6,
+            img.budget as f64 / 1e6
+        );
+    }
+    if !outcome.failed {
+        eprintln!(
+            "kiln: {} targets: {run} actions run, {cached} from cache, {fresh} up to date",
+            outcome.targets.len()
+        );
+    }
+}
+
+pub fn compile_commands(ws: &Workspace) -> Result<ExitCode, Error> {
+    let cache_dir = crate::cache::default_dir();
+    let roots: Vec<usize> = (0..ws.recipes.len()).collect();
+    let prepared = driver::prepare(ws, &roots, &cache_dir)?;
+    let root = ws.root.to_string_lossy();
+    let mut entries = Vec::new();
+    for a in &prepared.plan.actions {
+        if !a.kind.ends_with("compile") {
+            continue;
+        }
+        let tc = &prepared.toolchains[&a.toolchain];
+        let mut args = vec![tc.program(&a.program).to_string_lossy().into_owned()];
+        args.extend(
+            a.argv
+                .iter()
+                .map(|x| x.replace("$OUT/", "out/.kiln/ide/").replace("$WS", &root)),
+        );
+        entries.push(serde_json::json!({
+            "directory": root,
+            "file": a.inputs[0],
+            "arguments": args,
+            "output": a.outputs[0].dest,
+        }));
+    }
+    let path = ws.root.join("compile_commands.json");
+    let bytes = serde_json::to_vec_pretty(&entries).unwrap_or_default();
+    crate::cache::atomic_write(&path, &bytes)
+        .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
+    eprintln!(
+        "kiln: wrote compile_commands.json ({} entries)",
+        entries.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_archive(
+    layouts: &[(String, std::path::PathBuf)],
+    path: &std::path::Path,
+) -> Result<(), String> {
+    match layouts {
+        [(tag, layout)] => crate::image::write_docker_archive(layout, tag, path).map_err(|e| e.to_string()),
+        _ => Err(format!("--docker-archive needs exactly one service to be built, not {}; name it: `kiln build SERVICE --docker-archive PATH`", layouts.len())),
+    }
+}

@@ -1,0 +1,193 @@
+//! Command-line interface: arguments become validated options here, and only here does an error
+//! chain become text (`kiln: error: ...` then one `caused by:` line per cause).
+//!
+//! Exit status: 0 success; 1 build, test, verification or push failure; 2 usage or recipe error.
+
+mod build;
+mod output;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::workspace::{self, Workspace, WorkspaceError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Daemonless builds and minimal OCI images for C++ and Ada services"
+)]
+pub struct Cli {
+    /// Run as if started in DIR (like make -C).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Targets to build (default: every library and service).
+    pub targets: Vec<String>,
+    /// Parallel jobs (default: number of cores).
+    #[arg(short = 'j', long = "jobs")]
+    pub jobs: Option<usize>,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a `docker load`-able tarball of the images built (a single service's image,
+    /// or all of them in one archive).
+    #[arg(long, value_name = "PATH")]
+    pub docker_archive: Option<PathBuf>,
+    /// Fail if the machine's toolchains differ from kiln.lock.
+    #[arg(long)]
+    pub locked: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Build targets and their dependencies into out/, and images for services.
+    Build(BuildArgs),
+    /// Remove out/ (the cache is kept, so the next build is served from it).
+    Clean,
+    /// Print the target graph in Graphviz DOT.
+    Graph,
+    /// Write compile_commands.json for clangd and other tools.
+    CompileCommands,
+    /// Build and run test targets; writes JUnit XML to out/test-results/.
+    Test {
+        targets: Vec<String>,
+        #[arg(short = 'j', long = "jobs")]
+        jobs: Option<usize>,
+        /// Run tests even if their inputs did not change.
+        #[arg(long)]
+        rerun: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&*e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// An error with the exit status it deserves.
+pub trait CliError: std::error::Error {
+    fn exit_code(&self) -> u8;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Driver(#[from] crate::driver::DriverError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError for Error {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Error::Workspace(_) => 2,
+            Error::Driver(crate::driver::DriverError::Usage(_)) => 2,
+            Error::Driver(crate::driver::DriverError::Toolchain(_)) => 2,
+            Error::Driver(_) => 1,
+            Error::Failed(_) => 1,
+        }
+    }
+}
+
+pub fn load_workspace(dir: &Option<PathBuf>) -> Result<Workspace, Error> {
+    let start = dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let root = workspace::find_root(&start)?;
+    Ok(Workspace::load(&root)?)
+}
+
+pub fn jobs(j: Option<usize>) -> usize {
+    j.filter(|&j| j > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
+    let ws = load_workspace(&cli.dir).map_err(boxed)?;
+    match cli.command {
+        Cmd::Build(args) => build::run(&ws, &args).map_err(boxed),
+        Cmd::Clean => {
+            let out = ws.root.join("out");
+            let _lock = crate::driver::lock_workspace(&ws.root).map_err(|e| boxed(e.into()))?;
+            // Keep the lock file itself until we are done; remove everything else.
+            for entry in std::fs::read_dir(&out).into_iter().flatten().flatten() {
+                if entry.file_name() == ".kiln" {
+                    for inner in std::fs::read_dir(entry.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        if inner.file_name() != "lock" {
+                            let _ = std::fs::remove_dir_all(inner.path())
+                                .or_else(|_| std::fs::remove_file(inner.path()));
+                        }
+                    }
+                    continue;
+                }
+                let p = entry.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+            eprintln!(
+                "kiln: removed out/ (the cache in {} is kept)",
+                crate::cache::default_dir().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Graph => {
+            print!("{}", crate::graph::to_dot(&ws));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::CompileCommands => build::compile_commands(&ws).map_err(boxed),
+        Cmd::Test {
+            targets,
+            jobs: j,
+            rerun,
+            json,
+        } => test::run(&ws, &targets, jobs(j), rerun, json).map_err(boxed),
+    }
+}
+
+/// Object-safe view of [`CliError`] for the top-level error box.
+pub trait CliErrorBox: std::error::Error {
+    fn exit_code(&self) -> u8;
+}
+impl<T: CliError> CliErrorBox for T {
+    fn exit_code(&self) -> u8 {
+        CliError::exit_code(self)
+    }
+}
+
+fn boxed(e: Error) -> Box<dyn CliErrorBox> {
+    Box::new(e)
+}

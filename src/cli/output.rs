@@ -1,0 +1,76 @@
+//! How kiln talks to a person: a progress bar on a terminal, plain lines otherwise (or when `CI`
+//! is set), nothing on stdout but the requested document in `--json` mode.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use crate::build::plan::Action;
+use crate::build::{ActionReport, Outcome, Progress};
+
+pub fn print_error(e: &dyn std::error::Error) {
+    eprintln!("kiln: error: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        eprintln!("  caused by: {c}");
+        cause = c.source();
+    }
+}
+
+pub fn interactive() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+}
+
+/// Plain progress lines on stderr, one per action that did work.
+pub struct Lines;
+
+impl Progress for Lines {
+    fn finished(&self, action: &Action, report: &ActionReport, done: usize, total: usize) {
+        let word = match report.outcome {
+            Outcome::Ran => "built",
+            Outcome::Cached => "cached",
+            Outcome::Failed => "FAILED",
+            Outcome::Fresh | Outcome::Skipped => return,
+        };
+        eprintln!("[{done}/{total}] {word:6} {}", action.id);
+    }
+}
+
+/// An indicatif bar for terminals.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+    started: Mutex<()>,
+}
+
+impl Bar {
+    pub fn new(total: u64) -> Bar {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Bar {
+            bar,
+            started: Mutex::new(()),
+        }
+    }
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for Bar {
+    fn started(&self, action: &Action) {
+        let _g = self.started.lock();
+        self.bar.set_message(action.id.clone());
+    }
+    fn finished(&self, action: &Action, report: &ActionReport, done: usize, _total: usize) {
+        self.bar.set_position(done as u64);
+        if report.outcome == Outcome::Failed {
+            self.bar.println(format!("FAILED {}", action.id));
+        }
+    }
+}
+
+/// Silent progress for `--json`.
+pub struct Quiet;
+impl Progress for Quiet {}

@@ -1,0 +1,99 @@
+//! `kiln test`.
+
+use std::process::ExitCode;
+
+use super::output::{self, Lines, Quiet};
+use super::Error;
+use crate::build::Progress;
+use crate::cache::Cache;
+use crate::driver::{self, BuildOptions};
+use crate::exec::ProcessRunner;
+use crate::recipe::Kind;
+use crate::testing;
+use crate::workspace::Workspace;
+
+pub fn run(
+    ws: &Workspace,
+    targets: &[String],
+    jobs: usize,
+    rerun: bool,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    let selected = driver::select(ws, targets, |r| r.kind == Kind::Test)?;
+    if let Some(&bad) = selected.iter().find(|&&i| ws.recipes[i].kind != Kind::Test) {
+        return Err(Error::Driver(driver::DriverError::Usage(format!(
+            "`{}` is a {}, not a test",
+            ws.recipes[bad].name,
+            ws.recipes[bad].kind.as_str()
+        ))));
+    }
+    let names: Vec<String> = selected
+        .iter()
+        .map(|&i| ws.recipes[i].name.clone())
+        .collect();
+    let cache_dir = crate::cache::default_dir();
+    let opts = BuildOptions {
+        targets: names.clone(),
+        jobs,
+        images: false,
+        cache_dir: cache_dir.clone(),
+    };
+    let progress: &dyn Progress = if json { &Quiet } else { &Lines };
+    let outcome = build_tests(ws, &opts, progress)?;
+    super::build::report_failures(&outcome);
+    if outcome.failed {
+        return Ok(ExitCode::from(1));
+    }
+    let cache =
+        Cache::open(cache_dir).map_err(|e| Error::Failed(format!("opening the cache: {e}")))?;
+    let mut results = Vec::new();
+    for &i in &selected {
+        let res = testing::run_test(ws, i, &cache, rerun)
+            .map_err(|e| Error::Failed(format!("running test `{}`: {e}", ws.recipes[i].name)))?;
+        if !json {
+            let word = match (res.passed, res.cached) {
+                (true, true) => "PASS (cached)",
+                (true, false) => "PASS",
+                (false, _) => "FAIL",
+            };
+            eprintln!("{word:14} {} ({} tests)", res.name, res.tests);
+            if !res.passed {
+                for line in res.output.lines() {
+                    eprintln!("  | {line}");
+                }
+            }
+        }
+        results.push(res);
+    }
+    let passed = results.iter().filter(|r| r.passed).count();
+    let failed = results.len() - passed;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "tests": results }))
+                .unwrap_or_default()
+        );
+    } else {
+        let _ = output::interactive();
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn build_tests(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<driver::BuildOutcome, Error> {
+    Ok(driver::build_selected(
+        ws,
+        opts,
+        &ProcessRunner,
+        progress,
+        true,
+    )?)
+}

@@ -1,0 +1,380 @@
+//! One build, end to end: workspace -> toolchains -> plan -> execution -> images.
+//!
+//! The CLI's `build`, `test`, `verify` and `push` all start here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::build::plan::{self, Context, Plan};
+use crate::build::state::State;
+use crate::build::{ActionReport, Executor, Outcome, Progress};
+use crate::cache::stat::StatCache;
+use crate::cache::Cache;
+use crate::exec::Runner;
+use crate::graph;
+use crate::image::{self, ImageRequest, ImageResult};
+use crate::recipe::diag::did_you_mean;
+use crate::recipe::{Kind, Language, Recipe};
+use crate::toolchain::{SystemFlags, Toolchain};
+use crate::workspace::Workspace;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Toolchain(#[from] crate::toolchain::ToolchainError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DriverError {
+    let context = context.into();
+    move |source| DriverError::Io { context, source }
+}
+
+pub struct BuildOptions {
+    pub targets: Vec<String>,
+    pub jobs: usize,
+    /// Assemble images for the services built.
+    pub images: bool,
+    pub cache_dir: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TargetReport {
+    pub name: String,
+    pub kind: Kind,
+    pub outputs: Vec<PathBuf>,
+    pub actions_run: usize,
+    pub actions_cached: usize,
+    pub actions_fresh: usize,
+    /// Ids of the actions that ran a command.
+    pub ran: Vec<String>,
+    pub duration_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub failures: Vec<(String, ActionReport)>,
+}
+
+pub struct BuildOutcome {
+    pub targets: Vec<TargetReport>,
+    pub failed: bool,
+    pub image_errors: Vec<(String, String)>,
+    pub images: BTreeMap<String, ImageResult>,
+}
+
+/// Resolves target names (all when empty) to recipe indices, with suggestions for typos.
+pub fn select(
+    ws: &Workspace,
+    names: &[String],
+    filter: impl Fn(&Recipe) -> bool,
+) -> Result<Vec<usize>, DriverError> {
+    if names.is_empty() {
+        return Ok((0..ws.recipes.len())
+            .filter(|&i| filter(&ws.recipes[i]))
+            .collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            ws.index(n).ok_or_else(|| {
+                let help = did_you_mean(n, ws.recipes.iter().map(|r| r.name.as_str()))
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                DriverError::Usage(format!("no target named `{n}`{help}"))
+            })
+        })
+        .collect()
+}
+
+/// Holds `out/.kiln/lock` for the lifetime of a build so two kiln processes on one workspace
+/// take turns instead of interleaving writes.
+pub struct WorkspaceLock {
+    _file: std::fs::File,
+}
+
+pub fn lock_workspace(root: &Path) -> Result<WorkspaceLock, DriverError> {
+    use fs4::fs_std::FileExt;
+    let dir = root.join("out/.kiln");
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(io_err("opening out/.kiln/lock"))?;
+    if !file.try_lock_exclusive().unwrap_or(false) {
+        eprintln!("kiln: waiting for another kiln process using this workspace");
+        file.lock_exclusive()
+            .map_err(io_err("locking out/.kiln/lock"))?;
+    }
+    Ok(WorkspaceLock { _file: file })
+}
+
+pub fn resolve_toolchains(
+    ws: &Workspace,
+    used: &[usize],
+    cache_dir: &Path,
+) -> Result<BTreeMap<String, Toolchain>, DriverError> {
+    let mut out = BTreeMap::new();
+    for &i in used {
+        let name = &ws.recipes[i].toolchain.value;
+        if !out.contains_key(name) {
+            out.insert(
+                name.clone(),
+                Toolchain::resolve(&ws.toolchains[name], cache_dir)?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+pub struct Prepared {
+    pub order: Vec<usize>,
+    pub toolchains: BTreeMap<String, Toolchain>,
+    pub plan: Plan,
+}
+
+pub fn prepare(ws: &Workspace, roots: &[usize], cache_dir: &Path) -> Result<Prepared, DriverError> {
+    let order = graph::build_order(ws, roots);
+    let toolchains = resolve_toolchains(ws, &order, cache_dir)?;
+    let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();
+    for &i in &order {
+        let libs = plan::inherited_system_libs(ws, i);
+        let tc = &toolchains[&ws.recipes[i].toolchain.value];
+        system_flags.insert(i, tc.system_lib_flags(&libs, cache_dir)?);
+    }
+    let cx = Context {
+        ws,
+        toolchains: &toolchains,
+        system_flags: &system_flags,
+    };
+    let plan = plan::plan(&cx, &order);
+    Ok(Prepared {
+        order,
+        toolchains,
+        plan,
+    })
+}
+
+pub fn build(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+) -> Result<BuildOutcome, DriverError> {
+    build_selected(ws, opts, runner, progress, false)
+}
+
+/// Like [`build`]; with `tests`, an empty target list means every test instead of every
+/// library and service.
+pub fn build_selected(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    tests: bool,
+) -> Result<BuildOutcome, DriverError> {
+    let root = ws.root.as_path();
+    let roots = select(ws, &opts.targets, |r| (r.kind == Kind::Test) == tests)?;
+    let _lock = lock_workspace(root)?;
+    let cache = Cache::open(opts.cache_dir.clone()).map_err(io_err(format!(
+        "opening the cache {}",
+        opts.cache_dir.display()
+    )))?;
+    let prepared = prepare(ws, &roots, &opts.cache_dir)?;
+    let stat = StatCache::load(root.join("out/.kiln/stat.json"));
+    let state_path = root.join("out/.kiln/state.json");
+    let state = Mutex::new(State::load(&state_path));
+
+    let exec = Executor {
+        root,
+        cache: &cache,
+        stat: &stat,
+        toolchains: &prepared.toolchains,
+        runner,
+        progress,
+        jobs: opts.jobs,
+    };
+    let reports = exec.run(&prepared.plan, &state);
+    let failed = reports.iter().any(|r| r.outcome == Outcome::Failed);
+
+    let mut targets = Vec::new();
+    for &i in &prepared.order {
+        let r = &ws.recipes[i];
+        let tp = &prepared.plan.targets[&i];
+        let mut t = TargetReport {
+            name: r.name.clone(),
+            kind: r.kind,
+            outputs: tp.product.iter().cloned().collect(),
+            actions_run: 0,
+            actions_cached: 0,
+            actions_fresh: 0,
+            ran: Vec::new(),
+            duration_ms: 0,
+            image: None,
+            failures: Vec::new(),
+        };
+        for &a in &tp.actions {
+            let rep = &reports[a];
+            t.duration_ms += rep.millis;
+            match rep.outcome {
+                Outcome::Ran => {
+                    t.actions_run += 1;
+                    t.ran.push(prepared.plan.actions[a].id.clone());
+                }
+                Outcome::Cached => t.actions_cached += 1,
+                Outcome::Fresh => t.actions_fresh += 1,
+                Outcome::Failed => t
+                    .failures
+                    .push((prepared.plan.actions[a].id.clone(), rep.clone())),
+                Outcome::Skipped => {}
+            }
+        }
+        targets.push(t);
+    }
+
+    let mut image_errors = Vec::new();
+    let mut images = BTreeMap::new();
+    if opts.images && !failed {
+        let services: Vec<usize> = prepared
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| ws.recipes[i].kind == Kind::Service)
+            .collect();
+        let meta = crate::vcs::Meta::of(root);
+        let results: Vec<(usize, Result<ImageResult, String>)> = {
+            let jobs = opts.jobs.max(1);
+            let queue = Mutex::new(services.clone());
+            let results = Mutex::new(Vec::new());
+            std::thread::scope(|scope| {
+                for _ in 0..jobs.min(services.len().max(1)) {
+                    scope.spawn(|| loop {
+                        let Some(i) = queue.lock().unwrap().pop() else {
+                            return;
+                        };
+                        let req = image_request(ws, i, &prepared, &meta, &opts.cache_dir);
+                        let res = image::assemble(&req).map_err(|e| e.to_string());
+                        results.lock().unwrap().push((i, res));
+                    });
+                }
+            });
+            let mut r = results.into_inner().unwrap();
+            r.sort_by_key(|(i, _)| *i);
+            r
+        };
+        for (i, res) in results {
+            let name = ws.recipes[i].name.clone();
+            match res {
+                Ok(img) => {
+                    if let Some(t) = targets.iter_mut().find(|t| t.name == name) {
+                        t.image = Some(serde_json::json!({
+                            "layout": img.layout,
+                            "digest": img.digest,
+                            "compressed_size": img.compressed_size,
+                            "uncompressed_size": img.uncompressed_size,
+                            "budget": img.budget,
+                        }));
+                    }
+                    images.insert(name, img);
+                }
+                Err(e) => image_errors.push((name, e)),
+            }
+        }
+    }
+
+    state
+        .lock()
+        .unwrap()
+        .save(&state_path)
+        .map_err(io_err("saving out/.kiln/state.json"))?;
+    let _ = stat.save();
+    Ok(BuildOutcome {
+        targets,
+        failed,
+        image_errors,
+        images,
+    })
+}
+
+pub fn default_budget(language: Language) -> u64 {
+    match language {
+        Language::Cxx => 100_000_000,
+        Language::Ada => 150_000_000,
+    }
+}
+
+pub fn image_request(
+    ws: &Workspace,
+    i: usize,
+    prepared: &Prepared,
+    meta: &crate::vcs::Meta,
+    cache_dir: &Path,
+) -> ImageRequest {
+    let r = &ws.recipes[i];
+    let root = &ws.root;
+    let binary = root.join(plan::product_path(r));
+    let workspace_libs = graph::link_closure(ws, i)
+        .into_iter()
+        .filter(|&j| ws.recipes[j].shared)
+        .map(|j| root.join(plan::product_path(&ws.recipes[j])))
+        .collect();
+    let tc = &prepared.toolchains[&r.toolchain.value];
+    let img = &r.image;
+    ImageRequest {
+        service: r.name.clone(),
+        family: match r.language {
+            Language::Cxx => image::Family::Cxx,
+            Language::Ada => image::Family::Ada,
+        },
+        version: r.version.clone(),
+        description: r.description.clone(),
+        licenses: r.license.clone(),
+        revision: meta.revision.clone(),
+        source: meta.source.clone(),
+        binary,
+        binary_name: r.output.clone(),
+        workspace_libs,
+        library_paths: tc.library_paths.clone(),
+        extra_files: img
+            .files
+            .iter()
+            .map(|f| image::ExtraFile {
+                src: root.join(&f.src),
+                dst: f.dst.clone(),
+                mode: f.mode,
+            })
+            .collect(),
+        extra_libraries: img.libraries.clone(),
+        entrypoint: img
+            .entrypoint
+            .clone()
+            .unwrap_or_else(|| vec![format!("/usr/local/bin/{}", r.output)]),
+        cmd: img.cmd.clone(),
+        env: img.env.clone(),
+        ports: img.ports.clone(),
+        workdir: img.workdir.clone().unwrap_or_else(|| "/".into()),
+        labels: img.labels.clone(),
+        healthcheck: img.healthcheck.as_ref().map(|h| image::Healthcheck {
+            test: h.test.clone(),
+            interval_ns: h.interval_ns,
+            timeout_ns: h.timeout_ns,
+            start_period_ns: h.start_period_ns,
+            retries: h.retries,
+        }),
+        stop_signal: img.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+        ca_certificates: img.ca_certificates,
+        source_date_epoch: meta.source_date_epoch,
+        budget: img.budget.unwrap_or_else(|| default_budget(r.language)),
+        layout_dir: root.join("out/images").join(&r.name),
+        debug_dir: root.join("out/debug"),
+        cache_dir: cache_dir.join("layers"),
+    }
+}

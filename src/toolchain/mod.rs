@@ -1,0 +1,192 @@
+//! Toolchains: `toolchains/*.toml` describe a compiler family; this module finds its programs,
+//! fingerprints them and resolves system-library flags.
+//!
+//! The fingerprint is part of every action-cache key, so it must change whenever the compiler
+//! could produce different bytes: the programs' contents, their `--version` text, the Debian
+//! package versions they come from and the toolchain's default flags all feed it. Computing it
+//! means hashing large binaries, so the result is memoised in the cache directory under the
+//! programs' file metadata and dpkg's database timestamp (see [`probe`]).
+
+pub mod gcc;
+pub mod gnat;
+pub mod probe;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::recipe::reader::{Source, TableReader};
+use crate::recipe::{Diagnostic, Language, SystemLib};
+
+/// A toolchain as declared in `toolchains/<name>.toml`.
+#[derive(Clone, Debug)]
+pub struct ToolchainSpec {
+    pub name: String,
+    pub file: String,
+    pub language: Language,
+    /// Compiler driver (`g++`, or `gcc` with the GNAT front end).
+    pub compiler: String,
+    /// `ar` for C++ archives.
+    pub archiver: String,
+    /// `gnatbind` for Ada.
+    pub binder: String,
+    pub cflags: Vec<String>,
+    pub ldflags: Vec<String>,
+    pub bindflags: Vec<String>,
+    /// Debian packages whose versions enter the fingerprint and the lock file.
+    pub packages: Vec<String>,
+    /// Debian package to suggest when a program is missing.
+    pub install: String,
+    /// Tool for `wx:` system libraries.
+    pub wx_config: String,
+}
+
+const KEYS: &[&str] = &[
+    "language",
+    "compiler",
+    "archiver",
+    "binder",
+    "cflags",
+    "ldflags",
+    "bindflags",
+    "packages",
+    "install",
+    "wx_config",
+];
+
+impl ToolchainSpec {
+    pub fn load(root: &Path, rel_file: &str) -> Result<ToolchainSpec, Diagnostic> {
+        let text = std::fs::read_to_string(root.join(rel_file)).map_err(|e| {
+            Diagnostic::at(rel_file, "", None, format!("cannot read toolchain: {e}"))
+        })?;
+        let name = Path::new(rel_file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let src = Source {
+            file: rel_file.to_string(),
+            text,
+        };
+        let doc = src.parse()?;
+        let r = TableReader::new(&src, doc.as_table(), "", KEYS);
+        r.finish()?;
+        let language = match r.string("language")? {
+            Some(s) if s.value == "c++" => Language::Cxx,
+            Some(s) if s.value == "ada" => Language::Ada,
+            Some(s) => return Err(src.error(s.span, "`language` must be \"c++\" or \"ada\"")),
+            None => return Err(src.error(Some(0..0), "missing required key `language`")),
+        };
+        let s = |key: &str, default: &str| -> Result<String, Diagnostic> {
+            Ok(r.string(key)?
+                .map(|s| s.value)
+                .unwrap_or_else(|| default.to_string()))
+        };
+        let v = |key: &str| -> Result<Vec<String>, Diagnostic> {
+            Ok(r.strings(key)?.into_iter().map(|s| s.value).collect())
+        };
+        let (compiler, install) = match language {
+            Language::Cxx => ("g++", "g++"),
+            Language::Ada => ("gcc", "gnat"),
+        };
+        Ok(ToolchainSpec {
+            name,
+            file: rel_file.to_string(),
+            language,
+            compiler: s("compiler", compiler)?,
+            archiver: s("archiver", "ar")?,
+            binder: s("binder", "gnatbind")?,
+            cflags: v("cflags")?,
+            ldflags: v("ldflags")?,
+            bindflags: v("bindflags")?,
+            packages: v("packages")?,
+            install: s("install", install)?,
+            wx_config: s("wx_config", "wx-config")?,
+        })
+    }
+
+    /// The programs this toolchain runs, by role.
+    pub fn programs(&self) -> Vec<(&'static str, &str)> {
+        match self.language {
+            Language::Cxx => vec![("compiler", &self.compiler), ("archiver", &self.archiver)],
+            Language::Ada => vec![("compiler", &self.compiler), ("binder", &self.binder)],
+        }
+    }
+}
+
+/// A toolchain found on this machine.
+#[derive(Clone, Debug)]
+pub struct Toolchain {
+    pub spec: ToolchainSpec,
+    /// Absolute paths of the programs, by role.
+    pub programs: BTreeMap<String, PathBuf>,
+    pub fingerprint: Digest,
+    /// Debian package versions (`name` -> `version`), for the lock file.
+    pub package_versions: BTreeMap<String, String>,
+    /// Directories the toolchain's runtime libraries live in (for image closures).
+    pub library_paths: Vec<PathBuf>,
+    /// Ada only: the runtime's source directory (adainclude), to resolve ALI dependencies.
+    pub ada_include: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error("toolchain `{toolchain}` ({file}): `{program}` is not installed; install it with `apt-get install {package}` (or run scripts/setup)")]
+    Missing {
+        toolchain: String,
+        file: String,
+        program: String,
+        package: String,
+    },
+    #[error("toolchain `{toolchain}`: running `{command}` failed: {detail}")]
+    Probe {
+        toolchain: String,
+        command: String,
+        detail: String,
+    },
+}
+
+impl Toolchain {
+    pub fn resolve(spec: &ToolchainSpec, cache_dir: &Path) -> Result<Toolchain, ToolchainError> {
+        probe::resolve(spec, cache_dir)
+    }
+
+    pub fn program(&self, role: &str) -> &Path {
+        &self.programs[role]
+    }
+
+    /// Compile and link flags for system libraries, e.g. from `wx-config`.
+    pub fn system_lib_flags(
+        &self,
+        libs: &[SystemLib],
+        cache_dir: &Path,
+    ) -> Result<SystemFlags, ToolchainError> {
+        probe::system_lib_flags(self, libs, cache_dir)
+    }
+}
+
+/// Flags contributed by system libraries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SystemFlags {
+    pub cflags: Vec<String>,
+    pub libs: Vec<String>,
+}
+
+/// Finds `program` on PATH (or takes it as a path if it contains a slash).
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,54 @@
+//! What the workspace's git checkout says about the source: revision and commit time.
+//!
+//! `SOURCE_DATE_EPOCH` from the environment wins (the reproducible-builds convention); else the
+//! commit time of HEAD; else 0. Never the current time.
+
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Clone, Debug)]
+pub struct Meta {
+    /// Full commit hash, or "unknown".
+    pub revision: String,
+    pub short_revision: String,
+    pub source_date_epoch: i64,
+    /// Where the source lives, for the image's source label.
+    pub source: String,
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl Meta {
+    pub fn of(root: &Path) -> Meta {
+        let revision = git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+        let short_revision =
+            git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+        let sde = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .or_else(|| git(root, &["log", "-1", "--format=%ct"]).and_then(|s| s.parse().ok()))
+            .unwrap_or(0);
+        let source = std::env::var("KILN_SOURCE_URL").unwrap_or_else(|_| {
+            git(root, &["config", "--get", "remote.origin.url"])
+                .filter(|u| !u.starts_with('/') && !u.starts_with("file:"))
+                .unwrap_or_else(|| "unknown".into())
+        });
+        Meta {
+            revision,
+            short_revision,
+            source_date_epoch: sde,
+            source,
+        }
+    }
+}

@@ -295,7 +295,7 @@ impl Executor<'_> {
         let tc = &self.toolchains[&action.toolchain];
         let mut k = KeyBuilder::new(action.kind);
         k.toolchain(&tc.fingerprint);
-        k.argv(&[action.program.clone()]);
+        k.argv(std::slice::from_ref(&action.program));
         k.argv(argv);
         k.env(&allowed_env());
         for input in &action.inputs {
@@ -393,6 +393,9 @@ impl Executor<'_> {
         }
 
         let deps = self.discover(action, &staging)?;
+        if let Discover::Ali(name, _) = &action.discover {
+            scrub_ali(&staging.join(name)).map_err(io_ctx(format!("rewriting {name}")))?;
+        }
         let mut entry_outputs = Vec::new();
         for o in &action.outputs {
             let produced = staging.join(&o.name);
@@ -493,4 +496,21 @@ impl Executor<'_> {
         out.dedup();
         Ok(out)
     }
+}
+
+/// GNAT records every compiler switch in the ALI file's `A` lines, the prefix map included, and
+/// that one holds the workspace's absolute path. It is only a record (gnatbind does not compare
+/// it), so it is dropped to keep ALI files, and everything keyed on them, path-independent.
+fn scrub_ali(path: &Path) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let kept: String = text
+        .split_inclusive('\n')
+        .filter(|l| {
+            !(l.starts_with("A -ffile-prefix-map=") || l.starts_with("A -fdebug-prefix-map="))
+        })
+        .collect();
+    if kept.len() != text.len() {
+        std::fs::write(path, kept)?;
+    }
+    Ok(())
 }

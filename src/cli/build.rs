@@ -16,7 +16,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
     let opts = BuildOptions {
         targets: args.targets.clone(),
         jobs: jobs(args.jobs),
-        images: true,
+        images: !args.no_images,
         cache_dir: crate::cache::default_dir(),
     };
     let bar_ref = (!args.json && output::interactive()).then(|| Bar::new(0));

@@ -45,6 +45,9 @@ pub struct BuildArgs {
     /// Fail if the machine's toolchains differ from kiln.lock.
     #[arg(long)]
     pub locked: bool,
+    /// Build binaries only; skip image assembly.
+    #[arg(long)]
+    pub no_images: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -86,7 +86,7 @@ pub fn did_you_mean<'a>(
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len())
+        .filter(|(d, c)| *d <= 2.max(c.len() / 2) && *d < c.len() && *d < word.len())
         .min_by_key(|(d, c)| (*d, c.to_string()))
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }

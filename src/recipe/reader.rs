@@ -23,7 +23,7 @@ impl Source {
 
     pub fn parse(&self) -> Result<ImDocument<String>, Diagnostic> {
         ImDocument::parse(self.text.clone()).map_err(|e| {
-            let msg = e.message().trim().to_string();
+            let msg = e.message().trim().replace('\n', "; ");
             self.error(e.span(), format!("invalid TOML: {msg}"))
         })
     }

@@ -75,6 +75,8 @@ impl Workspace {
         for file in toml_files(root, "recipes")? {
             recipes.push(recipe::load(root, &file)?);
         }
+        // By name, not file name: `a-test.toml` sorts before `a.toml`, but `a` before `a-test`.
+        recipes.sort_by(|a, b| a.name.cmp(&b.name));
         let ws = Workspace {
             root: root.to_path_buf(),
             recipes,

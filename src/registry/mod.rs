@@ -44,5 +44,8 @@ pub enum PushError {
 }
 
 pub fn push_all(_opts: &PushOptions, images: &[PushImage]) -> Vec<Result<PushReport, PushError>> {
-    images.iter().map(|_| Err(PushError::NotImplemented)).collect()
+    images
+        .iter()
+        .map(|_| Err(PushError::NotImplemented))
+        .collect()
 }

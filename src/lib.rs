@@ -7,4 +7,5 @@ pub mod closure;
 pub mod digest;
 pub mod dpkg;
 pub mod image;
+pub mod layer;
 pub mod registry;

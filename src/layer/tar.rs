@@ -84,7 +84,7 @@ pub fn write_tar<'a, W: Write>(
                         path: path.clone(),
                         source,
                     })?;
-                let rest = limited.into_inner().bytes().count() as u64;
+                let rest = io::copy(&mut limited.into_inner(), &mut io::sink()).unwrap_or(0);
                 if rest != 0 {
                     return Err(LayerError::Changed {
                         path: path.clone(),

@@ -547,3 +547,96 @@ mod golden {
         compare("config.json", &config);
     }
 }
+
+mod listing {
+    use super::*;
+
+    /// `type mode uid:gid mtime path[ -> target]` for every entry of a layer, in archive order.
+    fn listing(result: &ImageResult, layer: usize) -> String {
+        let blob = result
+            .layout
+            .join("blobs/sha256")
+            .join(result.layers[layer].digest.hex());
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(blob).unwrap(),
+        ));
+        let mut out = String::new();
+        for e in archive.entries().unwrap() {
+            let e = e.unwrap();
+            let h = e.header();
+            let kind = match h.entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Regular => '-',
+                other => panic!("unexpected entry type {other:?}"),
+            };
+            assert_eq!(h.mtime().unwrap() as i64, EPOCH);
+            assert_eq!(
+                (h.username().unwrap(), h.groupname().unwrap()),
+                (Some(""), Some(""))
+            );
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| format!(" -> {}", l.display()))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{kind} {:04o} {}:{} {}{link}\n",
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                e.path().unwrap().display()
+            ));
+        }
+        out
+    }
+
+    /// The base layer's listing holds only names Debian 12 amd64 fixes (loader, libc, libm and
+    /// the generated files), so it is golden as is.
+    #[test]
+    fn base_and_service_layer_listings_match_the_golden_files() {
+        let out = tmp();
+        let result = cxx(out.path());
+        for (layer, name) in [(0, "base-layer.txt"), (2, "service-layer.txt")] {
+            let text = listing(&result, layer);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/image/golden")
+                .join(name);
+            if std::env::var_os("KILN_UPDATE_GOLDEN").is_some() || !path.exists() {
+                std::fs::write(&path, &text).unwrap();
+            }
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                text,
+                "golden {name} (KILN_UPDATE_GOLDEN=1 rewrites)"
+            );
+        }
+    }
+}
+
+mod closure {
+    use super::*;
+
+    #[test]
+    fn dlopened_libraries_come_with_their_own_closure_and_nothing_unneeded_is_copied() {
+        let out = tmp();
+        let mut req = request("hello", Family::Cxx, &programs().cxx_a, out.path());
+        req.extra_libraries = vec!["libwx_baseu_net-3.2.so.0".into()];
+        let result = assemble(&req).unwrap();
+        let paths: Vec<&str> = result.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(
+            paths.iter().any(|p| p.contains("libwx_baseu_net-3.2.so.0")),
+            "{paths:?}"
+        );
+        let plain = cxx(&out.path().join("plain"));
+        let plain_paths: Vec<&str> = plain.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(!plain_paths.iter().any(|p| p.contains("libwx_baseu_net")));
+        assert!(
+            !plain_paths.iter().any(|p| p.contains("libwx_baseu_xml")),
+            "only what the binary needs"
+        );
+        // Same base layer either way: the extra library is a runtime concern.
+        assert_eq!(result.layers[0].digest, plain.layers[0].digest);
+        assert_ne!(result.layers[1].digest, plain.layers[1].digest);
+    }
+}

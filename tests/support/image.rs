@@ -11,6 +11,8 @@ use kiln::image::{Family, ImageRequest};
 pub const EPOCH: i64 = 1_700_000_000;
 
 pub struct Programs {
+    /// A layer cache shared by the tests, so each distinct layer is compressed once per run.
+    pub cache: PathBuf,
     /// C++ with wxBase, prints "hello from wx A".
     pub cxx_a: PathBuf,
     /// Same libraries, prints "hello from wx B".
@@ -60,11 +62,13 @@ pub fn programs() -> &'static Programs {
             cxx_ws: dir.join("bin/ws"),
             libgreet: dir.join("lib/libgreet.so.1.0"),
             ada: dir.join("hello_ada"),
+            cache: dir.join("cache/layers"),
         }
     })
 }
 
-/// A request for `binary` writing everything under `out`.
+/// A request for `binary` writing its layout and debug file under `out` (layers go to the
+/// shared cache).
 pub fn request(service: &str, family: Family, binary: &Path, out: &Path) -> ImageRequest {
     ImageRequest {
         service: service.into(),
@@ -103,7 +107,7 @@ pub fn request(service: &str, family: Family, binary: &Path, out: &Path) -> Imag
         budget: 100_000_000,
         layout_dir: out.join("images").join(service),
         debug_dir: out.join("debug"),
-        cache_dir: out.join("cache/layers"),
+        cache_dir: programs().cache.clone(),
     }
 }
 

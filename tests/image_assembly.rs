@@ -421,6 +421,19 @@ mod attribution {
         for want in ["libc6", "libstdc++6", "libgcc-s1", "libwxbase3.2-1"] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
+        // libwxbase3.2-1 ships a machine-readable copyright file; its license reaches the SBOM.
+        let wx = result
+            .packages
+            .iter()
+            .find(|p| p.name == "libwxbase3.2-1")
+            .unwrap();
+        assert!(
+            wx.license
+                .as_deref()
+                .is_some_and(|l| l.contains("wxWindows")),
+            "{:?}",
+            wx.license
+        );
         for pkg in &result.packages {
             let record_path = format!("/var/lib/dpkg/status.d/{}", pkg.name);
             let layers: Vec<usize> = result

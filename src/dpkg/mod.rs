@@ -166,7 +166,7 @@ impl Database {
                     architecture: arch.to_string(),
                     source,
                     source_version,
-                    license: license::short_name(root, name),
+                    license: None,
                     maintainer: para.get("Maintainer").map(str::to_string),
                     multi_arch: para.get("Multi-Arch").map(str::to_string),
                     source_field,
@@ -237,6 +237,16 @@ impl Database {
             .map(|p| Path::new("/").join(p))
             .unwrap_or(real);
         self.owner(&rel.to_string_lossy())
+    }
+
+    /// `pkg` with its license filled in from its copyright file. Done on demand because reading
+    /// every installed package's copyright file would dominate loading the database.
+    pub fn with_license(&self, pkg: &DebPackage) -> DebPackage {
+        let mut out = pkg.clone();
+        if out.license.is_none() {
+            out.license = license::short_name(&self.root, &pkg.name);
+        }
+        out
     }
 
     pub fn package(&self, name: &str) -> Option<&DebPackage> {

@@ -94,7 +94,10 @@ impl<'a> PlannedLayer<'a> {
     ) -> Result<(), ImageError> {
         let origin = match self.db.owner_of_host_file(host) {
             Some(pkg) => {
-                self.packages.insert(pkg.name.clone(), pkg.clone());
+                if !self.packages.contains_key(&pkg.name) {
+                    self.packages
+                        .insert(pkg.name.clone(), self.db.with_license(pkg));
+                }
                 Origin::of_package(pkg)
             }
             None => Origin::Host {

@@ -106,7 +106,10 @@ mod runs {
     #[test]
     fn umoci_unpacks_a_root_filesystem_with_the_loader_path_and_users() {
         let out = tmp();
-        let result = cxx(out.path());
+        let mut req = request("hello", Family::Cxx, &programs().cxx_a, out.path());
+        req.ca_certificates = true;
+        let result = assemble(&req).unwrap();
+        assert!(result.layers[0].description.contains("CA certificates"));
         let bundle = out.path().join("bundle");
         tool_output(
             Command::new("umoci")
@@ -126,6 +129,15 @@ mod runs {
                 || passwd.contains("nonroot:x:65532:65532:nonroot:/home/nonroot")
         );
         assert!(rootfs.join("var/lib/dpkg/status.d/libc6").exists());
+        assert!(rootfs.join("etc/ssl/certs/ca-certificates.crt").exists());
+        // The unpacked tree is a working root: the loader finds wxBase and libstdc++ without
+        // any help from the host.
+        let stdout = tool_output(
+            Command::new("chroot")
+                .arg(&rootfs)
+                .arg("/usr/local/bin/hello"),
+        );
+        assert_eq!(stdout.trim(), "hello from wx A");
     }
 }
 

@@ -71,6 +71,9 @@ mod runs {
         ]));
         assert_eq!(stdout.trim(), "hello from libgreet");
         let _ = std::fs::remove_file(&link);
+        let _ = podman(out.path())
+            .args(["rmi", "-f", &format!("localhost{}:latest", link.display())])
+            .output();
     }
 
     #[test]

@@ -6,11 +6,14 @@
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod closure;
 pub mod digest;
 pub mod driver;
+pub mod dpkg;
 pub mod exec;
 pub mod graph;
 pub mod image;
+pub mod layer;
 pub mod lock;
 pub mod recipe;
 pub mod registry;

@@ -1,11 +1,36 @@
 //! Image assembly: runtime closure, deterministic layers, OCI config/manifest/layout.
 //!
-//! The build engine calls [`assemble`] once per service after its binary is linked.
+//! The build engine calls [`assemble`] once per service after its binary is linked; `kiln inspect`
+//! calls [`inspect`]; [`write_docker_archive`] exports a layout for `podman load`.
+//!
+//! The steps, each in its own module: resolve the closure ([`crate::closure`]), strip
+//! ([`strip`]), plan the layers ([`plan`], [`base`], [`extra`]), write them through the layer
+//! cache ([`crate::layer`]), describe them ([`config`], [`layout`]), check the budget
+//! ([`budget`]) and only then replace the layout on disk.
+
+mod assemble;
+pub mod base;
+pub mod budget;
+pub mod config;
+mod docker;
+mod error;
+mod extra;
+mod inspect;
+pub mod layout;
+pub mod plan;
+pub mod safety;
+pub mod strip;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::digest::Digest;
+pub use crate::dpkg::{DebPackage, Origin};
+
+pub use assemble::{assemble, assemble_with};
+pub use docker::write_docker_archive;
+pub use error::ImageError;
+pub use inspect::{inspect, FileInspection, Inspection, LayerInspection};
 
 /// Language family of a service; selects the family-runtime layer and the default budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -14,6 +39,15 @@ pub enum Family {
     #[serde(rename = "c++")]
     Cxx,
     Ada,
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::Cxx => "c++",
+            Family::Ada => "ada",
+        })
+    }
 }
 
 /// A file or directory the recipe adds to the image.
@@ -92,28 +126,28 @@ pub struct LayerSummary {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ImageResult {
     pub layout: PathBuf,
+    /// Digest of the image manifest.
     pub digest: Digest,
+    /// Config plus every layer, compressed (what the budget limits).
     pub compressed_size: u64,
     pub uncompressed_size: u64,
     pub budget: u64,
     pub layers: Vec<LayerSummary>,
+    /// Every regular file in the image, by path, with the layer (index into `layers`) holding it.
+    pub files: Vec<ImageFile>,
+    /// Debian packages with files in the image, sorted by name.
+    pub packages: Vec<DebPackage>,
+    /// Where the service binary's debug info went (`<debug_dir>/<service>.debug`).
+    pub debug_file: PathBuf,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    #[error("image assembly is not implemented yet")]
-    NotImplemented,
+/// One regular file of an image, for the SBOM.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ImageFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: Digest,
+    pub layer: usize,
+    pub origin: Origin,
 }
 
-pub fn assemble(_req: &ImageRequest) -> Result<ImageResult, ImageError> {
-    Err(ImageError::NotImplemented)
-}
-
-/// Writes a `docker load` / `podman load` tarball of the image in `layout_dir`.
-pub fn write_docker_archive(
-    _layout_dir: &std::path::Path,
-    _repo_tag: &str,
-    _out: &std::path::Path,
-) -> Result<(), ImageError> {
-    Err(ImageError::NotImplemented)
-}

@@ -1,0 +1,215 @@
+//! Runtime closure: every shared object the service binary needs at run time, found the way the
+//! dynamic loader would find it, so the image holds exactly those and nothing else.
+//!
+//! Search order for a `DT_NEEDED` name, mirroring glibc's ld.so (see ld.so(8)):
+//! 1. a name with a '/' is a path and is used as is;
+//! 2. kiln's own rule first: a library the workspace built, matched by SONAME or file name, wins,
+//!    because in the image the binary finds it in /usr/local/lib through `RUNPATH $ORIGIN/../lib`;
+//! 3. `DT_RPATH` of the needing object, then of the executable — only when the needing object has
+//!    no `DT_RUNPATH` (RUNPATH disables RPATH);
+//! 4. the request's `library_paths` (what `LD_LIBRARY_PATH` would hold for the toolchain);
+//! 5. `DT_RUNPATH` of the needing object only (RUNPATH is not inherited);
+//! 6. the Debian multiarch defaults.
+//!
+//! A candidate that is not an ELF object of the binary's class and machine is skipped, as the
+//! loader skips it. A name found nowhere is an error naming both the library and who needs it.
+
+pub mod elf;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+pub use elf::ElfInfo;
+
+/// Where ld.so looks last on Debian 12 amd64 (its built-in system directories plus the
+/// multiarch entries of /etc/ld.so.conf.d).
+pub const DEFAULT_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClosureError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is not an ELF object")]
+    NotElf(PathBuf),
+    #[error("library {library} needed by {needed_by} was not found (searched workspace libraries, RPATH/RUNPATH, toolchain library paths and {default_dirs})", default_dirs = DEFAULT_DIRS.join(", "))]
+    NotFound { library: String, needed_by: String },
+    #[error("the interpreter {interp} named by {binary} does not exist on this machine")]
+    NoInterpreter { interp: String, binary: PathBuf },
+}
+
+/// One shared object of the closure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Library {
+    /// The name it was asked for by (`DT_NEEDED` or a dlopen name); usually the SONAME.
+    pub name: String,
+    /// The object's own `DT_SONAME`, if it has one.
+    pub soname: Option<String>,
+    /// The path the loader would open (may be a symlink).
+    pub found_at: PathBuf,
+    /// `found_at` with every symlink resolved: the bytes that get copied.
+    pub real_path: PathBuf,
+    /// True when it is one of the request's workspace libraries.
+    pub workspace: bool,
+    /// Who asked for it first (a path, for error messages and `kiln inspect`).
+    pub needed_by: String,
+}
+
+/// The program interpreter as named by the binary and as found on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interpreter {
+    pub requested: String,
+    pub real_path: PathBuf,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Closure {
+    pub interpreter: Option<Interpreter>,
+    /// Sorted by name, each name once.
+    pub libraries: Vec<Library>,
+}
+
+/// Resolves closures against one host and one workspace.
+pub struct Resolver {
+    workspace: BTreeMap<String, PathBuf>,
+    library_paths: Vec<PathBuf>,
+    default_dirs: Vec<PathBuf>,
+}
+
+impl Resolver {
+    pub fn new(
+        workspace_libs: &[PathBuf],
+        library_paths: &[PathBuf],
+    ) -> Result<Self, ClosureError> {
+        let mut workspace = BTreeMap::new();
+        for lib in workspace_libs {
+            let info = elf::read(lib)?;
+            if let Some(name) = lib.file_name() {
+                workspace.insert(name.to_string_lossy().into_owned(), lib.clone());
+            }
+            if let Some(soname) = info.soname {
+                workspace.insert(soname, lib.clone());
+            }
+        }
+        Ok(Resolver {
+            workspace,
+            library_paths: library_paths.to_vec(),
+            default_dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+        })
+    }
+
+    /// The closure of `binary` plus `extra` (dlopen names or absolute paths, resolved as if the
+    /// binary asked for them, with their own dependencies).
+    pub fn resolve(&self, binary: &Path, extra: &[String]) -> Result<Closure, ClosureError> {
+        let exe = elf::read(binary)?;
+        let interpreter = match &exe.interp {
+            Some(interp) => {
+                let real_path =
+                    std::fs::canonicalize(interp).map_err(|_| ClosureError::NoInterpreter {
+                        interp: interp.clone(),
+                        binary: binary.to_path_buf(),
+                    })?;
+                Some(Interpreter {
+                    requested: interp.clone(),
+                    real_path,
+                })
+            }
+            None => None,
+        };
+        let interp_real = interpreter.as_ref().map(|i| i.real_path.clone());
+        let mut found: BTreeMap<String, Library> = BTreeMap::new();
+        // (name, needing object path, its info)
+        let mut queue: VecDeque<(String, PathBuf, ElfInfo)> = VecDeque::new();
+        for name in exe.needed.iter().chain(extra) {
+            queue.push_back((name.clone(), binary.to_path_buf(), exe.clone()));
+        }
+        while let Some((name, needer, needer_info)) = queue.pop_front() {
+            if found.contains_key(&name) {
+                continue;
+            }
+            let (found_at, workspace) = self
+                .find(&name, &needer, &needer_info, binary, &exe)
+                .ok_or_else(|| ClosureError::NotFound {
+                    library: name.clone(),
+                    needed_by: needer.display().to_string(),
+                })?;
+            let real_path =
+                std::fs::canonicalize(&found_at).map_err(|source| ClosureError::Read {
+                    path: found_at.clone(),
+                    source,
+                })?;
+            // The loader is mapped by the kernel, not through DT_NEEDED; listing it twice would
+            // only duplicate it in the image.
+            if Some(&real_path) == interp_real.as_ref() {
+                continue;
+            }
+            let info = elf::read(&found_at)?;
+            for dep in &info.needed {
+                queue.push_back((dep.clone(), found_at.clone(), info.clone()));
+            }
+            found.insert(
+                name.clone(),
+                Library {
+                    name,
+                    soname: info.soname.clone(),
+                    found_at,
+                    real_path,
+                    workspace,
+                    needed_by: needer.display().to_string(),
+                },
+            );
+        }
+        Ok(Closure {
+            interpreter,
+            libraries: found.into_values().collect(),
+        })
+    }
+
+    fn find(
+        &self,
+        name: &str,
+        needer: &Path,
+        info: &ElfInfo,
+        exe_path: &Path,
+        exe: &ElfInfo,
+    ) -> Option<(PathBuf, bool)> {
+        if name.contains('/') {
+            let p = PathBuf::from(name);
+            let ws = self.workspace.values().any(|w| w == &p);
+            return compatible(&p, exe.kind).then_some((p, ws));
+        }
+        if let Some(p) = self.workspace.get(name) {
+            return Some((p.clone(), true));
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        if info.runpath.is_empty() {
+            dirs.extend(info.rpath.iter().map(|e| elf::expand_origin(e, needer)));
+            if exe.runpath.is_empty() {
+                dirs.extend(exe.rpath.iter().map(|e| elf::expand_origin(e, exe_path)));
+            }
+        }
+        dirs.extend(self.library_paths.iter().cloned());
+        dirs.extend(info.runpath.iter().map(|e| elf::expand_origin(e, needer)));
+        dirs.extend(self.default_dirs.iter().cloned());
+        dirs.into_iter()
+            .map(|d| d.join(name))
+            .find(|p| compatible(p, exe.kind))
+            .map(|p| (p, false))
+    }
+}
+
+fn compatible(path: &Path, kind: (bool, u16)) -> bool {
+    match std::fs::read(path) {
+        Ok(bytes) => elf::parse(&bytes).is_some_and(|i| i.kind == kind),
+        Err(_) => false,
+    }
+}

@@ -33,7 +33,7 @@ pub enum DpkgError {
 }
 
 /// One installed Debian package, as far as an image's SBOM needs it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct DebPackage {
     pub name: String,
     pub version: String,
@@ -73,7 +73,7 @@ impl DebPackage {
 }
 
 /// Where a file in an image came from.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Origin {
     /// Installed by a Debian package.

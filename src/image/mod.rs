@@ -33,7 +33,7 @@ pub use error::ImageError;
 pub use inspect::{inspect, FileInspection, Inspection, LayerInspection};
 
 /// Language family of a service; selects the family-runtime layer and the default budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     #[serde(rename = "c++")]
@@ -114,7 +114,7 @@ pub struct ImageRequest {
     pub cache_dir: PathBuf,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LayerSummary {
     pub digest: Digest,
     pub diff_id: Digest,
@@ -123,7 +123,7 @@ pub struct LayerSummary {
     pub description: String,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ImageResult {
     pub layout: PathBuf,
     /// Digest of the image manifest.
@@ -142,7 +142,7 @@ pub struct ImageResult {
 }
 
 /// One regular file of an image, for the SBOM.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageFile {
     pub path: String,
     pub size: u64,

@@ -69,7 +69,11 @@ impl FromStr for Digest {
         let hex = s
             .strip_prefix("sha256:")
             .ok_or_else(|| DigestError::Algorithm(s.to_string()))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Hex(s.to_string()));
         }
         let mut out = [0u8; 32];
@@ -135,7 +139,10 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Hasher::new() }
+        HashingReader {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     pub fn finish(self) -> (Digest, u64) {
         let len = self.hasher.len();
@@ -167,7 +174,10 @@ mod tests {
     fn parse_round_trips_and_rejects_other_forms() {
         let d = Digest::of(b"kiln");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-        assert!(matches!("sha512:00".parse::<Digest>(), Err(DigestError::Algorithm(_))));
+        assert!(matches!(
+            "sha512:00".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
         let upper = d.to_string().to_uppercase().replace("SHA256", "sha256");
         assert!(matches!(upper.parse::<Digest>(), Err(DigestError::Hex(_))));
     }

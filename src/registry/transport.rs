@@ -10,7 +10,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
@@ -172,6 +172,7 @@ pub struct Transport {
     challenge: RwLock<Challenge>,
     credential: Option<Credential>,
     tokens: TokenCache,
+    token_fetch: Mutex<()>,
     pub retry: RetryPolicy,
 }
 
@@ -272,6 +273,7 @@ impl Transport {
             challenge: RwLock::new(Challenge::Anonymous),
             credential,
             tokens: TokenCache::default(),
+            token_fetch: Mutex::new(()),
             retry: settings.retry.clone(),
         };
         let challenge = match t.ping(!allow_http) {
@@ -396,6 +398,12 @@ impl Transport {
                     }
                 }
                 let key = TokenCache::key(&all);
+                if let Some(t) = self.tokens.get(&key) {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                // One fetch at a time: parallel uploads starting together would otherwise all
+                // miss the cache and each ask the token service for the same scope.
+                let _single_flight = self.token_fetch.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(t) = self.tokens.get(&key) {
                     return Ok(Some(format!("Bearer {t}")));
                 }

@@ -341,6 +341,9 @@ fn put_chunked(
                     .and_then(|v| v.to_str().ok())
                     .and_then(next_offset);
                 offset = reported.unwrap_or(at + len);
+                // Bound failures per chunk, not per blob: a long upload over a flaky link must
+                // not give up just because it has many chunks.
+                failures = 0;
                 continue;
             }
             Ok(resp)

@@ -73,6 +73,9 @@ fn podman_run(reg: &TestRegistry, reference: &str) -> String {
             .arg(dir.path().join("root"))
             .arg("--runroot")
             .arg(dir.path().join("runroot"))
+            // Private libpod state: parallel tests would otherwise race on /run/libpod.
+            .arg("--tmpdir")
+            .arg(dir.path().join("tmp"))
             .args([
                 "--storage-driver",
                 "vfs",
@@ -101,10 +104,11 @@ fn podman_run(reg: &TestRegistry, reference: &str) -> String {
     ])
     .arg(&full);
     let out = registry_server::run(&mut run);
-    // Storage under --root is removed with the temp dir; vfs layers are plain directories.
-    let mut reset = Command::new("podman");
-    base(&mut reset);
-    let _ = reset.args(["system", "reset", "--force"]).output();
+    // Storage lives under the temp dir (vfs layers are plain directories); drop the image too
+    // so nothing refers to it afterwards.
+    let mut rmi = Command::new("podman");
+    base(&mut rmi);
+    let _ = rmi.args(["rmi", "--all", "--force"]).output();
     out
 }
 
@@ -179,6 +183,7 @@ fn wrong_password_fails_without_tagging(reg: &TestRegistry) {
         .unwrap()
         .expect_err("a wrong password must fail");
     let text = chain(&err);
+    eprintln!("wrong password ({:?}): {text}", reg.mode);
     assert!(text.contains(&reg.addr), "error names the registry: {text}");
     assert!(
         text.contains("bad/api"),
@@ -214,7 +219,11 @@ fn basic_auth_over_tls() {
     let err = registry::push_all(&opts, &[image("worker", &["v1"])])
         .remove(0)
         .unwrap_err();
-    assert!(chain(&err).contains("connecting"), "{}", chain(&err));
+    let text = chain(&err);
+    assert!(
+        text.contains("connecting") && text.contains("https://"),
+        "the TLS failure is reported: {text}"
+    );
 }
 
 #[test]
@@ -305,6 +314,13 @@ fn pushes_complete_through_a_faulty_proxy() {
     let (resets, statuses) = (
         counts.resets.load(std::sync::atomic::Ordering::SeqCst),
         counts.statuses.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    eprintln!(
+        "proxy: {resets} resets, {statuses} statuses; resumed {:?}",
+        reports
+            .iter()
+            .map(|r| r.resumed_uploads)
+            .collect::<Vec<_>>()
     );
     assert!(
         resets > 0 && statuses > 0,

@@ -279,9 +279,11 @@ impl Transport {
         let challenge = match t.ping(!allow_http) {
             Ok(c) => c,
             // HTTPS did not even connect (or spoke to a plain-HTTP server): fall back where allowed.
-            Err(RegistryError::Transport { .. }) if allow_http => {
+            Err(https_err @ RegistryError::Transport { .. }) if allow_http => {
                 t.base = format!("http://{registry}");
-                t.ping(true)?
+                // If plain HTTP does not give a registry answer either, the HTTPS failure (say,
+                // an untrusted certificate) is the one that explains the problem.
+                t.ping(true).map_err(|_| https_err)?
             }
             Err(e) => return Err(e),
         };

@@ -273,7 +273,7 @@ pub fn push_blob(
                 if blob_exists(t, repository, &blob.digest)? {
                     return Ok(BlobOutcome::Uploaded {
                         bytes: blob.size,
-                        resumes: attempt,
+                        resumes: 0,
                     });
                 }
                 std::thread::sleep(t.retry.delay(attempt, None));

@@ -1,0 +1,290 @@
+//! Pushing images: blobs in parallel across images, then manifests, then tags.
+//!
+//! Layers shared between services are uploaded once per registry: a per-digest lock makes the
+//! second repository wait for the first upload and then mount it (`?mount=&from=`), which costs
+//! the registry a link instead of the bytes. What this process has pushed where is remembered for
+//! its lifetime, so separate `push_all` calls in one run share layers too.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, StatusCode};
+
+use super::auth::repository_scope;
+use super::credentials::CredentialSources;
+use super::error::RegistryError;
+use super::layout::{read_layout, LayoutImage, ManifestBlob};
+use super::reference::validate_tag;
+use super::transport::{status_error, Body, Request, Transport};
+use super::upload::{check_reported_digest, push_blob, Blob, BlobOutcome};
+use super::{PushError, PushImage, PushOptions, PushReport, PushStep, ReferenceError};
+use crate::digest::Digest;
+
+type Holders = Arc<Mutex<Vec<String>>>;
+
+/// Repositories known (to this process) to hold a blob, per registry and digest. The inner
+/// mutex is held for the whole upload of that blob, which is what serialises shared layers.
+fn holders(registry: &str, digest: &Digest) -> Holders {
+    static KNOWN: OnceLock<Mutex<HashMap<(String, Digest), Holders>>> = OnceLock::new();
+    let mut known = KNOWN.get_or_init(Default::default).lock().unwrap();
+    known
+        .entry((registry.to_string(), *digest))
+        .or_default()
+        .clone()
+}
+
+/// Pushes a blob to `repository`, mounting from another repository this process put it in.
+pub(crate) fn push_shared_blob(
+    t: &Transport,
+    opts: &PushOptions,
+    repository: &str,
+    blob: &Blob,
+) -> Result<BlobOutcome, RegistryError> {
+    let holders = holders(&opts.registry, &blob.digest);
+    let mut held = holders.lock().unwrap_or_else(|p| p.into_inner());
+    let from = held.iter().find(|r| *r != repository).cloned();
+    let outcome = push_blob(t, repository, blob, from.as_deref(), &opts.upload)?;
+    if !held.iter().any(|r| r == repository) {
+        held.push(repository.to_string());
+    }
+    Ok(outcome)
+}
+
+/// Why no connection could be made; cloned onto every image of a push.
+#[derive(Clone)]
+pub(crate) enum ConnectError {
+    Credentials(super::CredentialError),
+    Registry(RegistryError),
+}
+
+impl ConnectError {
+    pub(crate) fn for_image(
+        self,
+        opts: &PushOptions,
+        service: &str,
+        repository: &str,
+    ) -> PushError {
+        let (service, registry, repository) = (
+            service.to_string(),
+            opts.registry.clone(),
+            repository.to_string(),
+        );
+        match self {
+            ConnectError::Credentials(source) => PushError::Credentials {
+                service,
+                registry,
+                repository,
+                source: Box::new(source),
+            },
+            ConnectError::Registry(source) => PushError::Registry {
+                service,
+                registry,
+                repository,
+                step: PushStep::Connecting,
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+/// Connects to the registry with credentials from the configured sources.
+pub(crate) fn connect(opts: &PushOptions) -> Result<Transport, ConnectError> {
+    let sources = opts
+        .credentials
+        .clone()
+        .unwrap_or_else(CredentialSources::from_env);
+    let credential = sources
+        .lookup(&opts.registry)
+        .map_err(ConnectError::Credentials)?;
+    Transport::connect(&opts.registry, &opts.transport_settings(), credential)
+        .map_err(ConnectError::Registry)
+}
+
+/// PUTs a manifest under `reference` (its digest or a tag) with its exact bytes and media type.
+pub(crate) fn put_manifest(
+    t: &Transport,
+    repository: &str,
+    manifest: &ManifestBlob,
+    reference: &str,
+) -> Result<reqwest::blocking::Response, RegistryError> {
+    let url = t.url(&format!("/v2/{repository}/manifests/{reference}"));
+    let req = Request::new(
+        Method::PUT,
+        url.clone(),
+        vec![repository_scope(repository, "pull,push")],
+    )
+    .header(CONTENT_TYPE, &manifest.media_type)
+    .body(Body::Bytes(Arc::new(manifest.bytes.clone())));
+    let resp = t.send(&req)?;
+    if resp.status() != StatusCode::CREATED {
+        return Err(status_error("PUT", &url, resp));
+    }
+    check_reported_digest("PUT", &url, &resp, &manifest.digest)?;
+    Ok(resp)
+}
+
+struct Prepared {
+    index: usize,
+    repository: String,
+    layout: LayoutImage,
+    report: PushReport,
+    failed: Option<PushError>,
+}
+
+pub fn push_all(opts: &PushOptions, images: &[PushImage]) -> Vec<Result<PushReport, PushError>> {
+    let mut results: Vec<Option<Result<PushReport, PushError>>> =
+        images.iter().map(|_| None).collect();
+    let mut prepared = Vec::new();
+    for (index, image) in images.iter().enumerate() {
+        match prepare(opts, index, image) {
+            Ok(p) => prepared.push(p),
+            Err(e) => results[index] = Some(Err(e)),
+        }
+    }
+    if !prepared.is_empty() {
+        match connect(opts) {
+            Ok(t) => push_prepared(opts, &t, images, &mut prepared),
+            Err(e) => {
+                for p in &mut prepared {
+                    p.failed = Some(e.clone().for_image(
+                        opts,
+                        &images[p.index].service,
+                        &p.repository,
+                    ));
+                }
+            }
+        }
+    }
+    for p in prepared {
+        results[p.index] = Some(match p.failed {
+            Some(e) => Err(e),
+            None => Ok(p.report),
+        });
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every image has a result"))
+        .collect()
+}
+
+fn prepare(opts: &PushOptions, index: usize, image: &PushImage) -> Result<Prepared, PushError> {
+    let reference_err = |source: ReferenceError| PushError::Reference {
+        service: image.service.clone(),
+        registry: opts.registry.clone(),
+        source,
+    };
+    let repository = opts.repository(&image.service).map_err(reference_err)?;
+    for tag in &image.tags {
+        validate_tag(tag).map_err(reference_err)?;
+    }
+    let layout = read_layout(&image.layout).map_err(|source| PushError::Layout {
+        service: image.service.clone(),
+        layout: image.layout.clone(),
+        source,
+    })?;
+    let top = layout.top();
+    let report = PushReport {
+        service: image.service.clone(),
+        reference: format!("{}/{}@{}", opts.registry, repository, top.digest),
+        digest: top.digest,
+        media_type: top.media_type.clone(),
+        size: top.bytes.len() as u64,
+        tags: image.tags.clone(),
+        uploaded_blobs: 0,
+        skipped_blobs: 0,
+        mounted_blobs: 0,
+        uploaded_bytes: 0,
+        resumed_uploads: 0,
+    };
+    Ok(Prepared {
+        index,
+        repository,
+        layout,
+        report,
+        failed: None,
+    })
+}
+
+fn push_prepared(
+    opts: &PushOptions,
+    t: &Transport,
+    images: &[PushImage],
+    prepared: &mut [Prepared],
+) {
+    let registry_err = |p: &Prepared, step: PushStep, source: RegistryError| PushError::Registry {
+        service: images[p.index].service.clone(),
+        registry: opts.registry.clone(),
+        repository: p.repository.clone(),
+        step,
+        source: Box::new(source),
+    };
+    // Blobs: one queue across all images so `jobs` bounds the total parallelism.
+    let queue: Mutex<VecDeque<(usize, usize)>> = Mutex::new(
+        prepared
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| (0..p.layout.blobs.len()).map(move |b| (i, b)))
+            .collect(),
+    );
+    let state: Vec<Mutex<(PushReport, Option<PushError>)>> = prepared
+        .iter()
+        .map(|p| Mutex::new((p.report.clone(), None)))
+        .collect();
+    let workers = opts.jobs.max(1).min(queue.lock().unwrap().len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let Some((i, b)) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let p = &prepared[i];
+                if state[i].lock().unwrap().1.is_some() {
+                    continue;
+                }
+                let blob = &p.layout.blobs[b];
+                let outcome = push_shared_blob(t, opts, &p.repository, blob);
+                let mut st = state[i].lock().unwrap();
+                match outcome {
+                    Ok(BlobOutcome::Skipped) => st.0.skipped_blobs += 1,
+                    Ok(BlobOutcome::Mounted) => st.0.mounted_blobs += 1,
+                    Ok(BlobOutcome::Uploaded { bytes, resumes }) => {
+                        st.0.uploaded_blobs += 1;
+                        st.0.uploaded_bytes += bytes;
+                        st.0.resumed_uploads += u64::from(resumes);
+                    }
+                    Err(e) => {
+                        if st.1.is_none() {
+                            st.1 = Some(registry_err(p, PushStep::Blob(blob.digest), e));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for (p, st) in prepared.iter_mut().zip(state) {
+        let (report, failed) = st.into_inner().unwrap();
+        p.report = report;
+        if let Some(e) = failed {
+            p.failed = Some(e);
+            continue;
+        }
+        // Manifests by digest, children first, so every tag lands on a complete image.
+        for m in &p.layout.manifests {
+            if let Err(e) = put_manifest(t, &p.repository, m, &m.digest.to_string()) {
+                p.failed = Some(registry_err(p, PushStep::Manifest(m.digest), e));
+                break;
+            }
+        }
+        if p.failed.is_some() {
+            continue;
+        }
+        let top = p.layout.top().clone();
+        for tag in &images[p.index].tags {
+            if let Err(e) = put_manifest(t, &p.repository, &top, tag) {
+                p.failed = Some(registry_err(p, PushStep::Tag(tag.clone()), e));
+                break;
+            }
+        }
+    }
+}

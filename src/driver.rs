@@ -261,7 +261,10 @@ pub fn build_selected(
                             return;
                         };
                         let req = image_request(ws, i, &prepared, &meta, &opts.cache_dir);
-                        let res = image::assemble(&req).map_err(|e| e.to_string());
+                        let res = assemble_unless_fresh(&req, &stat, &state).and_then(|img| {
+                            write_sbom(ws, i, &prepared, &meta, &img)?;
+                            Ok(img)
+                        });
                         results.lock().unwrap().push((i, res));
                     });
                 }
@@ -377,4 +380,116 @@ pub fn image_request(
         debug_dir: root.join("out/debug"),
         cache_dir: cache_dir.join("layers"),
     }
+}
+
+/// Everything an image is made from, for deciding that the image in out/ is still current.
+/// Local to this workspace (it may hold absolute paths); the layers themselves are cached by
+/// content in the image module.
+fn image_key(req: &ImageRequest, stat: &StatCache) -> std::io::Result<crate::digest::Digest> {
+    let mut k = crate::cache::key::KeyBuilder::new("image-inputs");
+    k.argv(&[format!("{req:?}")]);
+    // A different kiln may write different bytes.
+    if let Ok(exe) = std::env::current_exe() {
+        k.input("kiln", &stat.digest(&exe)?);
+    }
+    // System libraries come from installed packages.
+    k.input(
+        "/var/lib/dpkg/status",
+        &stat.digest(Path::new("/var/lib/dpkg/status"))?,
+    );
+    k.input("binary", &stat.digest(&req.binary)?);
+    for lib in &req.workspace_libs {
+        k.input(&lib.to_string_lossy(), &stat.digest(lib)?);
+    }
+    for f in &req.extra_files {
+        for entry in walk(&f.src) {
+            k.input(&entry.to_string_lossy(), &stat.digest(&entry)?);
+        }
+    }
+    Ok(k.finish())
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    if p.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        entries.iter().flat_map(|e| walk(e)).collect()
+    } else {
+        vec![p.to_path_buf()]
+    }
+}
+
+fn assemble_unless_fresh(
+    req: &ImageRequest,
+    stat: &StatCache,
+    state: &Mutex<State>,
+) -> Result<ImageResult, String> {
+    let key = image_key(req, stat).map_err(|e| format!("reading the image's inputs: {e}"))?;
+    let index = req.layout_dir.join("index.json");
+    if let Some((k, v)) = state.lock().unwrap().images.get(&req.service) {
+        if *k == key && index.is_file() {
+            if let Ok(img) = serde_json::from_value::<ImageResult>(v.clone()) {
+                let current = std::fs::read(&index)
+                    .ok()
+                    .map(|b| crate::digest::Digest::of(&b));
+                if current.is_some()
+                    && req
+                        .layout_dir
+                        .join("blobs/sha256")
+                        .join(img.digest.hex())
+                        .is_file()
+                {
+                    return Ok(img);
+                }
+            }
+        }
+    }
+    let img = image::assemble(req).map_err(|e| e.to_string())?;
+    if let Ok(v) = serde_json::to_value(&img) {
+        state
+            .lock()
+            .unwrap()
+            .images
+            .insert(req.service.clone(), (key, v));
+    }
+    Ok(img)
+}
+
+fn write_sbom(
+    ws: &Workspace,
+    i: usize,
+    prepared: &Prepared,
+    meta: &crate::vcs::Meta,
+    img: &ImageResult,
+) -> Result<(), String> {
+    let r = &ws.recipes[i];
+    let mut toolchains = Vec::new();
+    let mut recipes = Vec::new();
+    for j in graph::build_order(ws, &[i]) {
+        let rj = &ws.recipes[j];
+        let tc = &prepared.toolchains[&rj.toolchain.value];
+        if !toolchains.iter().any(|(n, _)| n == &tc.spec.name) {
+            toolchains.push((tc.spec.name.clone(), tc.fingerprint));
+        }
+        recipes.push((
+            rj.file.clone(),
+            crate::digest::Digest::of(rj.source_text.as_bytes()),
+        ));
+    }
+    let input = crate::sbom::SbomInput {
+        root: &ws.root,
+        recipe: r,
+        meta,
+        image: img,
+        toolchains,
+        recipes,
+    };
+    crate::sbom::write_for_image(&input)
+        .map(|_| ())
+        .map_err(|e| format!("writing the SBOM: {e}"))
 }

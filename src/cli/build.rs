@@ -146,3 +146,30 @@ fn write_archive(
         _ => Err(format!("--docker-archive needs exactly one service to be built, not {}; name it: `kiln build SERVICE --docker-archive PATH`", layouts.len())),
     }
 }
+
+pub fn inspect(ws: &Workspace, service: &str, json: bool) -> Result<ExitCode, Error> {
+    let r = ws.recipe(service).ok_or_else(|| {
+        let help =
+            crate::recipe::diag::did_you_mean(service, ws.recipes.iter().map(|r| r.name.as_str()))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+        Error::Driver(driver::DriverError::Usage(format!(
+            "no service named `{service}`{help}"
+        )))
+    })?;
+    let layout = ws.root.join("out/images").join(&r.name);
+    if !layout.join("index.json").is_file() {
+        return Err(Error::Failed(format!(
+            "no image for `{service}` in {}: run `kiln build {service}` first",
+            layout.display()
+        )));
+    }
+    let ins = crate::image::inspect(&layout)
+        .map_err(|e| Error::Failed(format!("inspecting {}: {e}", layout.display())))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ins).unwrap_or_default());
+    } else {
+        print!("{ins}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -5,6 +5,7 @@
 
 mod build;
 mod output;
+mod push;
 mod test;
 
 use std::path::PathBuf;
@@ -71,6 +72,26 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Push service images to an OCI registry (builds first if needed).
+    Push(push::PushArgs),
+    /// Store registry credentials in the docker config, like `docker login`.
+    Login(push::LoginArgs),
+    /// Show an image's layers and largest files.
+    Inspect {
+        service: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild in a fresh copy with an empty cache and compare every blob.
+    Verify {
+        services: Vec<String>,
+        #[arg(short = 'j', long = "jobs")]
+        jobs: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record toolchain fingerprints and package versions in kiln.lock.
+    Lock,
 }
 
 pub fn main() -> ExitCode {
@@ -133,6 +154,9 @@ pub fn jobs(j: Option<usize>) -> usize {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
+    if let Cmd::Login(args) = &cli.command {
+        return push::login(args).map_err(boxed);
+    }
     let ws = load_workspace(&cli.dir).map_err(boxed)?;
     match cli.command {
         Cmd::Build(args) => build::run(&ws, &args).map_err(boxed),
@@ -178,6 +202,40 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             rerun,
             json,
         } => test::run(&ws, &targets, jobs(j), rerun, json).map_err(boxed),
+        Cmd::Push(args) => push::run(&ws, &args).map_err(boxed),
+        Cmd::Login(_) => unreachable!("handled before loading a workspace"),
+        Cmd::Inspect { service, json } => build::inspect(&ws, &service, json).map_err(boxed),
+        Cmd::Verify {
+            services,
+            jobs: j,
+            json,
+        } => {
+            let report = crate::verify::verify(&ws, &services, jobs(j))
+                .map_err(|e| boxed(Error::Failed(e)))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            }
+            if report.mismatches.is_empty() {
+                eprintln!(
+                    "kiln: verify: {} service image(s) rebuilt bit for bit",
+                    report.services.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for m in &report.mismatches {
+                    eprintln!("kiln: verify: {m}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+        Cmd::Lock => {
+            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e)))?;
+            eprintln!("kiln: wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

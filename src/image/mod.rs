@@ -33,7 +33,9 @@ pub use error::ImageError;
 pub use inspect::{inspect, FileInspection, Inspection, LayerInspection};
 
 /// Language family of a service; selects the family-runtime layer and the default budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     #[serde(rename = "c++")]
@@ -150,4 +152,3 @@ pub struct ImageFile {
     pub layer: usize,
     pub origin: Origin,
 }
-

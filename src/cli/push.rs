@@ -1,0 +1,242 @@
+//! `kiln push` and `kiln login`.
+
+use std::process::ExitCode;
+
+use super::{jobs, Error};
+use crate::build::Progress;
+use crate::cli::output::{self, Lines, Quiet};
+use crate::driver::{self, BuildOptions};
+use crate::exec::ProcessRunner;
+use crate::recipe::Kind;
+use crate::registry::{self, PushImage, PushOptions};
+use crate::workspace::Workspace;
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    /// Services to push (default: all).
+    pub services: Vec<String>,
+    /// Destination: REGISTRY[:PORT]/PREFIX; each image goes to PREFIX/<service>.
+    #[arg(long, value_name = "REGISTRY/PREFIX")]
+    pub to: String,
+    /// Tags to push (default: the recipe's version and the git short revision).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Also tag `latest`.
+    #[arg(long)]
+    pub latest: bool,
+    /// Parallel uploads.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Build jobs for the build that precedes the push.
+    #[arg(short = 'j', value_name = "N")]
+    pub build_jobs: Option<usize>,
+    /// Allow plain HTTP to this registry (loopback registries always may).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure: Vec<String>,
+    /// Trust this CA certificate (PEM) for the registry.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Do not attach SBOMs and provenance as referrers.
+    #[arg(long)]
+    pub no_attach: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LoginArgs {
+    /// Registry host[:port].
+    pub registry: String,
+    #[arg(short = 'u', long)]
+    pub username: String,
+    /// Read the password from standard input (the only way: it never appears in argv).
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure: Vec<String>,
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `REGISTRY[:PORT]/PREFIX` into its two parts.
+pub fn split_destination(to: &str) -> Result<(String, String), String> {
+    let to = to.trim_end_matches('/');
+    let (registry, prefix) = to.split_once('/').unwrap_or((to, ""));
+    if registry.is_empty()
+        || !(registry.contains('.') || registry.contains(':') || registry == "localhost")
+    {
+        return Err(format!("--to {to:?} must start with a registry host (REGISTRY[:PORT]/PREFIX), for example 127.0.0.1:5000/team"));
+    }
+    Ok((registry.to_string(), prefix.to_string()))
+}
+
+pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
+    let usage = |m: String| Error::Driver(driver::DriverError::Usage(m));
+    let (registry_host, prefix) = split_destination(&args.to).map_err(usage)?;
+    let selected = driver::select(ws, &args.services, |r| r.kind == Kind::Service)?;
+    if let Some(&i) = selected
+        .iter()
+        .find(|&&i| ws.recipes[i].kind != Kind::Service)
+    {
+        return Err(usage(format!(
+            "`{}` is a {}, not a service",
+            ws.recipes[i].name,
+            ws.recipes[i].kind.as_str()
+        )));
+    }
+    let names: Vec<String> = selected
+        .iter()
+        .map(|&i| ws.recipes[i].name.clone())
+        .collect();
+
+    // Push what the sources say now: build first (a no-op when nothing changed).
+    let opts = BuildOptions {
+        targets: names.clone(),
+        jobs: jobs(args.build_jobs),
+        images: true,
+        cache_dir: crate::cache::default_dir(),
+    };
+    let progress: &dyn Progress = if args.json { &Quiet } else { &Lines };
+    let outcome = driver::build(ws, &opts, &ProcessRunner, progress)?;
+    super::build::report_failures(&outcome);
+    if outcome.failed || !outcome.image_errors.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+
+    let meta = crate::vcs::Meta::of(&ws.root);
+    let images: Vec<PushImage> = selected
+        .iter()
+        .map(|&i| {
+            let r = &ws.recipes[i];
+            let mut tags = if args.tags.is_empty() {
+                let mut t = vec![r.version.clone()];
+                if meta.short_revision != "unknown" {
+                    t.push(meta.short_revision.clone());
+                }
+                t
+            } else {
+                args.tags.clone()
+            };
+            if args.latest && !tags.iter().any(|t| t == "latest") {
+                tags.push("latest".into());
+            }
+            PushImage {
+                service: r.name.clone(),
+                layout: outcome.images[&r.name].layout.clone(),
+                tags,
+            }
+        })
+        .collect();
+    let mut popts = PushOptions::new(&registry_host);
+    popts.prefix = prefix;
+    popts.jobs = args.jobs.max(1);
+    popts.insecure_registries = args.insecure.clone();
+    popts.ca_file = args.ca_file.clone();
+
+    let results = registry::push_all(&popts, &images);
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for (img, res) in images.iter().zip(results) {
+        match res {
+            Ok(rep) => {
+                if !args.no_attach {
+                    match attach(ws, &popts, &img.service, &rep) {
+                        Ok(n) if n > 0 && !args.json => {
+                            eprintln!("kiln: attached {n} artifact(s) to {}", rep.reference)
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            failed = true;
+                            output::print_error(&*e);
+                        }
+                    }
+                }
+                if !args.json {
+                    println!("{} {}", rep.service, rep.reference);
+                }
+                reports.push(rep);
+            }
+            Err(e) => {
+                failed = true;
+                output::print_error(&e);
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "images": reports }))
+                .unwrap_or_default()
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn attach(
+    ws: &Workspace,
+    opts: &PushOptions,
+    service: &str,
+    rep: &registry::PushReport,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let artifacts = crate::sbom::artifacts(&ws.root, service)?;
+    let subject = rep.descriptor();
+    for a in &artifacts {
+        registry::push_referrer(opts, service, &subject, a)?;
+    }
+    Ok(artifacts.len())
+}
+
+pub fn login(args: &LoginArgs) -> Result<ExitCode, Error> {
+    if !args.password_stdin {
+        return Err(Error::Driver(driver::DriverError::Usage(
+            "kiln login reads the password from standard input: pass --password-stdin".into(),
+        )));
+    }
+    let password = registry::read_password(std::io::stdin().lock())
+        .map_err(|e| Error::Failed(format!("reading the password from standard input: {e}")))?;
+    let opts = registry::LoginOptions {
+        registry: args.registry.clone(),
+        username: args.username.clone(),
+        password,
+        insecure_registries: args.insecure.clone(),
+        ca_file: args.ca_file.clone(),
+        credentials: None,
+        certs_d: None,
+        retry: Default::default(),
+    };
+    match registry::login(&opts) {
+        Ok(path) => {
+            eprintln!(
+                "kiln: login succeeded; credentials stored in {}",
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            output::print_error(&e);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        assert_eq!(
+            split_destination("127.0.0.1:5000/team/svc").unwrap(),
+            ("127.0.0.1:5000".into(), "team/svc".into())
+        );
+        assert_eq!(
+            split_destination("localhost").unwrap(),
+            ("localhost".into(), "".into())
+        );
+        assert!(split_destination("team/svc").is_err());
+    }
+}

@@ -132,6 +132,21 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     popts.jobs = args.jobs.max(1);
     popts.insecure_registries = args.insecure.clone();
     popts.ca_file = args.ca_file.clone();
+    let safe: String = registry_host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    popts.holders_file = Some(
+        crate::cache::default_dir()
+            .join("registries")
+            .join(format!("{safe}.json")),
+    );
 
     let results = registry::push_all(&popts, &images);
     let mut reports = Vec::new();

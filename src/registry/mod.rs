@@ -53,6 +53,8 @@ pub struct PushOptions {
     pub credentials: Option<CredentialSources>,
     /// `certs.d` roots; `None` uses `KILN_CERTS_D` or /etc/docker and /etc/containers.
     pub certs_d: Option<Vec<PathBuf>>,
+    /// Where to remember which repositories hold which blobs across processes (for mounts).
+    pub holders_file: Option<PathBuf>,
 }
 
 impl PushOptions {
@@ -67,6 +69,7 @@ impl PushOptions {
             upload: UploadTuning::default(),
             credentials: None,
             certs_d: None,
+            holders_file: None,
         }
     }
 

@@ -25,13 +25,72 @@ type Holders = Arc<Mutex<Vec<String>>>;
 
 /// Repositories known (to this process) to hold a blob, per registry and digest. The inner
 /// mutex is held for the whole upload of that blob, which is what serialises shared layers.
-fn holders(registry: &str, digest: &Digest) -> Holders {
+fn known() -> &'static Mutex<HashMap<(String, Digest), Holders>> {
     static KNOWN: OnceLock<Mutex<HashMap<(String, Digest), Holders>>> = OnceLock::new();
-    let mut known = KNOWN.get_or_init(Default::default).lock().unwrap();
+    KNOWN.get_or_init(Default::default)
+}
+
+fn holders(registry: &str, digest: &Digest) -> Holders {
+    let mut known = known().lock().unwrap();
     known
         .entry((registry.to_string(), *digest))
         .or_default()
         .clone()
+}
+
+/// What earlier kiln processes pushed where, so that a later `kiln push` of another service
+/// mounts shared layers instead of uploading them again. A stale entry only costs a mount
+/// attempt that the registry answers with an ordinary upload session.
+type HoldersFile = std::collections::BTreeMap<Digest, Vec<String>>;
+
+fn load_holders(opts: &PushOptions) {
+    let Some(path) = &opts.holders_file else {
+        return;
+    };
+    let Some(file) = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<HoldersFile>(&b).ok())
+    else {
+        return;
+    };
+    for (digest, repos) in file {
+        let h = holders(&opts.registry, &digest);
+        let mut held = h.lock().unwrap_or_else(|p| p.into_inner());
+        for r in repos {
+            if !held.contains(&r) {
+                held.push(r);
+            }
+        }
+    }
+}
+
+fn save_holders(opts: &PushOptions) {
+    let Some(path) = &opts.holders_file else {
+        return;
+    };
+    let mut file: HoldersFile = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let entries: Vec<(Digest, Holders)> = known()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|((reg, _), _)| *reg == opts.registry)
+        .map(|((_, d), h)| (*d, h.clone()))
+        .collect();
+    for (d, h) in entries {
+        let held = h.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let repos = file.entry(d).or_default();
+        for r in held {
+            if !repos.contains(&r) {
+                repos.push(r);
+            }
+        }
+    }
+    if let Ok(bytes) = serde_json::to_vec(&file) {
+        let _ = crate::cache::atomic_write(path, &bytes);
+    }
 }
 
 /// Pushes a blob to `repository`, mounting from another repository this process put it in.
@@ -143,8 +202,12 @@ pub fn push_all(opts: &PushOptions, images: &[PushImage]) -> Vec<Result<PushRepo
         }
     }
     if !prepared.is_empty() {
+        load_holders(opts);
         match connect(opts) {
-            Ok(t) => push_prepared(opts, &t, images, &mut prepared),
+            Ok(t) => {
+                push_prepared(opts, &t, images, &mut prepared);
+                save_holders(opts);
+            }
             Err(e) => {
                 for p in &mut prepared {
                     p.failed = Some(e.clone().for_image(

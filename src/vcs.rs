@@ -1,7 +1,9 @@
 //! What the workspace's git checkout says about the source: revision and commit time.
 //!
 //! `SOURCE_DATE_EPOCH` from the environment wins (the reproducible-builds convention); else the
-//! commit time of HEAD; else 0. Never the current time.
+//! commit time of HEAD; else 0. Never the current time. Likewise `KILN_REVISION` wins over HEAD's
+//! hash, so a tree without `.git` (a release tarball, `kiln verify`'s copy) can be built with the
+//! revision it came from and give the same image labels.
 
 use std::path::Path;
 use std::process::Command;
@@ -31,9 +33,17 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
 
 impl Meta {
     pub fn of(root: &Path) -> Meta {
-        let revision = git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-        let short_revision =
-            git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+        let pinned = std::env::var("KILN_REVISION")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let (revision, short_revision) = match pinned {
+            Some(r) => (r.clone(), r.chars().take(12).collect()),
+            None => (
+                git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+                git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+            ),
+        };
         let sde = std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|s| s.trim().parse().ok())

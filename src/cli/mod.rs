@@ -242,7 +242,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             }
         }
         Cmd::Lock => {
-            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e)))?;
+            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e.to_string())))?;
             eprintln!("kiln: wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }

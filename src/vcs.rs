@@ -52,6 +52,7 @@ impl Meta {
         let source = std::env::var("KILN_SOURCE_URL").unwrap_or_else(|_| {
             git(root, &["config", "--get", "remote.origin.url"])
                 .filter(|u| !u.starts_with('/') && !u.starts_with("file:"))
+                .map(|u| normalise_remote(&u))
                 .unwrap_or_else(|| "unknown".into())
         });
         Meta {
@@ -60,5 +61,49 @@ impl Meta {
             source_date_epoch: sde,
             source,
         }
+    }
+}
+
+/// One spelling per repository for the image's source label, so clones made over SSH and over
+/// HTTPS (or with a token in the URL) label their images alike and no credential reaches an
+/// image: `git@host:o/r.git` and `https://user:token@host/o/r.git` both become
+/// `https://host/o/r`.
+pub fn normalise_remote(url: &str) -> String {
+    let url = url.trim();
+    let rest = if let Some((scheme, rest)) = url.split_once("://") {
+        if !matches!(scheme, "https" | "http" | "ssh" | "git") {
+            return url.to_string();
+        }
+        rest.to_string()
+    } else if let Some((host, path)) = url.split_once(':') {
+        // scp-like `[user@]host:path`.
+        format!("{host}/{path}")
+    } else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest.as_str(), ""));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    // An SSH port is not the HTTPS port.
+    let host = host.split(':').next().unwrap_or(host);
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    format!("https://{host}/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_remote;
+
+    #[test]
+    fn ssh_https_and_credentials_give_one_label() {
+        for u in [
+            "git@github.com:acme/kiln.git",
+            "ssh://git@github.com:22/acme/kiln.git",
+            "https://user:token@github.com/acme/kiln.git",
+            "https://github.com/acme/kiln/",
+        ] {
+            assert_eq!(normalise_remote(u), "https://github.com/acme/kiln", "{u}");
+        }
+        assert_eq!(normalise_remote("weird"), "weird");
     }
 }

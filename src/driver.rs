@@ -181,6 +181,29 @@ pub fn build_selected(
     progress: &dyn Progress,
     tests: bool,
 ) -> Result<BuildOutcome, DriverError> {
+    build_impl(ws, opts, runner, progress, tests, None)
+}
+
+/// Like [`build`], with the source metadata (revision, SOURCE_DATE_EPOCH, source URL) given
+/// instead of read from the workspace: `kiln verify` rebuilds a copy that has no `.git`.
+pub fn build_with_meta(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    meta: &crate::vcs::Meta,
+) -> Result<BuildOutcome, DriverError> {
+    build_impl(ws, opts, runner, progress, false, Some(meta))
+}
+
+fn build_impl(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    tests: bool,
+    meta: Option<&crate::vcs::Meta>,
+) -> Result<BuildOutcome, DriverError> {
     let root = ws.root.as_path();
     let roots = select(ws, &opts.targets, |r| (r.kind == Kind::Test) == tests)?;
     let _lock = lock_workspace(root)?;
@@ -249,7 +272,7 @@ pub fn build_selected(
             .copied()
             .filter(|&i| ws.recipes[i].kind == Kind::Service)
             .collect();
-        let meta = crate::vcs::Meta::of(root);
+        let meta = meta.cloned().unwrap_or_else(|| crate::vcs::Meta::of(root));
         let results: Vec<(usize, Result<ImageResult, String>)> = {
             let jobs = opts.jobs.max(1);
             let queue = Mutex::new(services.clone());

@@ -1,7 +1,9 @@
 //! What the workspace's git checkout says about the source: revision and commit time.
 //!
 //! `SOURCE_DATE_EPOCH` from the environment wins (the reproducible-builds convention); else the
-//! commit time of HEAD; else 0. Never the current time.
+//! commit time of HEAD; else 0. Never the current time. Likewise `KILN_REVISION` wins over HEAD's
+//! hash, so a tree without `.git` (a release tarball, `kiln verify`'s copy) can be built with the
+//! revision it came from and give the same image labels.
 
 use std::path::Path;
 use std::process::Command;
@@ -31,9 +33,17 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
 
 impl Meta {
     pub fn of(root: &Path) -> Meta {
-        let revision = git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-        let short_revision =
-            git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+        let pinned = std::env::var("KILN_REVISION")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let (revision, short_revision) = match pinned {
+            Some(r) => (r.clone(), r.chars().take(12).collect()),
+            None => (
+                git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+                git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+            ),
+        };
         let sde = std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -42,6 +52,7 @@ impl Meta {
         let source = std::env::var("KILN_SOURCE_URL").unwrap_or_else(|_| {
             git(root, &["config", "--get", "remote.origin.url"])
                 .filter(|u| !u.starts_with('/') && !u.starts_with("file:"))
+                .map(|u| normalise_remote(&u))
                 .unwrap_or_else(|| "unknown".into())
         });
         Meta {
@@ -50,5 +61,49 @@ impl Meta {
             source_date_epoch: sde,
             source,
         }
+    }
+}
+
+/// One spelling per repository for the image's source label, so clones made over SSH and over
+/// HTTPS (or with a token in the URL) label their images alike and no credential reaches an
+/// image: `git@host:o/r.git` and `https://user:token@host/o/r.git` both become
+/// `https://host/o/r`.
+pub fn normalise_remote(url: &str) -> String {
+    let url = url.trim();
+    let rest = if let Some((scheme, rest)) = url.split_once("://") {
+        if !matches!(scheme, "https" | "http" | "ssh" | "git") {
+            return url.to_string();
+        }
+        rest.to_string()
+    } else if let Some((host, path)) = url.split_once(':') {
+        // scp-like `[user@]host:path`.
+        format!("{host}/{path}")
+    } else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest.as_str(), ""));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    // An SSH port is not the HTTPS port.
+    let host = host.split(':').next().unwrap_or(host);
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    format!("https://{host}/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_remote;
+
+    #[test]
+    fn ssh_https_and_credentials_give_one_label() {
+        for u in [
+            "git@github.com:acme/kiln.git",
+            "ssh://git@github.com:22/acme/kiln.git",
+            "https://user:token@github.com/acme/kiln.git",
+            "https://github.com/acme/kiln/",
+        ] {
+            assert_eq!(normalise_remote(u), "https://github.com/acme/kiln", "{u}");
+        }
+        assert_eq!(normalise_remote("weird"), "weird");
     }
 }

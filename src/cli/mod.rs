@@ -210,8 +210,15 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             jobs: j,
             json,
         } => {
-            let report = crate::verify::verify(&ws, &services, jobs(j))
-                .map_err(|e| boxed(Error::Failed(e)))?;
+            let report = crate::verify::verify(&ws, &services, jobs(j)).map_err(|e| {
+                use crate::verify::VerifyError as V;
+                boxed(match e {
+                    V::Usage(m) => Error::Driver(crate::driver::DriverError::Usage(m)),
+                    V::Driver(d) => Error::Driver(d),
+                    V::Workspace(w) => Error::Workspace(w),
+                    e => Error::Failed(e.to_string()),
+                })
+            })?;
             if json {
                 println!(
                     "{}",
@@ -228,11 +235,14 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
                 for m in &report.mismatches {
                     eprintln!("kiln: verify: {m}");
                 }
+                if let Some(kept) = &report.kept {
+                    eprintln!("kiln: verify: the rebuild is kept in {}", kept.display());
+                }
                 Ok(ExitCode::from(1))
             }
         }
         Cmd::Lock => {
-            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e)))?;
+            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e.to_string())))?;
             eprintln!("kiln: wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }

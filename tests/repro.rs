@@ -1,0 +1,302 @@
+//! Reproducible release artifacts against real g++ and GNAT: two checkouts of one commit build
+//! the same bytes whatever the directory, umask, TZ, LANG and -j; `kiln verify` passes on such a
+//! workspace and names the layer, file and byte of a leak kiln cannot pin; `kiln build --locked`
+//! refuses a machine whose package versions differ from kiln.lock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// HEAD's commit time in every checkout: 2023-11-14T22:13:20Z.
+const COMMIT_TIME: &str = "1700000000";
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_name() == "out" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// A copy of fixtures/engine at `root`, with `overlays` (directories under fixtures/) on top.
+fn workspace(root: &Path, overlays: &[&str]) {
+    copy_dir(&fixture("engine"), root);
+    for o in overlays {
+        copy_dir(&fixture(o), root);
+    }
+}
+
+/// `git init` and one commit whose author, committer and dates are fixed, so every checkout of
+/// the fixture has the same HEAD hash and commit time.
+fn commit(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .env("GIT_AUTHOR_NAME", "kiln")
+            .env("GIT_AUTHOR_EMAIL", "kiln@example.com")
+            .env("GIT_COMMITTER_NAME", "kiln")
+            .env("GIT_COMMITTER_EMAIL", "kiln@example.com")
+            .env("GIT_AUTHOR_DATE", format!("@{COMMIT_TIME} +0000"))
+            .env("GIT_COMMITTER_DATE", format!("@{COMMIT_TIME} +0000"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&[
+        "-c",
+        "commit.gpgsign=false",
+        "commit",
+        "-q",
+        "-m",
+        "fixture",
+    ]);
+    git(&["rev-parse", "HEAD"])
+}
+
+/// Runs kiln in `root` under `umask` with extra environment, like a person's shell would.
+fn kiln_in(root: &Path, cache: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(root)
+        .env("KILN_CACHE", cache)
+        .env("CI", "1")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("KILN_REVISION");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn kiln(root: &Path, cache: &Path, args: &[&str]) -> Output {
+    kiln_in(root, cache, "022", &[], args)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(o: &Output, what: &str) {
+    assert!(o.status.success(), "{what} failed:\n{}", stderr(o));
+}
+
+/// Every file under the given `out/` subdirectories, by relative path, with its bytes.
+fn artifacts(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for sub in ["out/images", "out/bin", "out/debug", "out/lib"] {
+        walk(root, &root.join(sub), &mut out);
+    }
+    out
+}
+
+fn manifest(root: &Path, service: &str) -> serde_json::Value {
+    let dir = root.join("out/images").join(service);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let blob = dir
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap()
+}
+
+#[test]
+fn two_checkouts_build_identical_bytes_and_verify_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("some/much/deeper/checkout");
+    workspace(&a, &[]);
+    workspace(&b, &[]);
+    assert_eq!(commit(&a), commit(&b), "the checkouts must hold one commit");
+
+    let built = kiln_in(
+        &a,
+        &tmp.path().join("cache-a"),
+        "022",
+        &[("TZ", "UTC"), ("LANG", "C.UTF-8")],
+        &["build", "-j1"],
+    );
+    assert_ok(&built, "build in a");
+    let built = kiln_in(
+        &b,
+        &tmp.path().join("cache-b"),
+        "077",
+        &[
+            ("TZ", "Asia/Tokyo"),
+            ("LANG", "fr_FR.UTF-8"),
+            ("LC_ALL", "fr_FR.UTF-8"),
+        ],
+        &["build", "-j2"],
+    );
+    assert_ok(&built, "build in b");
+
+    let (fa, fb) = (artifacts(&a), artifacts(&b));
+    assert_eq!(
+        fa.keys().collect::<Vec<_>>(),
+        fb.keys().collect::<Vec<_>>(),
+        "the same artifacts"
+    );
+    for service in ["hello", "geometry"] {
+        for must in [
+            format!("out/bin/{service}"),
+            format!("out/debug/{service}.debug"),
+            format!("out/images/{service}/index.json"),
+        ] {
+            assert!(fa.contains_key(&must), "{must} was not built");
+        }
+        assert_eq!(
+            manifest(&a, service)["annotations"]["org.opencontainers.image.created"],
+            "2023-11-14T22:13:20Z",
+            "created is HEAD's commit time, not the build's"
+        );
+    }
+    let differing: Vec<&String> = fa.keys().filter(|k| fa[*k] != fb[*k]).collect();
+    assert!(
+        differing.is_empty(),
+        "differ between checkouts: {differing:?}"
+    );
+
+    let verified = kiln(&a, &tmp.path().join("cache-a"), &["verify", "-j2"]);
+    assert_ok(&verified, "kiln verify");
+    assert!(
+        stderr(&verified).contains("2 service image(s) rebuilt bit for bit"),
+        "{}",
+        stderr(&verified)
+    );
+}
+
+#[test]
+fn verify_names_the_layer_file_and_byte_of_a_timestamp_leak() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    workspace(&root, &["repro/stamp"]);
+    // A checkout made long ago: the fresh copy verify builds gets today's mtime instead.
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(root.join("stamp/main.cpp"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let out = kiln(
+        &root,
+        &tmp.path().join("cache"),
+        &["verify", "stamp", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layer = report["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifact"].as_str().unwrap().starts_with("layer "))
+        .unwrap_or_else(|| panic!("no layer mismatch in {report:#}"));
+    let artifact = layer["artifact"].as_str().unwrap();
+    assert!(
+        artifact.contains("sha256:") && artifact.contains("kiln: service stamp"),
+        "the layer is named by index, digest and history: {artifact}"
+    );
+    assert_eq!(layer["path"], "/usr/local/bin/stamp");
+    let detail = layer["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("content differs from byte") && detail.contains("ELF section .rodata"),
+        "{detail}"
+    );
+    assert!(detail.contains("Sun Sep  9 01:46:40 2001"), "{detail}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("stamp: layer ") && err.contains("/usr/local/bin/stamp: content differs"),
+        "{err}"
+    );
+    // The rebuild is kept for inspection; this test has seen enough of it.
+    let kept = PathBuf::from(report["kept"].as_str().unwrap());
+    assert!(kept.join("out/bin/stamp").is_file());
+    std::fs::remove_dir_all(kept.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn locked_builds_refuse_a_machine_whose_versions_differ() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    workspace(&root, &[]);
+    let cache = tmp.path().join("cache");
+
+    assert_ok(&kiln(&root, &cache, &["lock"]), "kiln lock");
+    let text = std::fs::read_to_string(root.join("kiln.lock")).unwrap();
+    let lock: toml::Table = toml::from_str(&text).unwrap();
+    let gxx = lock["toolchain"]["gcc"]["packages"]["g++-12"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let libc = lock["image"]["hello"]["packages"]["libc6"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!gxx.is_empty() && !libc.is_empty(), "{text}");
+    assert_ok(
+        &kiln(&root, &cache, &["build", "--locked"]),
+        "build --locked",
+    );
+
+    std::fs::remove_dir_all(root.join("out")).unwrap();
+    let edited = text
+        .replace(
+            &format!("\"g++-12\" = \"{gxx}\""),
+            "\"g++-12\" = \"1.0-locked\"",
+        )
+        .replace(&format!("libc6 = \"{libc}\""), "libc6 = \"2.0-locked\"");
+    assert_ne!(edited, text);
+    std::fs::write(root.join("kiln.lock"), edited).unwrap();
+    let out = kiln(&root, &cache, &["build", "--locked"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "package g++-12: locked 1.0-locked, installed {gxx}"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "package libc6: locked 2.0-locked, installed {libc}"
+        )),
+        "{err}"
+    );
+    assert!(
+        !root.join("out/bin").exists(),
+        "a refused build writes nothing"
+    );
+}

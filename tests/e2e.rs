@@ -375,3 +375,26 @@ fn prometheus_parser_rejects_malformed_text() {
     assert!(parse_prometheus("# TYPE up gauge\nup one\n").is_err());
     assert!(parse_prometheus("# TYPE up gauge\nup{a=\"b\" 1\n").is_err());
 }
+
+#[test]
+fn every_service_has_domain_tests_and_they_pass() {
+    let root = root();
+    let ws = kiln::workspace::Workspace::load(&root).unwrap();
+    let tests: Vec<&kiln::recipe::Recipe> = ws.recipes.iter().filter(|r| r.kind == kiln::recipe::Kind::Test).collect();
+    for s in ws.recipes.iter().filter(|r| r.kind == kiln::recipe::Kind::Service) {
+        let dir = format!("fixtures/services/{}/", s.name);
+        assert!(
+            tests.iter().any(|t| t.sources.iter().chain(&t.source_dirs).any(|p| p.to_string_lossy().starts_with(&dir))),
+            "no test target covers {}",
+            s.name
+        );
+    }
+    let out = kiln(&["test", "--json", "-j2"]);
+    let doc: Value = serde_json::from_str(&ok(&out, "kiln test")).unwrap();
+    let results = doc["tests"].as_array().unwrap();
+    assert_eq!(results.len(), tests.len());
+    for r in results {
+        assert_eq!(r["passed"], true, "{}: {}", r["name"], r["output"]);
+        assert!(root.join(r["junit"].as_str().unwrap()).is_file());
+    }
+}

@@ -380,11 +380,23 @@ fn prometheus_parser_rejects_malformed_text() {
 fn every_service_has_domain_tests_and_they_pass() {
     let root = root();
     let ws = kiln::workspace::Workspace::load(&root).unwrap();
-    let tests: Vec<&kiln::recipe::Recipe> = ws.recipes.iter().filter(|r| r.kind == kiln::recipe::Kind::Test).collect();
-    for s in ws.recipes.iter().filter(|r| r.kind == kiln::recipe::Kind::Service) {
+    let tests: Vec<&kiln::recipe::Recipe> = ws
+        .recipes
+        .iter()
+        .filter(|r| r.kind == kiln::recipe::Kind::Test)
+        .collect();
+    for s in ws
+        .recipes
+        .iter()
+        .filter(|r| r.kind == kiln::recipe::Kind::Service)
+    {
         let dir = format!("fixtures/services/{}/", s.name);
         assert!(
-            tests.iter().any(|t| t.sources.iter().chain(&t.source_dirs).any(|p| p.to_string_lossy().starts_with(&dir))),
+            tests.iter().any(|t| t
+                .sources
+                .iter()
+                .chain(&t.source_dirs)
+                .any(|p| p.to_string_lossy().starts_with(&dir))),
             "no test target covers {}",
             s.name
         );

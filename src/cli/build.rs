@@ -141,10 +141,11 @@ fn write_archive(
     layouts: &[(String, std::path::PathBuf)],
     path: &std::path::Path,
 ) -> Result<(), String> {
-    match layouts {
-        [(tag, layout)] => crate::image::write_docker_archive(layout, tag, path).map_err(|e| e.to_string()),
-        _ => Err(format!("--docker-archive needs exactly one service to be built, not {}; name it: `kiln build SERVICE --docker-archive PATH`", layouts.len())),
-    }
+    let images: Vec<(std::path::PathBuf, String)> = layouts
+        .iter()
+        .map(|(tag, layout)| (layout.clone(), tag.clone()))
+        .collect();
+    crate::image::write_docker_archive_many(&images, path).map_err(|e| e.to_string())
 }
 
 pub fn inspect(ws: &Workspace, service: &str, json: bool) -> Result<ExitCode, Error> {

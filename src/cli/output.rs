@@ -63,7 +63,8 @@ impl Progress for Bar {
         let _g = self.started.lock();
         self.bar.set_message(action.id.clone());
     }
-    fn finished(&self, action: &Action, report: &ActionReport, done: usize, _total: usize) {
+    fn finished(&self, action: &Action, report: &ActionReport, done: usize, total: usize) {
+        self.bar.set_length(total as u64);
         self.bar.set_position(done as u64);
         if report.outcome == Outcome::Failed {
             self.bar.println(format!("FAILED {}", action.id));

@@ -28,18 +28,39 @@ pub fn write_docker_archive(
     repo_tag: &str,
     out_path: &Path,
 ) -> Result<(), ImageError> {
-    let image = read_layout(layout_dir)?;
+    write_docker_archive_many(
+        &[(layout_dir.to_path_buf(), repo_tag.to_string())],
+        out_path,
+    )
+}
+
+/// One archive holding several images (as `docker save a b` writes): each image gets its entry
+/// in `manifest.json`, and a blob shared by several images is stored once.
+pub fn write_docker_archive_many(
+    images: &[(std::path::PathBuf, String)],
+    out_path: &Path,
+) -> Result<(), ImageError> {
     let blob_name = |d: &crate::digest::Digest| format!("blobs/sha256/{}", d.hex());
-    let manifest = vec![ArchiveManifest {
-        config: blob_name(&image.manifest.config.digest),
-        repo_tags: vec![repo_tag.to_string()],
-        layers: image
-            .manifest
-            .layers
-            .iter()
-            .map(|l| blob_name(&l.digest))
-            .collect(),
-    }];
+    let mut manifest = Vec::new();
+    let mut blobs = std::collections::BTreeMap::new();
+    for (layout_dir, repo_tag) in images {
+        let image = read_layout(layout_dir)?;
+        manifest.push(ArchiveManifest {
+            config: blob_name(&image.manifest.config.digest),
+            repo_tags: vec![repo_tag.to_string()],
+            layers: image
+                .manifest
+                .layers
+                .iter()
+                .map(|l| blob_name(&l.digest))
+                .collect(),
+        });
+        let mut digests = vec![image.manifest.config.digest];
+        digests.extend(image.manifest.layers.iter().map(|l| l.digest));
+        for d in digests {
+            blobs.entry(d).or_insert_with(|| image.blob_path(&d));
+        }
+    }
     let mut manifest_json = serde_json::to_vec(&manifest).expect("archive manifest serialises");
     manifest_json.push(b'\n');
 
@@ -59,16 +80,11 @@ pub fn write_docker_archive(
                 io::empty(),
             )?;
         }
-        let mut blobs = vec![image.manifest.config.digest];
-        blobs.extend(image.manifest.layers.iter().map(|l| l.digest));
-        blobs.sort();
-        blobs.dedup();
-        for digest in blobs {
-            let path = image.blob_path(&digest);
-            let file = File::open(&path)?;
+        for (digest, path) in &blobs {
+            let file = File::open(path)?;
             let size = file.metadata()?.len();
             builder.append(
-                &header(&blob_name(&digest), size, tar::EntryType::Regular, 0o644)?,
+                &header(&blob_name(digest), size, tar::EntryType::Regular, 0o644)?,
                 file,
             )?;
         }

@@ -28,7 +28,7 @@ use crate::digest::Digest;
 pub use crate::dpkg::{DebPackage, Origin};
 
 pub use assemble::{assemble, assemble_with};
-pub use docker::write_docker_archive;
+pub use docker::{write_docker_archive, write_docker_archive_many};
 pub use error::ImageError;
 pub use inspect::{inspect, FileInspection, Inspection, LayerInspection};
 

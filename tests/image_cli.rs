@@ -1,0 +1,203 @@
+//! Images as a user meets them through the CLI: budgets that fail the build, `--docker-archive`
+//! loaded by podman, `kiln inspect`, and errors for libraries that cannot be found.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "out" {
+            continue;
+        }
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+struct Ws {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn fixture() -> Ws {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/engine"),
+        &root,
+    );
+    Ws { root, tmp }
+}
+
+impl Ws {
+    fn kiln(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .current_dir(&self.root)
+            .env("KILN_CACHE", self.tmp.path().join("cache"))
+            .env("CI", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap()
+    }
+    fn edit(&self, rel: &str, from: &str, to: &str) {
+        let p = self.root.join(rel);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+fn err(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn over_budget_fails_the_build_with_a_breakdown() {
+    let ws = fixture();
+    ws.edit(
+        "recipes/hello.toml",
+        "budget = \"100MB\"",
+        "budget = \"1MB\"",
+    );
+    let out = ws.kiln(&["build", "hello"]);
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    let e = err(&out);
+    assert!(e.contains("hello"), "{e}");
+    assert!(e.contains("budget"), "{e}");
+    assert!(
+        e.contains("libwx_baseu"),
+        "the breakdown names the largest files: {e}"
+    );
+    assert!(
+        !ws.root.join("out/images/hello/index.json").exists(),
+        "an over-budget image must not be written"
+    );
+}
+
+#[test]
+fn docker_archive_of_several_images_loads_into_podman() {
+    let ws = fixture();
+    let archive = ws.tmp.path().join("images.tar");
+    let out = ws.kiln(&["build", "--docker-archive", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", err(&out));
+
+    let scratch = tempfile::tempdir().unwrap();
+    let conf = scratch.path().join("containers.conf");
+    std::fs::write(&conf, "[containers]\ndefault_ulimits = []\n").unwrap();
+    let storage = [
+        "--root",
+        scratch
+            .path()
+            .join("root")
+            .to_str()
+            .unwrap()
+            .to_string()
+            .leak(),
+        "--runroot",
+        scratch
+            .path()
+            .join("runroot")
+            .to_str()
+            .unwrap()
+            .to_string()
+            .leak(),
+    ];
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .args(["--runtime", "/usr/sbin/runc", "--storage-driver", "vfs"])
+            .args(storage)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let loaded = podman(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(loaded.status.success(), "{}", err(&loaded));
+    let run = podman(&["run", "--rm", "--network=host", "localhost/hello:1.2.3"]);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "kiln-fixture <hello, wxBase 3>\n",
+        "{}",
+        err(&run)
+    );
+    let run = podman(&["run", "--rm", "--network=host", "localhost/geometry:0.4.0"]);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "geometry area 12 stack 2 top 9\n",
+        "{}",
+        err(&run)
+    );
+    let user = podman(&[
+        "image",
+        "inspect",
+        "localhost/hello:1.2.3",
+        "--format",
+        "{{.Config.User}}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532:65532");
+}
+
+#[test]
+fn inspect_lists_layers_and_largest_files() {
+    let ws = fixture();
+    assert!(ws.kiln(&["build", "geometry"]).status.success());
+    let out = ws.kiln(&["inspect", "geometry", "--json"]);
+    assert!(out.status.success(), "{}", err(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = doc.to_string();
+    assert!(text.contains("libgnat-12.so"), "{text}");
+    assert!(text.contains("/usr/local/bin/geometry"), "{text}");
+    let table = ws.kiln(&["inspect", "geometry"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("ada runtime"),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+    assert_eq!(ws.kiln(&["inspect", "geometri"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_library_that_cannot_be_found_names_the_library_and_the_binary() {
+    let ws = fixture();
+    ws.edit(
+        "recipes/hello.toml",
+        "budget = \"100MB\"",
+        "budget = \"100MB\"\nlibraries = [\"libkiln-not-there.so.7\"]",
+    );
+    let out = ws.kiln(&["build", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = err(&out);
+    assert!(e.contains("libkiln-not-there.so.7"), "{e}");
+}
+
+#[test]
+fn an_image_file_that_does_not_exist_is_a_recipe_error_with_its_position() {
+    let ws = fixture();
+    ws.edit("recipes/hello.toml", "budget = \"100MB\"", "budget = \"100MB\"\nfiles = [{ src = \"hello/missing.xrc\", dst = \"/usr/share/hello/x.xrc\" }]");
+    let out = ws.kiln(&["build", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err(&out).contains("recipes/hello.toml:14:18: file \"hello/missing.xrc\" does not exist"),
+        "{}",
+        err(&out)
+    );
+    ws.edit(
+        "recipes/hello.toml",
+        "hello/missing.xrc\", dst = \"/usr/share/hello/x.xrc\"",
+        "hello/src/banner.h\", dst = \"/usr/../etc/x\"",
+    );
+    let out = ws.kiln(&["build", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err(&out).contains("must be an absolute path inside the image"),
+        "{}",
+        err(&out)
+    );
+}

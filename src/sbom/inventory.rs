@@ -3,26 +3,21 @@
 //! with the component it belongs to.
 //!
 //! Everything comes from the [`SbomInput`] (the image result, the recipes) plus two reads: the
-//! image's own layer blobs, for the SHA1 of each file that SPDX 2.3 requires and the image result
-//! does not carry, and the workspace's static archives, for their checksums.
+//! image's own layers, for the SHA1 of each file that SPDX 2.3 requires and the image result does
+//! not carry ([`super::layers`]), and the workspace's static archives, for their checksums.
 //!
 //! Order is part of the output: components are service, libraries by name, packages by name;
 //! files are sorted by path.
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::path::Path;
-
-use rayon::prelude::*;
-use sha1::{Digest as _, Sha1};
 
 use super::license::License;
 use super::purl::{deb_purl, oci_purl};
 use super::{io_err, SbomError, SbomInput};
 use crate::digest::Digest;
 use crate::dpkg::Origin;
-use crate::image::ImageResult;
 use crate::recipe::Kind as RecipeKind;
+
+/// Per-layer SHA1 lists, under the workspace root (see [`super::layers`]).
+const SHA1_CACHE: &str = "out/.kiln/sbom-sha1";
 
 pub struct Inventory {
     pub service: String,
@@ -109,7 +104,7 @@ impl Inventory {
             });
         }
 
-        let sha1s = sha1_of_files(img)?;
+        let sha1s = super::layers::sha1_of_files(img, &input.root.join(SHA1_CACHE))?;
         let mut files: Vec<File> = img
             .files
             .iter()
@@ -228,74 +223,4 @@ fn owner_of(components: &[Component], origin: &Origin) -> (Option<usize>, Option
             )),
         ),
     }
-}
-
-/// SHA1 of every file of the image result, keyed by (layer index, path), read from the layer
-/// blobs of the image's OCI layout. A file missing from its layer is an error: the SBOM would
-/// otherwise describe an image that does not exist.
-fn sha1_of_files(img: &ImageResult) -> Result<BTreeMap<(usize, &str), [u8; 20]>, SbomError> {
-    let mut wanted: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); img.layers.len()];
-    for f in &img.files {
-        if let Some(w) = wanted.get_mut(f.layer) {
-            w.insert(f.path.as_str());
-        }
-    }
-    let per_layer: Vec<BTreeMap<(usize, &str), [u8; 20]>> = img
-        .layers
-        .par_iter()
-        .enumerate()
-        .filter(|(i, _)| !wanted[*i].is_empty())
-        .map(|(i, layer)| {
-            let blob = img.layout.join("blobs/sha256").join(layer.digest.hex());
-            let found = sha1_in_layer(&blob, &wanted[i])?;
-            let mut out = BTreeMap::new();
-            for path in &wanted[i] {
-                let sha1 = found.get(*path).ok_or_else(|| SbomError::MissingFile {
-                    layer: layer.digest.to_string(),
-                    path: path.to_string(),
-                })?;
-                out.insert((i, *path), *sha1);
-            }
-            Ok(out)
-        })
-        .collect::<Result<_, SbomError>>()?;
-    Ok(per_layer.into_iter().flatten().collect())
-}
-
-fn sha1_in_layer(
-    blob: &Path,
-    wanted: &BTreeSet<&str>,
-) -> Result<BTreeMap<String, [u8; 20]>, SbomError> {
-    let context = || format!("reading layer {}", blob.display());
-    let file = std::fs::File::open(blob).map_err(io_err(context()))?;
-    let mut archive =
-        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
-    let mut out = BTreeMap::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    for entry in archive.entries().map_err(io_err(context()))? {
-        let mut entry = entry.map_err(io_err(context()))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let path = entry.path().map_err(io_err(context()))?;
-        let path = format!(
-            "/{}",
-            path.to_string_lossy()
-                .trim_start_matches("./")
-                .trim_start_matches('/')
-        );
-        if !wanted.contains(path.as_str()) {
-            continue;
-        }
-        let mut h = Sha1::new();
-        loop {
-            let n = entry.read(&mut buf).map_err(io_err(context()))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        out.insert(path, h.finalize().into());
-    }
-    Ok(out)
 }

@@ -20,6 +20,7 @@
 
 mod cyclonedx;
 mod inventory;
+mod layers;
 mod license;
 mod provenance;
 mod purl;

@@ -205,6 +205,7 @@ fn build_impl(
     meta: Option<&crate::vcs::Meta>,
 ) -> Result<BuildOutcome, DriverError> {
     let root = ws.root.as_path();
+    let phases = Phases::start();
     let roots = select(ws, &opts.targets, |r| (r.kind == Kind::Test) == tests)?;
     let _lock = lock_workspace(root)?;
     let cache = Cache::open(opts.cache_dir.clone()).map_err(io_err(format!(
@@ -212,6 +213,7 @@ fn build_impl(
         opts.cache_dir.display()
     )))?;
     let prepared = prepare(ws, &roots, &opts.cache_dir)?;
+    phases.mark("plan");
     let stat = StatCache::load(root.join("out/.kiln/stat.json"));
     let state_path = root.join("out/.kiln/state.json");
     let state = Mutex::new(State::load(&state_path));
@@ -225,7 +227,9 @@ fn build_impl(
         progress,
         jobs: opts.jobs,
     };
+    phases.mark("load state");
     let reports = exec.run(&prepared.plan, &state);
+    phases.mark("actions");
     let failed = reports.iter().any(|r| r.outcome == Outcome::Failed);
 
     let mut targets = Vec::new();
@@ -284,10 +288,15 @@ fn build_impl(
                             return;
                         };
                         let req = image_request(ws, i, &prepared, &meta, &opts.cache_dir);
-                        let res = assemble_unless_fresh(&req, &stat, &state).and_then(|img| {
-                            write_sbom(ws, i, &prepared, &meta, &img)?;
-                            Ok(img)
-                        });
+                        let res =
+                            assemble_unless_fresh(&req, &stat, &state).and_then(|(img, fresh)| {
+                                if !fresh
+                                    || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name)
+                                {
+                                    write_sbom(ws, i, &prepared, &meta, &img)?;
+                                }
+                                Ok(img)
+                            });
                         results.lock().unwrap().push((i, res));
                     });
                 }
@@ -316,6 +325,7 @@ fn build_impl(
         }
     }
 
+    phases.mark("images");
     state
         .lock()
         .unwrap()
@@ -447,11 +457,12 @@ fn walk(p: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// The image, and whether it was already in out/ (true) or had to be assembled.
 fn assemble_unless_fresh(
     req: &ImageRequest,
     stat: &StatCache,
     state: &Mutex<State>,
-) -> Result<ImageResult, String> {
+) -> Result<(ImageResult, bool), String> {
     let key = image_key(req, stat).map_err(|e| format!("reading the image's inputs: {e}"))?;
     let index = req.layout_dir.join("index.json");
     if let Some((k, v)) = state.lock().unwrap().images.get(&req.service) {
@@ -467,7 +478,7 @@ fn assemble_unless_fresh(
                         .join(img.digest.hex())
                         .is_file()
                 {
-                    return Ok(img);
+                    return Ok((img, true));
                 }
             }
         }
@@ -480,7 +491,7 @@ fn assemble_unless_fresh(
             .images
             .insert(req.service.clone(), (key, v));
     }
-    Ok(img)
+    Ok((img, false))
 }
 
 fn write_sbom(
@@ -515,4 +526,33 @@ fn write_sbom(
     crate::sbom::write_for_image(&input)
         .map(|_| ())
         .map_err(|e| format!("writing the SBOM: {e}"))
+}
+
+/// Phase timings on stderr when `KILN_TIMINGS` is set: where a build's time goes, for
+/// benchmarks and for users asking why a no-op build is slow.
+struct Phases {
+    start: Option<std::time::Instant>,
+    last: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        let start = std::env::var_os("KILN_TIMINGS").map(|_| std::time::Instant::now());
+        Phases {
+            start,
+            last: std::cell::Cell::new(start),
+        }
+    }
+
+    fn mark(&self, phase: &str) {
+        if let (Some(start), Some(last)) = (self.start, self.last.get()) {
+            let now = std::time::Instant::now();
+            eprintln!(
+                "kiln: timing: {phase:12} {:>8.2} ms (total {:.2} ms)",
+                (now - last).as_secs_f64() * 1e3,
+                (now - start).as_secs_f64() * 1e3
+            );
+            self.last.set(Some(now));
+        }
+    }
 }

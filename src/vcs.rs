@@ -37,17 +37,22 @@ impl Meta {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty());
-        let (revision, short_revision) = match pinned {
-            Some(r) => (r.clone(), r.chars().take(12).collect()),
-            None => (
-                git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-                git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-            ),
+        // One git process for revision and commit time: a no-op build has no time for more.
+        let head = git(root, &["log", "-1", "--format=%H %ct"]);
+        let (head_rev, head_time) = match head.as_deref().and_then(|h| h.split_once(' ')) {
+            Some((rev, time)) => (Some(rev.to_string()), time.parse::<i64>().ok()),
+            None => (None, None),
+        };
+        let revision = pinned.or(head_rev).unwrap_or_else(|| "unknown".into());
+        let short_revision = if revision == "unknown" {
+            revision.clone()
+        } else {
+            revision.chars().take(12).collect()
         };
         let sde = std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .or_else(|| git(root, &["log", "-1", "--format=%ct"]).and_then(|s| s.parse().ok()))
+            .or(head_time)
             .unwrap_or(0);
         let source = std::env::var("KILN_SOURCE_URL").unwrap_or_else(|_| {
             git(root, &["config", "--get", "remote.origin.url"])

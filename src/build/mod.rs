@@ -25,7 +25,7 @@ use crate::digest::Digest;
 use crate::exec::{Command, Runner};
 use crate::toolchain::{gcc, gnat, Toolchain};
 use plan::{Action, Discover, Plan};
-use state::{ActionState, State};
+use state::State;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -305,6 +305,16 @@ impl Executor<'_> {
         Ok(k.finish())
     }
 
+    /// The full key the recorded dependencies give with their current contents (None when one
+    /// is gone).
+    fn current_full_key(&self, base: &Digest, paths: &[String]) -> Option<Digest> {
+        let deps: Option<Vec<(String, Digest)>> = paths
+            .iter()
+            .map(|p| self.digest(Path::new(p)).ok().map(|d| (p.clone(), d)))
+            .collect();
+        Some(full_key(base, &deps?))
+    }
+
     fn deps_match(&self, deps: &[(String, Digest)]) -> bool {
         deps.iter()
             .all(|(p, d)| self.digest(Path::new(p)).map(|c| c == *d).unwrap_or(false))
@@ -319,14 +329,19 @@ impl Executor<'_> {
         let base = self.base_key(action, &argv)?;
 
         // 1. Fresh?
-        let prior = state.lock().unwrap().actions.get(&action.id).cloned();
-        if let Some(prev) = &prior {
+        let prior = {
+            let st = state.lock().unwrap();
+            st.actions
+                .get(&action.id)
+                .map(|a| (a.clone(), st.dep_paths(a)))
+        };
+        if let Some((prev, dep_paths)) = &prior {
             if prev.base == base
-                && self.deps_match(&prev.deps)
                 && prev
                     .outputs
                     .iter()
                     .all(|(p, d)| self.digest(p).map(|c| c == *d).unwrap_or(false))
+                && self.current_full_key(&base, dep_paths).as_ref() == Some(&prev.full)
             {
                 return Ok((Outcome::Fresh, String::new(), String::new()));
             }
@@ -348,17 +363,14 @@ impl Executor<'_> {
                         "restoring {} from the cache",
                         spec.dest.display()
                     )))?;
+                self.stat.forget(&dest);
                 outputs.push((spec.dest.clone(), o.digest));
             }
             let _ = full;
-            state.lock().unwrap().actions.insert(
-                action.id.clone(),
-                ActionState {
-                    base,
-                    deps: entry.deps.clone(),
-                    outputs,
-                },
-            );
+            state
+                .lock()
+                .unwrap()
+                .record(&action.id, base, &entry.deps, outputs);
             return Ok((Outcome::Cached, entry.stderr, String::new()));
         }
 
@@ -440,14 +452,10 @@ impl Executor<'_> {
             outputs.push((spec.dest.clone(), o.digest));
         }
         let _ = std::fs::remove_dir_all(&staging);
-        state.lock().unwrap().actions.insert(
-            action.id.clone(),
-            ActionState {
-                base,
-                deps,
-                outputs,
-            },
-        );
+        state
+            .lock()
+            .unwrap()
+            .record(&action.id, base, &deps, outputs);
         Ok((Outcome::Ran, stderr, cmd.display()))
     }
 

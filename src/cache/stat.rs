@@ -27,6 +27,10 @@ pub struct StatCache {
     path: PathBuf,
     table: Mutex<Table>,
     dirty: Mutex<bool>,
+    /// Paths already checked by this process. A header included by a hundred translation units
+    /// is statted once per build, not a hundred times; files kiln itself writes are forgotten
+    /// when written. Like make and ninja, kiln does not notice edits made during a build.
+    seen: Mutex<std::collections::HashMap<PathBuf, Digest>>,
 }
 
 impl StatCache {
@@ -39,12 +43,22 @@ impl StatCache {
             path,
             table: Mutex::new(table),
             dirty: Mutex::new(false),
+            seen: Mutex::default(),
         }
     }
 
     /// The digest of a file, or None if it does not exist. `path` is absolute or relative to cwd
     /// as the caller resolves it; the cache is keyed by that exact path.
     pub fn digest(&self, path: &Path) -> std::io::Result<Digest> {
+        if let Some(d) = self.seen.lock().unwrap().get(path) {
+            return Ok(*d);
+        }
+        let d = self.digest_uncached(path)?;
+        self.seen.lock().unwrap().insert(path.to_path_buf(), d);
+        Ok(d)
+    }
+
+    fn digest_uncached(&self, path: &Path) -> std::io::Result<Digest> {
         let m = std::fs::metadata(path)?;
         let stamp = Stamp {
             size: m.len(),
@@ -67,6 +81,7 @@ impl StatCache {
     }
 
     pub fn forget(&self, path: &Path) {
+        self.seen.lock().unwrap().remove(path);
         self.table.lock().unwrap().entries.remove(path);
     }
 

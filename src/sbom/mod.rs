@@ -102,6 +102,12 @@ impl Paths {
     }
 }
 
+/// Whether all three documents of `service` exist (an unchanged image keeps them).
+pub fn written_for(root: &Path, service: &str) -> bool {
+    let p = Paths::of(root, service);
+    p.spdx.is_file() && p.cyclonedx.is_file() && p.provenance.is_file()
+}
+
 /// Writes `out/sbom/<service>.spdx.json`, `out/sbom/<service>.cdx.json` and
 /// `out/provenance/<service>.intoto.json`; returns the paths written.
 pub fn write_for_image(input: &SbomInput) -> Result<Vec<PathBuf>, SbomError> {

@@ -1,6 +1,10 @@
 //! The build engine against real g++ and GNAT: incremental correctness, the shared cache, errors
 //! and concurrency. Each test works on its own copy of fixtures/engine with its own cache.
 
+#[path = "support/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,29 +17,9 @@ struct Ws {
     cache: PathBuf,
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_name() == "out" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
 fn fixture() -> Ws {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("ws");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/engine"),
-        &root,
-    );
+    let root = fixture::engine_workspace(tmp.path());
     let cache = tmp.path().join("cache");
     Ws {
         _tmp: tmp,

@@ -1,24 +1,12 @@
 //! Images as a user meets them through the CLI: budgets that fail the build, `--docker-archive`
 //! loaded by podman, `kiln inspect`, and errors for libraries that cannot be found.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
 
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "out" {
-            continue;
-        }
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 struct Ws {
     tmp: tempfile::TempDir,
@@ -27,11 +15,7 @@ struct Ws {
 
 fn fixture() -> Ws {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("ws");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/engine"),
-        &root,
-    );
+    let root = fixture::engine_workspace(tmp.path());
     Ws { root, tmp }
 }
 

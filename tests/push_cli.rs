@@ -1,6 +1,10 @@
 //! `kiln push` as a user runs it: kiln-built images of the engine fixture, pushed to the real
 //! registry over plain HTTP, over TLS with Basic auth, and with token auth.
 
+#[path = "support/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+
 #[path = "support/registry_server.rs"]
 #[allow(dead_code)]
 mod registry_server;
@@ -10,22 +14,6 @@ use std::process::{Command, Output};
 
 use registry_server::{Mode, TestRegistry, PASSWORD, USER};
 use serde_json::Value;
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "out" {
-            continue;
-        }
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
 
 struct Ws {
     _tmp: tempfile::TempDir,
@@ -37,11 +25,7 @@ struct Ws {
 /// The engine fixture plus a second C++ service with the same libraries as `hello`.
 fn workspace() -> Ws {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("ws");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/engine"),
-        &root,
-    );
+    let root = fixture::engine_workspace(tmp.path());
     let hello = std::fs::read_to_string(root.join("recipes/hello.toml")).unwrap();
     std::fs::write(
         root.join("recipes/hello-twin.toml"),

@@ -3,28 +3,17 @@
 //! workspace and names the layer, file and byte of a leak kiln cannot pin; `kiln build --locked`
 //! refuses a machine whose package versions differ from kiln.lock.
 
+#[path = "support/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+use fixture::copy_dir;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// HEAD's commit time in every checkout: 2023-11-14T22:13:20Z.
 const COMMIT_TIME: &str = "1700000000";
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_name() == "out" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

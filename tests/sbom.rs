@@ -10,6 +10,11 @@
 //! Needs: python3 with `pip install jsonschema lib4sbom python-debian spdx-tools`,
 //! dpkg-query, docker-registry.
 
+#[path = "support/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+use fixture::copy_dir;
+
 #[allow(dead_code)]
 #[path = "support/registry_server.rs"]
 mod registry_server;
@@ -30,22 +35,6 @@ struct Ws {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     cache: PathBuf,
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "out" {
-            continue;
-        }
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
 }
 
 fn git(root: &Path, args: &[&str]) -> String {

@@ -9,7 +9,7 @@ mod fixture;
 #[allow(dead_code)]
 mod registry_server;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use registry_server::{Mode, TestRegistry, PASSWORD, USER};

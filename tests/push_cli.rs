@@ -155,12 +155,12 @@ fn push_scenario(mode: Mode) {
     }
     assert!(skopeo_digest(&reg, &format!("{}/team/hello:stable", reg.addr)).is_some());
 
-    // The Ada service runs from the registry under podman.
     let geometry = image(&again, "geometry")["reference"]
         .as_str()
         .unwrap()
         .to_string();
-    if mode == Mode::Plain {
+    // The Ada service runs from the registry under podman, with the registry's credentials.
+    {
         let scratch = tempfile::tempdir().unwrap();
         let conf = scratch.path().join("containers.conf");
         std::fs::write(&conf, "[containers]\ndefault_ulimits = []\n").unwrap();
@@ -172,7 +172,11 @@ fn push_scenario(mode: Mode) {
                 .output()
                 .unwrap()
         };
-        let pulled = podman(&["pull", "-q", "--tls-verify=false", &geometry]);
+        let mut pull: Vec<String> = vec!["pull".into(), "-q".into()];
+        pull.extend(reg.tool_auth_args());
+        pull.push(geometry.clone());
+        let pull: Vec<&str> = pull.iter().map(String::as_str).collect();
+        let pulled = podman(&pull);
         assert!(
             pulled.status.success(),
             "{}",

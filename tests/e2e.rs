@@ -275,6 +275,23 @@ fn sixteen_services_build_push_run_and_stop() {
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
+
+            // The image's own health check works inside the minimal image (no shell, no curl).
+            let check = &r
+                .image
+                .healthcheck
+                .as_ref()
+                .expect("every service declares a health check")
+                .test;
+            assert_eq!(check[0], "CMD", "{name}: exec-form health check");
+            let cname = containers.names.last().unwrap().clone();
+            let mut exec = vec!["exec".to_string(), cname];
+            exec.extend(check[1..].iter().cloned());
+            let exec: Vec<&str> = exec.iter().map(String::as_str).collect();
+            ok(
+                &containers.podman().args(&exec).output().unwrap(),
+                "health check command",
+            );
         }
     }
 

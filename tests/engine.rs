@@ -337,6 +337,59 @@ fn two_builds_started_together_both_succeed() {
     assert_eq!(ws.run_bin("geometry"), "geometry area 12 stack 2 top 9\n");
 }
 
+#[test]
+fn two_workspaces_building_into_one_cache_at_once_both_succeed() {
+    let a = fixture();
+    let b = fixture();
+    let spawn = |ws: &Ws| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["build", "-j1"])
+            .current_dir(&ws.root)
+            .env("KILN_CACHE", &a.cache)
+            .env("CI", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (pa, pb) = (spawn(&a), spawn(&b));
+    let (oa, ob) = (
+        pa.wait_with_output().unwrap(),
+        pb.wait_with_output().unwrap(),
+    );
+    assert!(oa.status.success(), "{}", stderr(&oa));
+    assert!(ob.status.success(), "{}", stderr(&ob));
+    for ws in [&a, &b] {
+        assert_eq!(ws.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
+        assert_eq!(ws.run_bin("geometry"), "geometry area 12 stack 2 top 9\n");
+    }
+    // Same inputs, same bytes, whichever process wrote the shared cache entries.
+    for p in [
+        "out/bin/hello",
+        "out/bin/geometry",
+        "out/images/hello/index.json",
+        "out/images/geometry/index.json",
+    ] {
+        assert_eq!(
+            std::fs::read(a.root.join(p)).unwrap(),
+            std::fs::read(b.root.join(p)).unwrap(),
+            "{p}"
+        );
+    }
+    // Every cache entry is whole: a third workspace is served entirely from it.
+    let c = fixture();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "--json", "--no-images"])
+        .current_dir(&c.root)
+        .env("KILN_CACHE", &a.cache)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ran(&out), set(&[]));
+    assert_eq!(c.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
+}
+
 fn recipe_error(ws: &Ws, file: &str, text: &str) -> String {
     std::fs::write(ws.root.join(file), text).unwrap();
     let out = ws.kiln(&["build", "--no-images"]);

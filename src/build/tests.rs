@@ -1,0 +1,245 @@
+//! The executor with a scripted runner: scheduling, failure and cache behaviour, where a real
+//! compiler is not the point (tests/engine.rs covers the real ones).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::plan::{Action, ActionOutput, Discover, Plan};
+use super::state::State;
+use super::{Executor, NoProgress, Outcome};
+use crate::cache::stat::StatCache;
+use crate::cache::Cache;
+use crate::digest::Digest;
+use crate::exec::{Command, Output, Runner};
+use crate::recipe::Language;
+use crate::toolchain::{Toolchain, ToolchainSpec};
+
+/// Writes `<name>` into the staging directory named by the last argument, after a pause, and
+/// fails for arguments listed in `fail`. Records calls and the highest concurrency seen.
+#[derive(Default)]
+struct Scripted {
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    calls: Mutex<Vec<String>>,
+    fail: Vec<String>,
+}
+
+impl Runner for Scripted {
+    fn run(&self, cmd: &Command) -> std::io::Result<Output> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(30));
+        let name = cmd.args[0].clone();
+        self.calls.lock().unwrap().push(name.clone());
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if self.fail.contains(&name) {
+            return Ok(Output {
+                success: false,
+                code: Some(1),
+                stdout: Vec::new(),
+                stderr: format!("{name}: error: scripted failure\n").into_bytes(),
+            });
+        }
+        let out = cmd.cwd.join(cmd.args.last().unwrap());
+        std::fs::write(out, format!("object of {name}"))?;
+        Ok(Output {
+            success: true,
+            code: Some(0),
+            ..Default::default()
+        })
+    }
+}
+
+fn toolchain() -> BTreeMap<String, Toolchain> {
+    let spec = ToolchainSpec {
+        name: "fake".into(),
+        file: "toolchains/fake.toml".into(),
+        language: Language::Cxx,
+        compiler: "cc".into(),
+        archiver: "ar".into(),
+        binder: "gnatbind".into(),
+        cflags: Vec::new(),
+        ldflags: Vec::new(),
+        bindflags: Vec::new(),
+        packages: Vec::new(),
+        install: "fake".into(),
+        wx_config: "wx-config".into(),
+    };
+    let tc = Toolchain {
+        spec,
+        programs: [("compiler".to_string(), PathBuf::from("/bin/true"))].into(),
+        fingerprint: Digest::of(b"fake toolchain"),
+        package_versions: BTreeMap::new(),
+        library_paths: Vec::new(),
+        ada_include: None,
+    };
+    [("fake".to_string(), tc)].into()
+}
+
+/// `n` actions; `deps[i]` lists the actions action `i` waits for.
+fn plan(root: &Path, deps: &[&[usize]]) -> Plan {
+    let mut p = Plan::default();
+    for (i, d) in deps.iter().enumerate() {
+        let src = PathBuf::from(format!("src/a{i}.c"));
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join(&src), format!("source {i}")).unwrap();
+        let mut inputs = vec![src];
+        inputs.extend(d.iter().map(|j| PathBuf::from(format!("out/a{j}.o"))));
+        p.actions.push(Action {
+            id: format!("a{i}"),
+            target: 0,
+            kind: "fake-compile",
+            toolchain: "fake".into(),
+            program: "compiler".into(),
+            argv: vec![format!("a{i}"), format!("$OUT/a{i}.o")],
+            in_staging: false,
+            inputs,
+            deps: d.to_vec(),
+            outputs: vec![ActionOutput {
+                name: format!("a{i}.o"),
+                dest: PathBuf::from(format!("out/a{i}.o")),
+                executable: false,
+            }],
+            discover: Discover::None,
+            binder_file: None,
+        });
+    }
+    p
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    cache: Cache,
+    stat_path: PathBuf,
+    toolchains: BTreeMap<String, Toolchain>,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let cache = Cache::open(tmp.path().join("cache")).unwrap();
+    Env {
+        root,
+        cache,
+        stat_path: tmp.path().join("stat.json"),
+        toolchains: toolchain(),
+        _tmp: tmp,
+    }
+}
+
+impl Env {
+    fn run(
+        &self,
+        plan: &Plan,
+        runner: &Scripted,
+        jobs: usize,
+        state: &Mutex<State>,
+    ) -> Vec<Outcome> {
+        // One build, as one kiln process runs it: a stat cache loaded from disk.
+        let stat = StatCache::load(self.stat_path.clone());
+        let exec = Executor {
+            root: &self.root,
+            cache: &self.cache,
+            stat: &stat,
+            toolchains: &self.toolchains,
+            runner,
+            progress: &NoProgress,
+            jobs,
+        };
+        let outcomes = exec
+            .run(plan, state)
+            .into_iter()
+            .map(|r| r.outcome)
+            .collect();
+        stat.save().unwrap();
+        outcomes
+    }
+}
+
+#[test]
+fn independent_actions_run_in_parallel_up_to_the_job_limit() {
+    let e = env();
+    let plan = plan(&e.root, &[&[], &[], &[], &[], &[], &[]]);
+    let runner = Scripted::default();
+    let outcomes = e.run(&plan, &runner, 2, &Mutex::new(State::default()));
+    assert!(outcomes.iter().all(|o| *o == Outcome::Ran));
+    assert_eq!(runner.max_running.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn an_action_starts_only_after_everything_it_needs() {
+    let e = env();
+    // a0 -> a1 -> a3, a2 -> a3
+    let plan = plan(&e.root, &[&[], &[0], &[], &[1, 2]]);
+    let runner = Scripted::default();
+    e.run(&plan, &runner, 4, &Mutex::new(State::default()));
+    let calls = runner.calls.lock().unwrap().clone();
+    let pos = |n: &str| calls.iter().position(|c| c == n).unwrap();
+    assert!(
+        pos("a0") < pos("a1") && pos("a1") < pos("a3") && pos("a2") < pos("a3"),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn a_failure_skips_dependants_caches_nothing_and_is_retried_next_time() {
+    let e = env();
+    let plan = plan(&e.root, &[&[], &[0]]);
+    let failing = Scripted {
+        fail: vec!["a0".into()],
+        ..Default::default()
+    };
+    let state = Mutex::new(State::default());
+    assert_eq!(
+        e.run(&plan, &failing, 1, &state),
+        vec![Outcome::Failed, Outcome::Skipped]
+    );
+    assert!(!e.root.join("out/a0.o").exists());
+
+    // Nothing was cached for the failure: the next run runs it again (and now it works).
+    let working = Scripted::default();
+    assert_eq!(
+        e.run(&plan, &working, 1, &state),
+        vec![Outcome::Ran, Outcome::Ran]
+    );
+    // Then everything is fresh; after losing out/ and the state, it all comes from the cache.
+    assert_eq!(
+        e.run(&plan, &working, 1, &state),
+        vec![Outcome::Fresh, Outcome::Fresh]
+    );
+    std::fs::remove_dir_all(e.root.join("out")).unwrap();
+    let calls_before = working.calls.lock().unwrap().len();
+    assert_eq!(
+        e.run(&plan, &working, 1, &Mutex::new(State::default())),
+        vec![Outcome::Cached, Outcome::Cached]
+    );
+    assert_eq!(
+        working.calls.lock().unwrap().len(),
+        calls_before,
+        "a cache hit ran the runner"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("out/a1.o")).unwrap(),
+        "object of a1"
+    );
+}
+
+#[test]
+fn a_changed_input_reruns_its_action_and_the_ones_after_it() {
+    let e = env();
+    let plan = plan(&e.root, &[&[], &[0], &[]]);
+    let runner = Scripted::default();
+    let state = Mutex::new(State::default());
+    e.run(&plan, &runner, 2, &state);
+    std::fs::write(e.root.join("src/a0.c"), "source 0, edited").unwrap();
+    // The scripted object does not depend on the source text, so a1's input is unchanged.
+    assert_eq!(
+        e.run(&plan, &runner, 2, &state),
+        vec![Outcome::Ran, Outcome::Fresh, Outcome::Fresh]
+    );
+}

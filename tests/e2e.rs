@@ -427,3 +427,45 @@ fn every_service_has_domain_tests_and_they_pass() {
         assert!(root.join(r["junit"].as_str().unwrap()).is_file());
     }
 }
+
+#[test]
+fn kiln_graph_shows_the_deployment_order() {
+    let dot = ok(&kiln(&["graph"]), "kiln graph");
+    let tier = |n: usize| -> Vec<String> {
+        let prefix = format!("  // deploy tier {n}: ");
+        let line = dot
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no tier {n} in:\n{dot}"));
+        line[prefix.len()..]
+            .split(", ")
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(tier(0), ["orb-core", "widget-core", "xrc-service"]);
+    for s in [
+        "render-manager",
+        "event-manager",
+        "giop-protocol",
+        "poa-manager",
+        "naming-service",
+        "security-service",
+    ] {
+        assert!(
+            tier(1).contains(&s.to_string()),
+            "{s} not in the second tier"
+        );
+    }
+    for s in ["http-gateway", "soap-gateway", "dsa-adapter"] {
+        assert!(tier(2).contains(&s.to_string()), "{s} not in the last tier");
+    }
+    // Build edges: the shared libraries are real cross-recipe dependencies.
+    for edge in [
+        "\"render-manager\" -> \"widget-core-lib\";",
+        "\"event-manager\" -> \"widget-core-lib\";",
+        "\"naming-service\" -> \"orb-core-lib\";",
+        "\"giop-protocol\" -> \"orb-core-lib\";",
+    ] {
+        assert!(dot.contains(edge), "missing {edge}");
+    }
+}

@@ -407,6 +407,11 @@ pub fn image_request(
         }),
         stop_signal: img.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         ca_certificates: img.ca_certificates,
+        format: if img.docker_format {
+            image::ManifestFormat::Docker
+        } else {
+            image::ManifestFormat::Oci
+        },
         source_date_epoch: meta.source_date_epoch,
         budget: img.budget.unwrap_or_else(|| default_budget(r.language)),
         layout_dir: root.join("out/images").join(&r.name),

@@ -4,6 +4,9 @@
 #[path = "support/fixture.rs"]
 #[allow(dead_code)]
 mod fixture;
+#[path = "support/registry_server.rs"]
+#[allow(dead_code)]
+mod registry_server;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -183,5 +186,106 @@ fn an_image_file_that_does_not_exist_is_a_recipe_error_with_its_position() {
         err(&out).contains("must be an absolute path inside the image"),
         "{}",
         err(&out)
+    );
+}
+
+#[test]
+fn docker_format_carries_the_health_check_to_podman_with_the_same_layers() {
+    let ws = fixture();
+    ws.edit(
+        "recipes/geometry.toml",
+        "budget = \"150MB\"",
+        "budget = \"150MB\"\n\n[image.healthcheck]\ntest = [\"CMD\", \"/usr/local/bin/geometry\"]\ninterval = \"5s\"\nretries = 2",
+    );
+    assert!(ws.kiln(&["build", "geometry"]).status.success());
+    let manifest = |root: &std::path::Path| -> serde_json::Value {
+        let layout = root.join("out/images/geometry");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).unwrap())
+            .unwrap()
+    };
+    let oci = manifest(&ws.root);
+    assert_eq!(
+        oci["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+
+    ws.edit(
+        "recipes/geometry.toml",
+        "[image.healthcheck]",
+        "format = \"docker\"\n\n[image.healthcheck]",
+    );
+    let out = ws.kiln(&["build", "geometry"]);
+    assert!(out.status.success(), "{}", err(&out));
+    let docker = manifest(&ws.root);
+    assert_eq!(
+        docker["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        docker["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let digests = |m: &serde_json::Value| {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        digests(&oci),
+        digests(&docker),
+        "the format changes no layer"
+    );
+
+    let scratch = tempfile::tempdir().unwrap();
+    let conf = scratch.path().join("containers.conf");
+    std::fs::write(&conf, "[containers]\ndefault_ulimits = []\n").unwrap();
+    let root = scratch.path().join("root");
+    let runroot = scratch.path().join("runroot");
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .args([
+                "--runtime",
+                "/usr/sbin/runc",
+                "--storage-driver",
+                "vfs",
+                "--root",
+                root.to_str().unwrap(),
+                "--runroot",
+                runroot.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Debian 12's containers/image does not read a docker manifest out of an OCI layout, so
+    // the image goes the way users run it: through a registry.
+    let reg = registry_server::start(registry_server::Mode::Plain);
+    let to = format!("{}/team", reg.addr);
+    let pushed = ws.kiln(&["push", "geometry", "--to", &to, "--json"]);
+    assert!(pushed.status.success(), "{}", err(&pushed));
+    let pushed: serde_json::Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    let source = pushed["images"][0]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pulled = podman(&["pull", "-q", "--tls-verify=false", &source]);
+    assert!(pulled.status.success(), "{}", err(&pulled));
+    let id = String::from_utf8_lossy(&pulled.stdout).trim().to_string();
+    let hc = podman(&["image", "inspect", &id, "--format", "{{json .HealthCheck}}"]);
+    let hc = String::from_utf8_lossy(&hc.stdout).to_string();
+    assert!(
+        hc.contains("/usr/local/bin/geometry") && hc.contains("\"Retries\":2"),
+        "{hc}"
     );
 }

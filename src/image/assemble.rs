@@ -79,17 +79,14 @@ pub fn assemble_with(
     let config_json = to_json(&image_config(req, &history));
     let config_digest = Digest::of(&config_json);
     let created = super::config::rfc3339(req.source_date_epoch);
-    let manifest = Manifest {
+    let (manifest_type, config_type, layer_type) = layout::media_types(req.format);
+    let mut manifest = Manifest {
         schema_version: 2,
-        media_type: layout::MANIFEST_MEDIA_TYPE.into(),
-        config: descriptor(
-            layout::CONFIG_MEDIA_TYPE,
-            config_digest,
-            config_json.len() as u64,
-        ),
+        media_type: manifest_type.into(),
+        config: descriptor(config_type, config_digest, config_json.len() as u64),
         layers: layers
             .iter()
-            .map(|(l, _)| descriptor(layout::LAYER_MEDIA_TYPE, l.digest, l.compressed_size))
+            .map(|(l, _)| descriptor(layer_type, l.digest, l.compressed_size))
             .collect(),
         annotations: [
             ("org.opencontainers.image.created", created),
@@ -102,13 +99,12 @@ pub fn assemble_with(
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
     };
+    if req.format == super::ManifestFormat::Docker {
+        manifest.annotations.clear();
+    }
     let manifest_json = to_json(&manifest);
     let manifest_digest = Digest::of(&manifest_json);
-    let mut index_entry = descriptor(
-        layout::MANIFEST_MEDIA_TYPE,
-        manifest_digest,
-        manifest_json.len() as u64,
-    );
+    let mut index_entry = descriptor(manifest_type, manifest_digest, manifest_json.len() as u64);
     index_entry.platform = Some(Platform {
         architecture: "amd64".into(),
         os: "linux".into(),

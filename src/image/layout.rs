@@ -24,6 +24,26 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// Docker's image manifest v2 schema 2 media types, for `[image] format = "docker"`: the same
+/// bytes in every blob but the manifest, which only changes its media types (and carries no
+/// annotations, which schema 2 does not define). Podman honours an image's `Healthcheck` only
+/// for this format.
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// (manifest, config, layer) media types of a format.
+pub fn media_types(format: super::ManifestFormat) -> (&'static str, &'static str, &'static str) {
+    match format {
+        super::ManifestFormat::Oci => (MANIFEST_MEDIA_TYPE, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE),
+        super::ManifestFormat::Docker => (
+            DOCKER_MANIFEST_MEDIA_TYPE,
+            DOCKER_CONFIG_MEDIA_TYPE,
+            DOCKER_LAYER_MEDIA_TYPE,
+        ),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {

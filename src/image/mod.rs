@@ -52,6 +52,17 @@ impl std::fmt::Display for Family {
     }
 }
 
+/// How the image's manifest is written (`[image] format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestFormat {
+    /// OCI image manifest 1.1 (the default).
+    #[default]
+    Oci,
+    /// Docker image manifest v2 schema 2, for runtimes that read `Healthcheck` only from it.
+    Docker,
+}
+
 /// A file or directory the recipe adds to the image.
 #[derive(Clone, Debug)]
 pub struct ExtraFile {
@@ -104,6 +115,7 @@ pub struct ImageRequest {
     pub healthcheck: Option<Healthcheck>,
     pub stop_signal: String,
     pub ca_certificates: bool,
+    pub format: ManifestFormat,
     /// Seconds since the epoch used for every mtime and the `created` field.
     pub source_date_epoch: i64,
     /// Compressed-size budget in bytes.

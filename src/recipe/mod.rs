@@ -89,6 +89,8 @@ pub struct ImageSection {
     pub libraries: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub healthcheck: Option<Healthcheck>,
+    /// Write a Docker v2 schema 2 manifest instead of an OCI one.
+    pub docker_format: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,6 +182,7 @@ const IMAGE_KEYS: &[&str] = &[
     "libraries",
     "labels",
     "healthcheck",
+    "format",
 ];
 const HEALTH_KEYS: &[&str] = &["test", "interval", "timeout", "start_period", "retries"];
 const FILE_KEYS: &[&str] = &["src", "dst", "mode"];
@@ -651,6 +654,22 @@ fn read_image(t: &TableReader, root: &Path) -> Result<ImageSection, Diagnostic> 
             .collect(),
         labels: t.string_map("labels")?,
         healthcheck,
+        docker_format: match t.string("format")? {
+            None => false,
+            Some(f) if f.value == "oci" => false,
+            Some(f) if f.value == "docker" => true,
+            Some(f) => {
+                return Err(src
+                    .error(
+                        f.span.clone(),
+                        format!(
+                            "`image.format` must be \"oci\" or \"docker\", found \"{}\"",
+                            f.value
+                        ),
+                    )
+                    .with_help(diag::did_you_mean(&f.value, ["oci", "docker"])))
+            }
+        },
     })
 }
 

@@ -103,6 +103,7 @@ pub fn request(service: &str, family: Family, binary: &Path, out: &Path) -> Imag
         }),
         stop_signal: "SIGTERM".into(),
         ca_certificates: false,
+        format: Default::default(),
         source_date_epoch: EPOCH,
         budget: 100_000_000,
         layout_dir: out.join("images").join(service),

@@ -398,13 +398,7 @@ pub fn image_request(
         ports: img.ports.clone(),
         workdir: img.workdir.clone().unwrap_or_else(|| "/".into()),
         labels: img.labels.clone(),
-        healthcheck: img.healthcheck.as_ref().map(|h| image::Healthcheck {
-            test: h.test.clone(),
-            interval_ns: h.interval_ns,
-            timeout_ns: h.timeout_ns,
-            start_period_ns: h.start_period_ns,
-            retries: h.retries,
-        }),
+        healthcheck: img.healthcheck.clone(),
         stop_signal: img.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         ca_certificates: img.ca_certificates,
         format: if img.docker_format {

@@ -73,14 +73,8 @@ pub struct ExtraFile {
     pub mode: Option<u32>,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct Healthcheck {
-    pub test: Vec<String>,
-    pub interval_ns: Option<u64>,
-    pub timeout_ns: Option<u64>,
-    pub start_period_ns: Option<u64>,
-    pub retries: Option<u32>,
-}
+/// The recipe's health check, as the image config's Docker-compatible `Healthcheck` carries it.
+pub use crate::recipe::Healthcheck;
 
 /// Everything needed to assemble one service image. Filled by the build engine from the recipe.
 #[derive(Clone, Debug)]

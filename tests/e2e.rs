@@ -328,6 +328,34 @@ fn sixteen_services_build_push_run_and_stop() {
         }
         let (status, _) = http(port, "GET", "/no/such/path", "").unwrap();
         assert_eq!(status, 404, "{name}: unknown path");
+        let (status, _) = http(port, "GARBAGE", "no-slash", "").unwrap_or((400, String::new()));
+        assert!(
+            status == 400 || status == 405 || status == 501,
+            "{name}: malformed request line answered {status}"
+        );
+
+        // A burst of concurrent requests (8 clients x 25, bounded) is answered and survived.
+        let answered: usize = std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(move || {
+                        (0..25)
+                            .filter(|_| matches!(http(port, "GET", "/healthz", ""), Ok((200, _))))
+                            .count()
+                    })
+                })
+                .collect();
+            clients.into_iter().map(|c| c.join().unwrap()).sum()
+        });
+        assert_eq!(
+            answered, 200,
+            "{name}: only {answered} of 200 burst requests answered 200"
+        );
+        assert_eq!(
+            http(port, "GET", "/healthz", "").unwrap().0,
+            200,
+            "{name} died in the burst"
+        );
 
         // Metrics parse as Prometheus text and carry the build info.
         let (status, metrics) = http(port, "GET", "/metrics", "").unwrap();

@@ -1,0 +1,1173 @@
+#!/usr/bin/env python3
+"""kiln's benchmarks: every figure is measured against its anchor in the same run and reported
+as a ratio. Run through scripts/bench, which builds kiln and the two bench examples first.
+
+Nothing here touches the repository's own out/ or the user's cache: the workspace (recipes,
+toolchains, fixtures, scripts) is copied into a temporary directory, every kiln run gets a
+private KILN_CACHE, registries are started on free loopback ports with temporary storage, and
+generated build.ninja/Makefile files live in the temporary directory too.
+"""
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(REPO, "bench")
+KILN = os.path.join(REPO, "target/release/kiln")
+LAYER_BENCH = os.path.join(REPO, "target/release/examples/layer_bench")
+PUSH_BENCH = os.path.join(REPO, "target/release/examples/push_bench")
+STEPS = ["cold", "noop", "warm", "memory", "images", "reassemble", "layer", "push", "bigpush",
+         "demo", "sbom", "verify"]
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    """Runs a command (list or shell string), failing loudly; returns stdout."""
+    kw.setdefault("check", True)
+    r = subprocess.run(cmd, shell=isinstance(cmd, str), text=True, capture_output=True, **kw)
+    return r.stdout
+
+
+def uptime():
+    return sh("uptime").strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing and memory probes
+
+
+def hyperfine(commands, runs, warmup=0, prepare=None, shell=True, env=None, name="hf"):
+    """Times commands with hyperfine; returns one dict per command (mean, stddev, min, max in s).
+    `prepare` is one shell command for all, or a list with one per command."""
+    out = os.path.join(W.tmp, f"{name}-{len(W.hf)}.json")
+    W.hf.append(out)
+    args = ["hyperfine", "--style", "basic", "--runs", str(runs), "--warmup", str(warmup),
+            "--export-json", out]
+    if not shell:
+        args.append("-N")
+    if prepare is not None:
+        for p in prepare if isinstance(prepare, list) else [prepare]:
+            args += ["--prepare", p]
+    args += commands
+    r = subprocess.run(args, env=env, text=True, capture_output=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
+        raise SystemExit(f"bench: hyperfine failed for {commands}")
+    return json.load(open(out))["results"]
+
+
+def timed(cmd, env=None, cwd=None, check=True):
+    """Wall time (s) of one run of `cmd` (argv list), output captured."""
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, cwd=cwd, text=True, capture_output=True)
+    dt = time.perf_counter() - t0
+    if check and r.returncode != 0:
+        sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
+        raise SystemExit(f"bench: {shlex.join(cmd)} exited with {r.returncode}")
+    return dt, r
+
+
+def peak_rss(cmd, env=None, cwd=None, interval=0.005):
+    """Runs `cmd` and returns (wall s, own peak KiB, tree peak KiB, CompletedProcess-like).
+
+    own: the process's VmHWM from /proc/PID/status, sampled every `interval` until it exits; the
+    high-water mark only grows, so the last sample is the peak minus at most the final few ms.
+    tree: ru_maxrss from wait4(), which is what `/usr/bin/time -v` prints as "Maximum resident
+    set size": Linux folds the largest waited-for descendant (a compiler, strip) into it, so it
+    is max(kiln, any child), not kiln's own.
+    """
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    own = 0
+    status = f"/proc/{p.pid}/status"
+    # Drain pipes in the background so a chatty child never blocks on a full pipe.
+    import threading
+    bufs = {"out": b"", "err": b""}
+
+    def drain(stream, key):
+        bufs[key] = stream.read()
+    threads = [threading.Thread(target=drain, args=(p.stdout, "out")),
+               threading.Thread(target=drain, args=(p.stderr, "err"))]
+    for t in threads:
+        t.start()
+    while True:
+        try:
+            with open(status) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        own = max(own, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        pid, st, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(interval)
+    dt = time.perf_counter() - t0
+    for t in threads:
+        t.join()
+    p.returncode = os.waitstatus_to_exitcode(st)
+    if p.returncode != 0:
+        sys.stderr.write(bufs["out"][-3000:].decode(errors="replace") +
+                         bufs["err"][-3000:].decode(errors="replace"))
+        raise SystemExit(f"bench: {shlex.join(cmd)} exited with {p.returncode}")
+    return dt, own, ru.ru_maxrss, bufs["out"].decode(errors="replace")
+
+
+def gnu_time_maxrss(cmd, env=None):
+    """`/usr/bin/time -v`'s "Maximum resident set size" (KiB) for one run of `cmd`."""
+    r = subprocess.run(["/usr/bin/time", "-v"] + cmd, env=env, text=True, capture_output=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr[-3000:])
+        raise SystemExit(f"bench: {shlex.join(cmd)} exited with {r.returncode}")
+    for line in r.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            return int(line.split(":")[1])
+    raise SystemExit("bench: /usr/bin/time -v printed no maximum RSS")
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+class Results:
+    def __init__(self):
+        self.rows = []      # (measurement, kiln, anchor, ratio, target, verdict)
+        self.sections = {}  # step -> markdown text (method + details)
+
+    def row(self, what, kiln, anchor, ratio, target, ok):
+        verdict = "n/a" if ok is None else ("met" if ok else "**missed**")
+        self.rows.append((what, kiln, anchor, ratio, target, verdict))
+
+    def table(self):
+        lines = ["| measurement | kiln | anchor | ratio | target | |", "|---|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in self.rows]
+        return "\n".join(lines)
+
+
+def fmt_s(s):
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def fmt_hf(r):
+    return f"{fmt_s(r['mean'])} ± {fmt_s(r['stddev'] or 0)}" if r.get("stddev") is not None \
+        else fmt_s(r["mean"])
+
+
+def mb(n):
+    return f"{n / 1e6:.2f} MB"
+
+
+# ---------------------------------------------------------------------------------------------
+# Workspaces
+
+
+class Workspace:
+    """A copy of the repository's workspace files in a temp dir, with its own cache."""
+
+    def __init__(self, name, root, cache):
+        self.name, self.root, self.cache = name, root, cache
+
+    def env(self, cache=None, **extra):
+        e = dict(os.environ)
+        e["KILN_CACHE"] = cache or self.cache
+        e.update(extra)
+        return e
+
+    def kiln(self, *args):
+        return [KILN, "-C", self.root] + list(args)
+
+    def build(self, *args, cache=None):
+        dt, r = timed(self.kiln("build", "-j2", "--json", *args), env=self.env(cache))
+        return dt, json.loads(r.stdout)
+
+
+def copy_workspace():
+    ws = os.path.join(W.tmp, "ws")
+    os.makedirs(ws)
+    files = sh(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                "--", "recipes", "toolchains", "fixtures", "scripts", "kiln.lock"]).split("\0")
+    for f in filter(None, files):
+        src = os.path.join(REPO, f)
+        if not os.path.lexists(src):
+            continue  # deleted in the working tree
+        dst = os.path.join(ws, f)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(src, dst, follow_symlinks=False)
+    # A git checkout of its own, so image labels have a revision and a commit time.
+    git = ["git", "-C", ws, "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    sh(git[:3] + ["init", "-q"])
+    sh(git + ["add", "-A"])
+    sh(git + ["commit", "-qm", "bench snapshot", "--date=@1700000000"],
+       env=dict(os.environ, GIT_COMMITTER_DATE="@1700000000"))
+    return ws
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Cold build vs make/ninja running the same commands
+
+
+def record_and_replay(w):
+    """Builds `w` once with tool shims that log the commands, and generates build.ninja and a
+    Makefile replaying them. Returns the directory holding both."""
+    shims = os.path.join(W.tmp, f"shims-{w.name}")
+    os.makedirs(shims)
+    for tool in ("g++", "gcc", "ar", "gnatbind"):
+        os.symlink(os.path.join(BENCH, "record-tool"), os.path.join(shims, tool))
+    cache = os.path.join(W.tmp, f"cache-record-{w.name}")
+    shutil.rmtree(os.path.join(w.root, "out"), ignore_errors=True)
+    env = w.env(cache, PATH=shims + os.pathsep + os.environ["PATH"])
+    dt, own, tree, _ = peak_rss(w.kiln("build", "-j2", "--no-images"), env=env)
+    W.record_mem[w.name] = (own, tree)
+    replay = os.path.join(W.tmp, f"replay-{w.name}")
+    msg = sh(["python3", os.path.join(BENCH, "replay.py"), w.root,
+              os.path.join(shims, "commands.jsonl"), replay])
+    log(f"{w.name}: recorded in {dt:.1f} s; {msg.strip()}")
+    shutil.rmtree(cache)
+    return replay
+
+
+def cold(w, runs):
+    replay = record_and_replay(w)
+    W.replay[w.name] = replay
+    # The workspace's own cache: emptied before every run, so after the last one it holds exactly
+    # what out/ holds, which the later steps (no-op, warm after clean) start from.
+    cache = w.cache
+    out = os.path.join(w.root, "out")
+    q = shlex.quote
+    wipe = f"rm -rf {q(out)} {q(cache)}"
+    wipe_ninja = f"{wipe} {q(w.root)}/.ninja_log {q(w.root)}/.ninja_deps"
+    env = w.env(cache, LC_ALL="C", SOURCE_DATE_EPOCH="0")
+    kiln = " ".join(q(a) for a in w.kiln("build", "-j2"))
+    cmds = [f"ninja -C {q(w.root)} -f {q(replay)}/build.ninja -j2 >/dev/null",
+            f"make -C {q(w.root)} -f {q(replay)}/Makefile -j2 -s",
+            f"{kiln} --no-images >/dev/null"]
+    img_runs = max(1, runs // 2)
+    log(f"{w.name}: cold builds, {runs} run(s) each of ninja, make, kiln --no-images, "
+        f"then {img_runs} of kiln with images")
+    ninja, make, kno = hyperfine(cmds, runs, prepare=[wipe_ninja, wipe, wipe], env=env,
+                                 name="cold")
+    kimg, = hyperfine([f"{kiln} >/dev/null"], img_runs, prepare=wipe, env=env, name="cold-img")
+    W.cold[w.name] = {"ninja": ninja, "make": make, "kiln": kno, "kiln_images": kimg}
+    anchor = min(ninja["mean"], make["mean"])
+    n_cmds = sum(1 for _ in open(os.path.join(replay, "build.ninja")) if _.startswith("build "))
+    label = "fixtures/engine" if w.name == "engine" else "16 services"
+    R.row(f"cold build, {label}, compile+link (`--no-images`) vs ninja -j2",
+          fmt_hf(kno), fmt_hf(ninja), f"{kno['mean'] / ninja['mean']:.2f}×", "≤ 1.05×",
+          kno["mean"] <= 1.05 * ninja["mean"])
+    R.row(f"cold build, {label}, compile+link vs make -j2",
+          fmt_hf(kno), fmt_hf(make), f"{kno['mean'] / make['mean']:.2f}×", "≤ 1.05×",
+          kno["mean"] <= 1.05 * make["mean"])
+    R.row(f"cold build, {label}, with images vs the faster of ninja/make (compile+link only)",
+          fmt_hf(kimg), fmt_s(anchor), f"{kimg['mean'] / anchor:.2f}×", "(information)", None)
+    W.details.setdefault("cold", []).append(
+        f"- {label}: {n_cmds} commands replayed. ninja {fmt_hf(ninja)}, make {fmt_hf(make)}, "
+        f"kiln `--no-images` {fmt_hf(kno)}, kiln with images {fmt_hf(kimg)} "
+        f"(image phase ≈ {fmt_s(kimg['mean'] - kno['mean'])}).")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. No-op build and 3. warm cache after clean
+
+
+def noop(w, runs):
+    replay = W.replay.get(w.name)
+    w.build()  # kiln's state matches out/ (idempotent if cold left it built)
+    cmds = [" ".join(w.kiln("build", "-j2")), " ".join(w.kiln("build", "-j2", "--no-images"))]
+    if replay:
+        ninja = ["ninja", "-C", w.root, "-f", f"{replay}/build.ninja", "-j2"]
+        # ninja's log recorded output mtimes from its own last run; kiln has rewritten out/
+        # since, so let ninja re-read them (what it would see had it built out/ itself).
+        sh(ninja + ["-t", "restat"])
+        dry = sh(ninja + ["-n"])
+        if "no work to do" not in dry:
+            log(f"{w.name}: bringing ninja's log up to date before its no-op")
+            sh(ninja)
+            w.build()
+        cmds.append(" ".join(ninja))
+    log(f"{w.name}: no-op builds ({runs} runs, 3 warm-up)")
+    res = hyperfine(cmds, runs, warmup=3, shell=False, env=w.env(), name="noop")
+    label, target = ("fixtures/engine", 0.020) if w.name == "engine" else ("16 services", 0.050)
+    full, noimg = res[0], res[1]
+    ninja_r = res[2] if replay else None
+    for what, r in (("`kiln build`", full), ("`kiln build --no-images`", noimg)):
+        R.row(f"no-op build, {label}, {what} vs ninja no-op", fmt_hf(r),
+              fmt_hf(ninja_r) if ninja_r else "-",
+              f"{r['mean'] / ninja_r['mean']:.1f}×" if ninja_r else "-",
+              f"≤ {target * 1000:.0f} ms", r["mean"] <= target)
+    W.noop[w.name] = full
+
+
+def warm(w, runs):
+    w.build()
+    cmds = [" ".join(w.kiln("build", "-j2")) + " >/dev/null",
+            " ".join(w.kiln("build", "-j2", "--no-images")) + " >/dev/null"]
+    log(f"{w.name}: warm-cache builds after kiln clean ({runs} runs)")
+    clean = " ".join(w.kiln("clean"))
+    res = hyperfine(cmds, runs, prepare=clean, env=w.env(), name="warm")
+    label = "fixtures/engine" if w.name == "engine" else "16 services"
+    c = W.cold.get(w.name)
+    for r, key, what in ((res[0], "kiln_images", "with images"), (res[1], "kiln", "--no-images")):
+        if c:
+            ratio = c[key]["mean"] / r["mean"]
+            R.row(f"warm cache after `kiln clean`, {label}, {what} (anchor: kiln cold build)",
+                  fmt_hf(r), fmt_hf(c[key]), f"{ratio:.0f}× faster", "≥ 20× faster", ratio >= 20)
+        else:
+            R.row(f"warm cache after `kiln clean`, {label}, {what}", fmt_hf(r), "-", "-",
+                  "≥ 20× faster", None)
+    W.warm[w.name] = res
+    w.build()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Peak memory of kiln itself
+
+
+def memory(ws, engine):
+    """kiln's own peak RSS in the builds that do the most: cold with images (fixtures here; the
+    16 services' cold build with images runs inside `kiln verify`, probed in step 11, and their
+    cold compile+link in the recording run of step 1), warm after clean, and no-op."""
+    rows = []
+    cache = os.path.join(W.tmp, "cache-mem")
+    shutil.rmtree(os.path.join(engine.root, "out"), ignore_errors=True)
+    cmd = engine.kiln("build", "-j2", "--json")
+    dt, own, tree, _ = peak_rss(cmd, env=engine.env(cache))
+    rows.append(("cold build with images, fixtures/engine", own, tree))
+    shutil.rmtree(os.path.join(engine.root, "out"), ignore_errors=True)
+    shutil.rmtree(cache)
+    gt = gnu_time_maxrss(cmd, env=engine.env(cache))
+    rows.append(("same cold build under `/usr/bin/time -v`", None, gt))
+    shutil.rmtree(cache)
+    engine.build()
+    for w in (engine, ws):
+        label = "fixtures/engine" if w.name == "engine" else "16 services"
+        w.build()
+        sh(w.kiln("clean"), env=w.env())
+        dt, own, tree, _ = peak_rss(w.kiln("build", "-j2", "--json"), env=w.env())
+        rows.append((f"warm build after clean, {label}", own, tree))
+        dt, own, tree, _ = peak_rss(w.kiln("build", "-j2", "--json"), env=w.env())
+        rows.append((f"no-op build, {label}", own, tree))
+    W.mem_rows = rows
+
+
+def memory_row():
+    """The summary row, once every probed run (recording, memory, verify) is in."""
+    owns = [(r[1], r[0]) for r in getattr(W, "mem_rows", []) if r[1] is not None]
+    owns += [(own, f"cold --no-images build, {n}") for n, (own, _) in W.record_mem.items()]
+    if getattr(W, "verify_mem", None):
+        owns.append((W.verify_mem, "kiln verify, 16 services"))
+    if not owns:
+        return
+    worst, what = max(owns)
+    R.row(f"peak RSS of the kiln process itself (VmHWM), worst build ({what})",
+          f"{worst / 1024:.1f} MiB", "-", "-", "< 50 MB", worst * 1024 < 50e6)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Images: sizes vs budgets, closure floor, debian:12-slim style anchor
+
+
+def layout_manifest(layout):
+    index = json.load(open(os.path.join(layout, "index.json")))
+    d = index["manifests"][0]
+    m = json.load(open(os.path.join(layout, "blobs/sha256", d["digest"].split(":")[1])))
+    ref = d.get("annotations", {}).get("org.opencontainers.image.ref.name")
+    return d["digest"], m, ref
+
+
+def extract_image(layout, dest):
+    _, m, _ = layout_manifest(layout)
+    os.makedirs(dest)
+    for l in m["layers"]:
+        sh(["tar", "-xzf", os.path.join(layout, "blobs/sha256", l["digest"].split(":")[1]),
+            "-C", dest])
+    return m
+
+
+def tar_gz_size(root, paths=None):
+    """Bytes of `tar | gzip -6` of `root` (or of `paths` relative to it), sorted, owner 0."""
+    opts = "--sort=name --owner=0 --group=0 --numeric-owner --mtime=@0"
+    if paths is None:
+        cmd = f"tar {opts} -cf - -C {shlex.quote(root)} . | gzip -6 | wc -c"
+        return int(sh(cmd))
+    lst = os.path.join(W.tmp, "tarlist")
+    with open(lst, "w") as f:
+        f.write("\n".join(p.lstrip("/") for p in paths) + "\n")
+    cmd = (f"tar {opts} --no-recursion --ignore-failed-read -cf - -C {shlex.quote(root)} "
+           f"-T {lst} 2>/dev/null | gzip -6 | wc -c")
+    return int(sh(cmd))
+
+
+def per_file_gzip(root):
+    total = 0
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(d, f)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as fh:
+                    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+                    total += len(c.compress(fh.read()) + c.flush())
+    return total
+
+
+SLIM_EXCLUDES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/",
+                 "/usr/share/groff/", "/usr/share/lintian/", "/usr/share/linda/")
+
+
+def dpkg_db():
+    fmt = "${Package}\t${Priority}\t${Pre-Depends}\t${Depends}\t${Provides}\t${db:Status-Status}\n"
+    pkgs = {}
+    provides = {}
+    for line in sh(["dpkg-query", "-W", "-f", fmt]).splitlines():
+        name, prio, pre, dep, prov, status = line.split("\t")
+        if status != "installed":
+            continue
+        pkgs[name] = (prio, ", ".join(x for x in (pre, dep) if x))
+        for p in filter(None, (x.strip().split(" ")[0] for x in prov.split(","))):
+            provides.setdefault(p, name)
+    return pkgs, provides
+
+
+def dep_closure(seeds, pkgs, provides):
+    """Installed packages reachable from `seeds` through Depends/Pre-Depends (first installed
+    alternative), as apt would resolve them on this machine."""
+    seen, todo = set(), [s for s in seeds if s in pkgs]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        for clause in filter(None, (c.strip() for c in pkgs[p][1].split(","))):
+            for alt in clause.split("|"):
+                n = alt.strip().split(" ")[0].split(":")[0]
+                n = n if n in pkgs else provides.get(n)
+                if n:
+                    todo.append(n)
+                    break
+    return seen
+
+
+def package_files(pkg):
+    for cand in (f"/var/lib/dpkg/info/{pkg}.list", f"/var/lib/dpkg/info/{pkg}:amd64.list"):
+        if os.path.exists(cand):
+            files = [l.strip() for l in open(cand) if l.strip() not in ("", "/.")]
+            meta = [os.path.join("/var/lib/dpkg/info", f) for f in os.listdir("/var/lib/dpkg/info")
+                    if f.rsplit(".", 1)[0] in (pkg, f"{pkg}:amd64")]
+            return [f for f in files if not f.startswith(SLIM_EXCLUDES)] + meta
+    return []
+
+
+def images(ws, engine):
+    # Budgets of the 16 services.
+    _, j = ws.build()
+    fr = [(t["image"]["compressed_size"] / t["image"]["budget"], t["name"], t["image"])
+          for t in j["targets"] if t.get("image")]
+    fr.sort(reverse=True)
+    worst = fr[0]
+    W.image_sizes = [(n, i["compressed_size"], i["budget"]) for _, n, i in sorted(fr, key=lambda x: x[1])]
+    R.row(f"largest image / its budget, 16 services ({worst[1]})", mb(worst[2]["compressed_size"]),
+          mb(worst[2]["budget"]), f"{worst[0]:.3f}", "< 0.1", worst[0] < 0.1)
+
+    _, je = engine.build()
+    pkgs, provides = dpkg_db()
+    seeds = [p for p, (prio, _) in pkgs.items() if prio == "required"] + ["apt"]
+    slim = dep_closure(seeds, pkgs, provides)
+    slim_files = [f for p in sorted(slim) for f in package_files(p)]
+    slim_gz = tar_gz_size("/", slim_files)
+    W.slim = (len(slim), slim_gz)
+    W.floor_rows = []
+    for svc, limit in (("hello", 8e6), ("geometry", 6e6)):
+        t = next(t for t in je["targets"] if t["name"] == svc)
+        layout = t["image"]["layout"]
+        tree = os.path.join(W.tmp, f"img-{svc}")
+        m = extract_image(layout, tree)
+        layers = sum(l["size"] for l in m["layers"])
+        one = tar_gz_size(tree)
+        each = per_file_gzip(tree)
+        floor = min(one, each)
+        status_d = os.path.join(tree, "var/lib/dpkg/status.d")
+        runtime_pkgs = sorted(os.listdir(status_d)) if os.path.isdir(status_d) else []
+        extra = sorted(dep_closure(runtime_pkgs, pkgs, provides) - slim)
+        extra_gz = tar_gz_size("/", [f for p in extra for f in package_files(p)]) if extra else 0
+        top = m["layers"][-1]["size"]
+        anchor = slim_gz + extra_gz + top
+        W.floor_rows.append((svc, layers, one, each, runtime_pkgs, extra, extra_gz, top, anchor))
+        lang = "C++" if svc == "hello" else "Ada"
+        if svc == "hello":
+            R.row(f"{lang} fixture image `{svc}` vs its closure floor (one tar.gz -6)", mb(layers),
+                  mb(floor), f"{layers / floor:.3f}×", "≤ 1.1×", layers <= 1.1 * floor)
+        R.row(f"{lang} fixture image `{svc}` size", mb(layers), "-", "-",
+              f"< {limit / 1e6:.0f} MB", layers < limit)
+        R.row(f"{lang} fixture image `{svc}` vs same binary on a debian:12-slim style base",
+              mb(layers), mb(anchor), f"{layers / anchor:.3f}×", "(information)", None)
+        shutil.rmtree(tree)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Reassembly after one edit
+
+
+def layer_digests(ws):
+    out = {}
+    for svc in sorted(os.listdir(os.path.join(ws.root, "out/images"))):
+        if not os.path.isdir(os.path.join(ws.root, "out/images", svc)):
+            continue  # <service>.sizes.json and other files beside the layouts
+        _, m, _ = layout_manifest(os.path.join(ws.root, "out/images", svc))
+        out[svc] = [l["digest"] for l in m["layers"]]
+    return out
+
+
+def reassemble(ws):
+    ws.build()
+    edits = [("one service source (config-service main.cpp)",
+              "fixtures/services/config-service/src/main.cpp"),
+             ("one .cpp of widget-core-lib (widget.cpp)",
+              "fixtures/libs/widget-core-lib/src/widget.cpp")]
+    W.reassemble = []
+    for what, rel in edits:
+        path = os.path.join(ws.root, rel)
+        before = layer_digests(ws)
+        original = open(path, "rb").read()
+        marker = f"kiln_bench_marker_{int(time.time() * 1000)}"
+        try:
+            with open(path, "ab") as f:
+                # A symbol that reaches the linked output, so the binary really changes.
+                f.write(f'\nextern "C" __attribute__((used)) const char {marker}[] = "{marker}";\n'
+                        .encode())
+            dt, j = ws.build()
+            after = layer_digests(ws)
+        finally:
+            with open(path, "wb") as f:
+                f.write(original)
+        changed = {s: sum(1 for a, b in zip(before[s], after[s]) if a != b) +
+                   abs(len(before[s]) - len(after[s])) for s in before}
+        ran = sum(t["actions_run"] for t in j["targets"])
+        touched = sorted(s for s, n in changed.items() if n)
+        W.reassemble.append((what, dt, touched, changed, ran))
+        total = sum(changed.values())
+        if "service" in what:
+            top_only = touched == ["config-service"] and all(
+                a == b for a, b in zip(before["config-service"][:-1], after["config-service"][:-1]))
+            R.row("one service edited: rebuild + reassemble all 16, changed layers",
+                  f"{fmt_s(dt)}, {total} layer(s) in {len(touched)} image(s)", "-", "-",
+                  "only that service's top layer", top_only)
+        else:
+            R.row("one widget-core-lib .cpp edited: until all affected images are rebuilt",
+                  f"{fmt_s(dt)}, {total} layer(s) in {len(touched)} image(s)", "-", "-",
+                  "(information)", None)
+        ws.build()  # back to the unedited state (served from the cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Layer writing throughput
+
+
+def make_tree(root, total=200 * 1000 * 1000):
+    """A deterministic tree: half text-like (compressible), half random bytes, in files from
+    4 KiB to 16 MiB."""
+    rng = random.Random(20240601)
+    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10)))
+             for _ in range(5000)]
+    # Text is built from a pool of pseudo-random lines so generation stays fast.
+    lines = [b" ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) + b"\n"
+             for _ in range(20000)]
+    written, n = 0, 0
+    while written < total:
+        size = rng.choices([4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20],
+                           weights=[30, 25, 20, 12, 8, 4, 1])[0]
+        size = min(size, total - written)
+        d = os.path.join(root, f"d{n % 17:02d}", f"e{n % 5}")
+        os.makedirs(d, exist_ok=True)
+        kind = "txt" if n % 2 == 0 else "bin"
+        with open(os.path.join(d, f"f{n:05d}.{kind}"), "wb") as f:
+            if kind == "bin":
+                f.write(rng.randbytes(size))
+            else:
+                buf = io.BytesIO()
+                while buf.tell() < size:
+                    buf.write(b"".join(rng.choices(lines, k=256)))
+                f.write(buf.getvalue()[:size])
+        written += size
+        n += 1
+    return written, n
+
+
+def layer(runs):
+    tree = os.path.join(W.tmp, "tree")
+    size, files = make_tree(tree)
+    cache = os.path.join(W.tmp, "layer-cache")
+    q = shlex.quote
+    anchor = (f"tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - -C {q(tree)} ."
+              " | gzip -6 | sha256sum >/dev/null")
+    kiln = f"{q(LAYER_BENCH)} {q(tree)} {q(cache)} >/dev/null"
+    log(f"layer: {size / 1e6:.0f} MB in {files} files, {runs} run(s) each")
+    res = hyperfine([kiln, anchor], runs, warmup=1, prepare=f"rm -rf {q(cache)}", name="layer")
+    shutil.rmtree(cache, ignore_errors=True)
+    j = json.loads(sh([LAYER_BENCH, tree, cache]))
+    gz = int(sh(f"tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - -C {q(tree)} . | gzip -6 | wc -c"))
+    k, a = res
+    speed = a["mean"] / k["mean"]
+    W.layer = (size, files, k, a, j, gz)
+    R.row("layer writing, 200 MB tree (digest files + tar + gzip -6 + sha256 ×2 + fsync) vs "
+          "`tar \\| gzip -6 \\| sha256sum`", f"{fmt_hf(k)} ({size / k['mean'] / 1e6:.0f} MB/s)",
+          f"{fmt_hf(a)} ({size / a['mean'] / 1e6:.0f} MB/s)", f"{speed:.2f}× the anchor's speed",
+          "≥ 1.0×", speed >= 1.0)
+    shutil.rmtree(tree)
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Push
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Registry:
+    """`docker-registry serve` on a free loopback port with temporary storage; its access log
+    (one line per request) goes to `self.log`."""
+
+    def __init__(self, name):
+        self.dir = os.path.join(W.tmp, f"registry-{name}-{time.time_ns()}")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        cfg = os.path.join(self.dir, "config.yml")
+        with open(cfg, "w") as f:
+            f.write("version: 0.1\nlog: { level: error, accesslog: { disabled: false } }\n"
+                    f"storage: {{ filesystem: {{ rootdirectory: {self.dir}/data }} }}\n"
+                    f"http: {{ addr: 127.0.0.1:{self.port} }}\n")
+        self.log = os.path.join(self.dir, "access.log")
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=out,
+                                         stderr=subprocess.STDOUT)
+        W.procs.append(self.proc)
+        import urllib.request
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1)
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise SystemExit("bench: the registry did not start")
+
+    def requests(self, since=0):
+        """Requests by method in the access log after byte offset `since`, and the log size."""
+        data = open(self.log, "rb").read()
+        counts = {}
+        for line in data[since:].decode(errors="replace").splitlines():
+            for m in ("HEAD", "GET", "PUT", "POST", "PATCH", "DELETE"):
+                if f'"{m} /v2/' in line:
+                    counts[m] = counts.get(m, 0) + 1
+        return counts, len(data)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def push(ws, runs):
+    ws.build()
+    layouts = sorted(s for s in os.listdir(os.path.join(ws.root, "out/images"))
+                     if os.path.isdir(os.path.join(ws.root, "out/images", s)))
+    refs = {s: layout_manifest(os.path.join(ws.root, "out/images", s))[2] for s in layouts}
+    kiln_t, noattach_t, skopeo_t, repush_t, repush_na_t = [], [], [], [], []
+    for i in range(runs):
+        reg = Registry("kiln")
+        dt, _ = timed(ws.kiln("push", "--to", f"127.0.0.1:{reg.port}/bench", "--jobs", "4",
+                              "--json"), env=ws.env())
+        kiln_t.append(dt)
+        for _ in range(3 if runs > 1 else 1):
+            _, since = reg.requests()
+            dt, _ = timed(ws.kiln("push", "--to", f"127.0.0.1:{reg.port}/bench", "--jobs", "4",
+                                  "--json"), env=ws.env())
+            repush_t.append(dt)
+            W.repush_requests = reg.requests(since)[0]
+        reg.stop()
+        reg = Registry("kiln-noattach")
+        dt, _ = timed(ws.kiln("push", "--to", f"127.0.0.1:{reg.port}/bench", "--jobs", "4",
+                              "--no-attach", "--json"), env=ws.env())
+        noattach_t.append(dt)
+        for _ in range(3 if runs > 1 else 1):
+            _, since = reg.requests()
+            dt, _ = timed(ws.kiln("push", "--to", f"127.0.0.1:{reg.port}/bench", "--jobs", "4",
+                                  "--no-attach", "--json"), env=ws.env())
+            repush_na_t.append(dt)
+            W.repush_na_requests = reg.requests(since)[0]
+        reg.stop()
+        reg = Registry("skopeo")
+        t0 = time.perf_counter()
+        for s in layouts:
+            src = f"oci:{ws.root}/out/images/{s}" + (f":{refs[s]}" if refs[s] else "")
+            sh(["skopeo", "copy", "-q", "--dest-tls-verify=false", src,
+                f"docker://127.0.0.1:{reg.port}/anchor/{s}:{refs[s] or 'latest'}"])
+        skopeo_t.append(time.perf_counter() - t0)
+        reg.stop()
+    mean = lambda v: sum(v) / len(v)
+    k, na, sk, rp = mean(kiln_t), mean(noattach_t), mean(skopeo_t), mean(repush_t)
+    rpn = mean(repush_na_t)
+    noop = W.noop.get("ws")
+    if not noop:  # the up-to-date check kiln push starts with, timed on its own
+        noop = hyperfine([" ".join(ws.kiln("build", "-j2"))], 10, warmup=3, shell=False,
+                         env=ws.env(), name="noop-push")[0]
+    W.push = (kiln_t, noattach_t, skopeo_t, repush_t, noop, repush_na_t)
+    R.row("push 16 images to an empty registry (`--jobs 4`, with SBOM/provenance referrers) "
+          "vs skopeo copy one by one", fmt_s(k), fmt_s(sk), f"{k / sk:.2f}×", "≤ 0.5×", k <= 0.5 * sk)
+    R.row("push 16 images, `--no-attach` (images only, like skopeo)", fmt_s(na), fmt_s(sk),
+          f"{na / sk:.2f}×", "≤ 0.5×", na <= 0.5 * sk)
+    for what, t in (("", rp), (", `--no-attach`", rpn)):
+        net = t - noop["mean"]
+        R.row(f"re-push unchanged{what}: total / network part (total − no-op `kiln build`)",
+              f"{fmt_s(t)} / {fmt_s(max(net, 0))}", "-", "-", "network part < 100 ms",
+              net < 0.100)
+
+
+def big_layout(dir, size=1 << 30):
+    """An OCI layout with one layer: a tar holding `size` random bytes, gzip'd with stored
+    (level 0) deflate blocks so writing it takes seconds; registries never decompress layers."""
+    blobs = os.path.join(dir, "blobs/sha256")
+    os.makedirs(blobs)
+    tmp = os.path.join(dir, "layer.tmp")
+    diff, dig = hashlib.sha256(), hashlib.sha256()
+    comp = zlib.compressobj(0, zlib.DEFLATED, 31)
+    with open(tmp, "wb") as out:
+        def emit(raw):
+            diff.update(raw)
+            c = comp.compress(raw)
+            dig.update(c)
+            out.write(c)
+        info = tarfile.TarInfo("data/random.bin")
+        info.size, info.mode, info.mtime = size, 0o644, 0
+        emit(info.tobuf(format=tarfile.USTAR_FORMAT))
+        left = size
+        rng = random.Random(7)
+        while left:
+            chunk = rng.randbytes(min(left, 8 << 20))
+            emit(chunk)
+            left -= len(chunk)
+        pad = (512 - size % 512) % 512
+        emit(b"\0" * (pad + 1024))
+        c = comp.flush()
+        dig.update(c)
+        out.write(c)
+    layer_size = os.path.getsize(tmp)
+    os.rename(tmp, os.path.join(blobs, dig.hexdigest()))
+
+    def put(obj):
+        b = json.dumps(obj, separators=(",", ":")).encode()
+        d = hashlib.sha256(b).hexdigest()
+        open(os.path.join(blobs, d), "wb").write(b)
+        return {"digest": f"sha256:{d}", "size": len(b)}
+    config = put({"architecture": "amd64", "os": "linux", "config": {},
+                  "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff.hexdigest()}"]}})
+    manifest = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                "digest": f"sha256:{dig.hexdigest()}", "size": layer_size}]})
+    json.dump({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest}]},
+        open(os.path.join(dir, "index.json"), "w"))
+    open(os.path.join(dir, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+    return layer_size
+
+
+def bigpush():
+    layout = os.path.join(W.tmp, "big-layout")
+    size = big_layout(layout)
+    reg = Registry("big")
+    dt, own, tree, out = peak_rss([PUSH_BENCH, layout, f"127.0.0.1:{reg.port}", "bench/big", "v1"])
+    reg.stop()
+    shutil.rmtree(layout)
+    W.bigpush = (size, dt, own, tree)
+    R.row("peak RSS pushing a 1 GiB layer (`registry::push_all`)", f"{own / 1024:.1f} MiB",
+          "-", "-", "< 64 MB", own * 1024 < 64e6)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. Demo, 10. SBOM, 11. verify
+
+
+def demo(ws, runs):
+    ws.build()
+    env = ws.env(KILN=KILN, JOBS="2")
+    times = []
+    for i in range(runs):
+        dt, r = timed([os.path.join(ws.root, "scripts/demo")], env=env, cwd=ws.root, check=False)
+        if r.returncode != 0:
+            W.demo_failure = (r.stdout[-2000:] + r.stderr[-2000:])
+            log("demo failed; its output is in BENCHMARKS.md")
+            R.row("`scripts/demo` with a warm cache", f"failed after {fmt_s(dt)}", "-", "-",
+                  "(information)", False)
+            return
+        times.append(dt)
+    W.demo = times
+    R.row("`scripts/demo` with a warm build cache" + (" (first run / repeat)" if runs > 1 else ""),
+          " / ".join(fmt_s(t) for t in times), "-", "-", "(information)", None)
+
+
+def sbom():
+    c = W.cold.get("ws")
+    if c:
+        W.sbom = c["kiln_images"]["mean"] - c["kiln"]["mean"]
+        R.row("image phase (closure, strip, layers, status.d, SBOM, provenance), 16 services",
+              fmt_s(W.sbom), "-", "-", "SBOM share not separable", None)
+
+
+def verify(ws):
+    ws.build()
+    dt, own, tree, out = peak_rss(ws.kiln("verify", "-j2", "--json"), env=ws.env())
+    W.verify = (dt, own)
+    c = W.cold.get("ws")
+    if c:
+        a = c["kiln_images"]["mean"]
+        R.row("`kiln verify` of 16 services vs a cold clean build (kiln, with images)",
+              fmt_s(dt), fmt_s(a), f"{dt / a:.2f}×", "(information)", None)
+    else:
+        R.row("`kiln verify` of 16 services", fmt_s(dt), "-", "-", "(information)", None)
+    W.verify_mem = own
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def version(cmd):
+    try:
+        return sh(cmd, check=False).strip().splitlines()[0]
+    except Exception:
+        return "?"
+
+
+def machine():
+    mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
+    return [
+        ("cores (nproc)", sh("nproc").strip()),
+        ("memory", f"{int(mem) / 1024 / 1024:.1f} GiB"),
+        ("kernel", sh("uname -r").strip()),
+        ("OS", version("grep PRETTY_NAME /etc/os-release | cut -d'\"' -f2")),
+        ("kiln", version([KILN, "--version"]) + " @ " + version(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"])),
+        ("g++", version(["g++", "--version"])),
+        ("gnat", version(["gnatls", "--version"])),
+        ("ninja", version(["ninja", "--version"])),
+        ("make", version(["make", "--version"])),
+        ("skopeo", version(["skopeo", "--version"])),
+        ("registry", version(["docker-registry", "--version"])),
+        ("podman", version(["podman", "--version"])),
+        ("hyperfine", version(["hyperfine", "--version"])),
+    ]
+
+
+def report(args, started, load_start, load_end):
+    md = []
+    md.append("# kiln benchmarks\n")
+    md.append("Written by `scripts/bench` (do not edit by hand; rerun it). Every figure is "
+              "measured against its anchor in the same run and reported as a ratio. Timed tests "
+              "never carry speed goals; this file does.\n")
+    md.append(f"Run: {started} ({'quick smoke run' if args.quick else 'full run'}), "
+              f"{time.time() - W.t0:.0f} s in all.\n")
+    md.append("Load when it started: `" + load_start + "`  \nLoad when it ended: `" + load_end +
+              "`\n\nOther processes running at the same time (the load average above 0 on an "
+              "idle machine) slow down whatever runs while they do; the anchors suffer the same "
+              "noise, but not necessarily at the same moment.\n")
+    md.append("## Machine\n")
+    md.append("| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in machine()) + "\n")
+    md.append("## Results\n")
+    md.append(R.table() + "\n")
+    md.append("## Method and details\n")
+    md.append(METHOD_COMMON)
+    if "cold" in W.details:
+        md.append("### 1. Cold build vs make and ninja running the same commands\n")
+        md.append(METHOD_COLD)
+        md.append("\n".join(W.details["cold"]) + "\n")
+    md.append("### 2. No-op build\n" + METHOD_NOOP)
+    md.append("### 3. Warm cache after `kiln clean`\n" + METHOD_WARM)
+    if getattr(W, "mem_rows", None) or W.record_mem:
+        md.append("### 4. Peak memory of kiln itself\n" + METHOD_MEM)
+        md.append("| run | kiln's own VmHWM | largest process in the tree (wait4 ru_maxrss = `time -v`) |\n|---|---|---|")
+        for what, own, tree in getattr(W, "mem_rows", []):
+            md.append(f"| {what} | {'-' if own is None else f'{own / 1024:.1f} MiB'} | {tree / 1024:.1f} MiB |")
+        for name, (own, tree) in W.record_mem.items():
+            md.append(f"| cold `--no-images` build, {name} (recording run) | {own / 1024:.1f} MiB | {tree / 1024:.1f} MiB |")
+        if getattr(W, "verify_mem", None):
+            md.append(f"| `kiln verify`, 16 services (includes a cold build with images in-process) | {W.verify_mem / 1024:.1f} MiB | - |")
+        if getattr(W, "bigpush", None):
+            md.append(f"| push of a 1 GiB layer (`push_bench`) | {W.bigpush[2] / 1024:.1f} MiB | {W.bigpush[3] / 1024:.1f} MiB |")
+        md.append("")
+    if getattr(W, "image_sizes", None):
+        md.append("### 5. Images\n" + METHOD_IMAGES)
+        md.append("| service | compressed | budget | fraction |\n|---|---|---|---|")
+        for n, c, b in W.image_sizes:
+            md.append(f"| {n} | {mb(c)} | {mb(b)} | {c / b:.3f} |")
+        md.append("")
+        n_slim, slim_gz = W.slim
+        md.append(f"debian:12-slim style base estimated from this machine's dpkg database: "
+                  f"{n_slim} packages, {mb(slim_gz)} as one tar.gz (-6).\n")
+        md.append("| image | kiln layers | floor: one tar.gz | floor: files gzipped one by one | "
+                  "runtime packages (status.d) | extra packages on slim | their tar.gz | "
+                  "service layer | anchor: slim + packages + service layer |\n"
+                  "|---|---|---|---|---|---|---|---|---|")
+        for svc, layers, one, each, rt, extra, extra_gz, top, anchor in W.floor_rows:
+            md.append(f"| {svc} | {mb(layers)} | {mb(one)} ({layers / one:.3f}×) | {mb(each)} "
+                      f"({layers / each:.3f}×) | {', '.join(rt) or '-'} | "
+                      f"{', '.join(extra) or 'none'} | {mb(extra_gz)} | {mb(top)} | {mb(anchor)} |")
+        md.append("")
+    if getattr(W, "reassemble", None):
+        md.append("### 6. Reassembly after one edit\n" + METHOD_REASSEMBLE)
+        for what, dt, touched, changed, ran in W.reassemble:
+            md.append(f"- {what}: `kiln build -j2` took {fmt_s(dt)}, ran {ran} action(s); "
+                      f"changed layers: " + (", ".join(f"{s} {changed[s]}" for s in touched) or "none")
+                      + f"; the other {16 - len(touched)} layouts kept every layer digest.")
+        md.append("")
+    if getattr(W, "layer", None):
+        size, files, k, a, j, gz = W.layer
+        md.append("### 7. Layer writing throughput\n" + METHOD_LAYER)
+        md.append(f"- tree: {size / 1e6:.0f} MB in {files} files; kiln's layer {mb(j['compressed_size'])} "
+                  f"compressed, `gzip -6` {mb(gz)}.\n- kiln's phases in one run: digesting the files "
+                  f"{j['digest_ms'] / 1000:.2f} s, writing the layer {j['write_ms'] / 1000:.2f} s "
+                  f"({size / (j['write_ms'] / 1000) / 1e6:.0f} MB/s for the write alone).\n")
+    if getattr(W, "push", None) or getattr(W, "bigpush", None):
+        md.append("### 8. Push\n" + METHOD_PUSH)
+    if getattr(W, "push", None):
+        kt, nt, st, rt, noop, rnt = W.push
+        md.append(f"- kiln push runs: {', '.join(fmt_s(t) for t in kt)}; `--no-attach`: "
+                  f"{', '.join(fmt_s(t) for t in nt)}; skopeo totals: {', '.join(fmt_s(t) for t in st)}.")
+        md.append(f"- re-push runs: {', '.join(fmt_s(t) for t in rt)}; `--no-attach`: "
+                  f"{', '.join(fmt_s(t) for t in rnt)}; no-op `kiln build` alone: {fmt_hf(noop)}.")
+        fmt_req = lambda c: ", ".join(f"{n} {m}" for m, n in sorted(c.items())) or "none"
+        md.append(f"- requests the registry saw during one re-push (its access log): "
+                  f"{fmt_req(W.repush_requests)}; with `--no-attach`: "
+                  f"{fmt_req(W.repush_na_requests)}.\n")
+    if getattr(W, "bigpush", None):
+        size, dt, own, tree = W.bigpush
+        md.append(f"- 1 GiB layer ({size / 2**30:.2f} GiB blob): pushed in {fmt_s(dt)}, "
+                  f"peak RSS {own / 1024:.1f} MiB.\n")
+    md.append("### 9. `scripts/demo` from a warm cache\n" + METHOD_DEMO)
+    if getattr(W, "demo", None):
+        md.append("- runs: " + ", ".join(fmt_s(t) for t in W.demo) + "\n")
+    if getattr(W, "demo_failure", None):
+        md.append("The demo failed:\n\n```\n" + W.demo_failure + "\n```\n")
+    md.append("### 10. SBOM and status.d cost\n" + METHOD_SBOM)
+    md.append("### 11. `kiln verify`\n" + METHOD_VERIFY)
+    if W.notes:
+        md.append("## Not measured in this run\n\n" + "\n".join(f"- {n}" for n in W.notes) + "\n")
+    md.append(ANALYSIS)
+    return "\n".join(md)
+
+
+METHOD_COMMON = """All builds use `-j2` (the machine has 2 cores) on a copy of the repository's
+workspace (`recipes/`, `toolchains/`, `fixtures/`, `scripts/`, as in the working tree) in a
+temporary directory with its own git commit, and a private `KILN_CACHE`; `fixtures/engine` (2
+services, 2 libraries) and the 16-service workspace are measured separately. Timings are
+hyperfine means ± standard deviation unless a single run is named.
+"""
+
+METHOD_COLD = """kiln is first run once with `g++`, `gcc`, `ar` and `gnatbind` shims first on
+`PATH` (`bench/record-tool`): they log the working directory and arguments of every command that
+works in a kiln staging directory and exec the real tool. `bench/replay.py` turns that log plus
+`out/.kiln/state.json` into a `build.ninja` and a `Makefile` (generated in the temp dir): the
+same commands in the same directories with the same arguments, each wrapped the way kiln's
+executor wraps it (empty staging directory, `mkdir -p` of the output directories, the command,
+`mv` of the outputs into `out/`, remove the staging directory), with edges from arguments that
+name another command's output and the dependencies kiln discovered as implicit inputs. Each
+timed run starts from no `out/` and, for kiln, an empty cache (so kiln also probes its
+toolchains and stores every output in its cache, which make and ninja do not). The anchors do
+compile+link only, so the target compares `kiln build --no-images`; the full `kiln build` with
+images is reported beside them.
+"""
+
+METHOD_NOOP = """After a complete build, `hyperfine -N --warmup 3` runs `kiln build -j2` (with
+the image up-to-date checks), `kiln build -j2 --no-images` and `ninja -j2` on the replayed graph
+(which stats the same sources and discovered headers). Targets: 20 ms for fixtures/engine, 50 ms
+for the 16 services, for the full `kiln build`.
+"""
+
+METHOD_WARM = """hyperfine with `kiln clean` (removes `out/`, keeps the cache) as the prepare
+step before every run; the ratio is the cold build of section 1 (same flags, empty cache) over
+this. Every action is restored from the action cache, and image layers from the layer cache.
+"""
+
+METHOD_MEM = """`/usr/bin/time -v` reports `ru_maxrss` of the process it waited for, and Linux
+folds into that the peak of every descendant the process itself waited for (the kernel keeps
+`max(own maxrss, children's maxrss)` when a child is reaped, and `wait4` returns that for the
+whole subtree). So for a build that runs compilers it prints the largest compiler's RSS
+(cc1plus, gnat1), not kiln's. kiln's own figure is therefore its `VmHWM` (the kernel's per-process
+peak RSS) read from `/proc/PID/status` every 5 ms while it runs (`bench/bench.py: peak_rss`).
+Both are shown; on runs that spawn no big children (no-op), `time -v` is kiln's own figure.
+"""
+
+METHOD_IMAGES = """Compressed size = sum of the manifest's layer sizes. Budgets come from the
+recipes. For the fixture images, the layers are extracted into one tree and compared with two
+floors computed from that tree: all of it as one `tar --sort=name | gzip -6`, and every regular
+file gzipped (-6) on its own. The debian:12-slim style anchor cannot be pulled (loopback
+network only), so it is estimated on this machine: the packages `debootstrap --variant=minbase`
+installs (Priority required, plus apt, plus their Depends/Pre-Depends closure, resolved against
+the installed dpkg database), their installed files minus what the slim variant removes
+(`/usr/share/{doc,man,info,locale,groff,lintian,linda}`), plus their `/var/lib/dpkg/info`
+files, as one tar.gz at -6. Then the service's runtime packages (the `status.d` records in
+kiln's image) with their dependency closure minus the slim set, as apt would add them, and
+finally kiln's own service layer (the stripped binary). Installed files are what debootstrap
+would unpack, so the estimate should be close; the real image also has /var/lib/apt data and
+config files not owned by a package, so it is if anything a slight underestimate of the anchor.
+"""
+
+METHOD_REASSEMBLE = """With all 16 images built, a line defining an exported `used` symbol is
+appended to one file, `kiln build -j2` is timed once, every layout's layer digests are compared
+with before, and the file is restored (then rebuilt from the cache).
+"""
+
+METHOD_LAYER = """A deterministic 200 MB tree (half text-like lines, half random bytes, files of
+4 KiB to 16 MiB) is generated in a temp dir. kiln: `examples/layer_bench.rs` digests every file
+(the layer cache key needs content digests) and calls `LayerCache::get_or_write` into an empty
+cache dir, which tars, hashes the tar (diff_id), gzips at level 6 (miniz_oxide), hashes the gzip
+(digest), writes and fsyncs the blob: one thread. Anchor: `tar --sort=name ... | gzip -6 |
+sha256sum`, three processes in a pipeline (so up to three cores' worth of work on two cores), one
+hash, nothing written. The file contents are in the page cache for both (one warm-up run each).
+"""
+
+METHOD_PUSH = """Each push goes to a fresh `docker-registry serve` on a free loopback port with
+temporary storage. kiln: `kiln push --to 127.0.0.1:PORT/bench --jobs 4` (it first runs its
+up-to-date build check, pushes the images with two tags each, then attaches SPDX, CycloneDX and
+provenance as referrers); also with `--no-attach`. Anchor: `skopeo copy --dest-tls-verify=false
+oci:out/images/<svc>:<version> docker://127.0.0.1:PORT2/anchor/<svc>:<version>` for the 16
+services one after another into another fresh registry. Re-push: `kiln push` again to the same
+registry; its network part is estimated as the total minus the no-op `kiln build` of section 2.
+The 1 GiB layer: a layout with one layer (a tar of 1 GiB of seeded random bytes in stored gzip
+blocks) pushed by `examples/push_bench.rs` through `kiln::registry::push_all`, its VmHWM sampled
+as in section 4.
+"""
+
+METHOD_DEMO = """`scripts/demo` copied with the workspace and run there with `KILN` set to the
+built binary (so it skips `cargo build`), the bench's warm cache and `JOBS=2`: build (all cached),
+start a registry, push, `podman pull` and run all 16, check health, readiness and SIGTERM. The
+first run may still pull into podman's store; a repeat shows the fully warm figure. It uses the
+services' fixed ports with `--network=host`, so it fails if something else holds them.
+"""
+
+METHOD_SBOM = """`kiln build --json` reports one duration per target, covering build actions only,
+and has no switch to skip SBOMs, so SBOM and status.d generation cannot be separated from image
+assembly without changing kiln. The table gives the whole image phase instead (cold build with
+images minus cold build `--no-images`): an upper bound for the SBOM and status.d share.
+"""
+
+METHOD_VERIFY = """`kiln verify -j2` of all 16 services once (the workspace is already built, so
+its own build is a no-op; it then copies the tracked files, builds them cold with an empty cache
+and compares every blob), against the cold `kiln build -j2` with images of section 1.
+"""
+
+ANALYSIS = ""  # replaced by scripts/bench's caller text when present (see bench/analysis.md)
+
+
+class State:
+    pass
+
+
+W = State()
+R = Results()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: fewer repetitions; writes the report to "
+                         "$TMPDIR/kiln-BENCHMARKS.quick.md instead of BENCHMARKS.md")
+    ap.add_argument("--only", default=",".join(STEPS),
+                    help=f"comma-separated subset of: {','.join(STEPS)}")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--fixtures-only", action="store_true",
+                    help="steps 1-3 on fixtures/engine only (for working on the bench itself)")
+    ap.add_argument("--out", help="where to write the report (default: BENCHMARKS.md, or the "
+                                  "temp dir with --quick)")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    bad = only - set(STEPS)
+    if bad:
+        ap.error(f"unknown steps {sorted(bad)}")
+
+    W.t0 = time.time()
+    W.tmp = tempfile.mkdtemp(prefix="kiln-bench.")
+    W.hf, W.procs, W.notes = [], [], []
+    W.cold, W.noop, W.warm, W.replay, W.record_mem, W.details = {}, {}, {}, {}, {}, {}
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    load_start = uptime()
+    log(f"temp dir {W.tmp}; {load_start}")
+    q = args.quick
+    try:
+        root = copy_workspace()
+        ws = Workspace("ws", root, os.path.join(W.tmp, "cache-ws"))
+        engine = Workspace("engine", os.path.join(root, "fixtures/engine"),
+                           os.path.join(W.tmp, "cache-engine"))
+        def step(name, fn, *a):
+            """Runs one step; a failure is reported in BENCHMARKS.md and the run goes on."""
+            if name not in only:
+                return
+            try:
+                fn(*a)
+            except (Exception, SystemExit) as e:
+                log(f"{name} failed: {e!r}")
+                W.notes.append(f"step `{name}` failed in this run: {e!r}")
+
+        for w in (engine,) if args.fixtures_only else (engine, ws):
+            step("cold", cold, w, 1 if q else (5 if w.name == "engine" else 2))
+            step("noop", noop, w, 10 if q else 30)
+            step("warm", warm, w, 2 if q else 5)
+        if not args.fixtures_only:
+            log("memory, images, reassembly, layer, push, demo, verify")
+            step("memory", memory, ws, engine)
+            step("images", images, ws, engine)
+            step("reassemble", reassemble, ws)
+            step("layer", layer, 1 if q else 3)
+            step("push", push, ws, 1 if q else 2)
+            step("bigpush", bigpush)
+            step("demo", demo, ws, 1 if q else 2)
+            step("sbom", sbom)
+            step("verify", verify, ws)
+        memory_row()
+        skipped = [s for s in STEPS if s not in only]
+        if skipped:
+            W.notes.append("steps left out with --only: " + ", ".join(skipped))
+        load_end = uptime()
+        global ANALYSIS
+        analysis = os.path.join(BENCH, "analysis.md")
+        if os.path.exists(analysis) and not q:
+            ANALYSIS = open(analysis).read()
+        text = report(args, started, load_start, load_end)
+        dest = args.out or (os.path.join(tempfile.gettempdir(), "kiln-BENCHMARKS.quick.md") if q
+                            else os.path.join(REPO, "BENCHMARKS.md"))
+        with open(dest, "w") as f:
+            f.write(text)
+        print(R.table())
+        log(f"report written to {dest} ({time.time() - W.t0:.0f} s)")
+    finally:
+        for p in W.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+        if args.keep:
+            log(f"kept {W.tmp}")
+        else:
+            shutil.rmtree(W.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

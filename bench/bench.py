@@ -8,22 +8,25 @@ private KILN_CACHE, registries are started on free loopback ports with temporary
 generated build.ninja/Makefile files live in the temporary directory too.
 """
 import argparse
-import gzip
-import hashlib
 import io
 import json
 import os
 import random
 import shlex
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import zlib
+
+import probes
+from imagefacts import (dep_closure, dpkg_db, extract_image, layout_manifest, package_files,
+                        per_file_gzip, tar_gz_size)
+from methods import (METHOD_COLD, METHOD_COMMON, METHOD_DEMO, METHOD_IMAGES, METHOD_LAYER,
+                     METHOD_MEM, METHOD_NOOP, METHOD_PUSH, METHOD_REASSEMBLE, METHOD_SBOM,
+                     METHOD_VERIFY, METHOD_WARM)
+from probes import gnu_time_maxrss, hyperfine, log, peak_rss, sh, timed, uptime
+import registry
+from registry import Registry, big_layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
@@ -32,114 +35,6 @@ LAYER_BENCH = os.path.join(REPO, "target/release/examples/layer_bench")
 PUSH_BENCH = os.path.join(REPO, "target/release/examples/push_bench")
 STEPS = ["cold", "noop", "warm", "memory", "images", "reassemble", "layer", "push", "bigpush",
          "demo", "sbom", "verify"]
-
-
-def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def sh(cmd, **kw):
-    """Runs a command (list or shell string), failing loudly; returns stdout."""
-    kw.setdefault("check", True)
-    r = subprocess.run(cmd, shell=isinstance(cmd, str), text=True, capture_output=True, **kw)
-    return r.stdout
-
-
-def uptime():
-    return sh("uptime").strip()
-
-
-# ---------------------------------------------------------------------------------------------
-# Timing and memory probes
-
-
-def hyperfine(commands, runs, warmup=0, prepare=None, shell=True, env=None, name="hf"):
-    """Times commands with hyperfine; returns one dict per command (mean, stddev, min, max in s).
-    `prepare` is one shell command for all, or a list with one per command."""
-    out = os.path.join(W.tmp, f"{name}-{len(W.hf)}.json")
-    W.hf.append(out)
-    args = ["hyperfine", "--style", "basic", "--runs", str(runs), "--warmup", str(warmup),
-            "--export-json", out]
-    if not shell:
-        args.append("-N")
-    if prepare is not None:
-        for p in prepare if isinstance(prepare, list) else [prepare]:
-            args += ["--prepare", p]
-    args += commands
-    r = subprocess.run(args, env=env, text=True, capture_output=True)
-    if r.returncode != 0:
-        sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
-        raise SystemExit(f"bench: hyperfine failed for {commands}")
-    return json.load(open(out))["results"]
-
-
-def timed(cmd, env=None, cwd=None, check=True):
-    """Wall time (s) of one run of `cmd` (argv list), output captured."""
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, cwd=cwd, text=True, capture_output=True)
-    dt = time.perf_counter() - t0
-    if check and r.returncode != 0:
-        sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
-        raise SystemExit(f"bench: {shlex.join(cmd)} exited with {r.returncode}")
-    return dt, r
-
-
-def peak_rss(cmd, env=None, cwd=None, interval=0.005):
-    """Runs `cmd` and returns (wall s, own peak KiB, tree peak KiB, CompletedProcess-like).
-
-    own: the process's VmHWM from /proc/PID/status, sampled every `interval` until it exits; the
-    high-water mark only grows, so the last sample is the peak minus at most the final few ms.
-    tree: ru_maxrss from wait4(), which is what `/usr/bin/time -v` prints as "Maximum resident
-    set size": Linux folds the largest waited-for descendant (a compiler, strip) into it, so it
-    is max(kiln, any child), not kiln's own.
-    """
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    own = 0
-    status = f"/proc/{p.pid}/status"
-    # Drain pipes in the background so a chatty child never blocks on a full pipe.
-    import threading
-    bufs = {"out": b"", "err": b""}
-
-    def drain(stream, key):
-        bufs[key] = stream.read()
-    threads = [threading.Thread(target=drain, args=(p.stdout, "out")),
-               threading.Thread(target=drain, args=(p.stderr, "err"))]
-    for t in threads:
-        t.start()
-    while True:
-        try:
-            with open(status) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        own = max(own, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-        pid, st, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        time.sleep(interval)
-    dt = time.perf_counter() - t0
-    for t in threads:
-        t.join()
-    p.returncode = os.waitstatus_to_exitcode(st)
-    if p.returncode != 0:
-        sys.stderr.write(bufs["out"][-3000:].decode(errors="replace") +
-                         bufs["err"][-3000:].decode(errors="replace"))
-        raise SystemExit(f"bench: {shlex.join(cmd)} exited with {p.returncode}")
-    return dt, own, ru.ru_maxrss, bufs["out"].decode(errors="replace")
-
-
-def gnu_time_maxrss(cmd, env=None):
-    """`/usr/bin/time -v`'s "Maximum resident set size" (KiB) for one run of `cmd`."""
-    r = subprocess.run(["/usr/bin/time", "-v"] + cmd, env=env, text=True, capture_output=True)
-    if r.returncode != 0:
-        sys.stderr.write(r.stderr[-3000:])
-        raise SystemExit(f"bench: {shlex.join(cmd)} exited with {r.returncode}")
-    for line in r.stderr.splitlines():
-        if "Maximum resident set size" in line:
-            return int(line.split(":")[1])
-    raise SystemExit("bench: /usr/bin/time -v printed no maximum RSS")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +159,14 @@ def cold(w, runs):
     ninja, make, kno = hyperfine(cmds, runs, prepare=[wipe_ninja, wipe, wipe], env=env,
                                  name="cold")
     kimg, = hyperfine([f"{kiln} >/dev/null"], img_runs, prepare=wipe, env=env, name="cold-img")
+    # The same cold build on a machine where kiln has run before: an empty cache except the
+    # memoised toolchain probes (compiler hashes, --version, wx-config), which any earlier build
+    # leaves behind.
+    probes = os.path.join(W.tmp, f"probes-{w.name}")
+    shutil.copytree(os.path.join(cache, "probes"), probes)
+    keep_probes = f"{wipe} && mkdir -p {q(cache)} && cp -r {q(probes)} {q(cache)}/probes"
+    kprobed, = hyperfine([f"{kiln} --no-images >/dev/null"], runs, prepare=keep_probes, env=env,
+                         name="cold-probed")
     W.cold[w.name] = {"ninja": ninja, "make": make, "kiln": kno, "kiln_images": kimg}
     anchor = min(ninja["mean"], make["mean"])
     n_cmds = sum(1 for _ in open(os.path.join(replay, "build.ninja")) if _.startswith("build "))
@@ -274,11 +177,15 @@ def cold(w, runs):
     R.row(f"cold build, {label}, compile+link vs make -j2",
           fmt_hf(kno), fmt_hf(make), f"{kno['mean'] / make['mean']:.2f}×", "≤ 1.05×",
           kno["mean"] <= 1.05 * make["mean"])
+    R.row(f"cold build, {label}, compile+link, toolchain probes already memoised, vs ninja",
+          fmt_hf(kprobed), fmt_hf(ninja), f"{kprobed['mean'] / ninja['mean']:.2f}×",
+          "(information)", None)
     R.row(f"cold build, {label}, with images vs the faster of ninja/make (compile+link only)",
           fmt_hf(kimg), fmt_s(anchor), f"{kimg['mean'] / anchor:.2f}×", "(information)", None)
     W.details.setdefault("cold", []).append(
         f"- {label}: {n_cmds} commands replayed. ninja {fmt_hf(ninja)}, make {fmt_hf(make)}, "
-        f"kiln `--no-images` {fmt_hf(kno)}, kiln with images {fmt_hf(kimg)} "
+        f"kiln `--no-images` {fmt_hf(kno)} ({fmt_hf(kprobed)} with the toolchain probes "
+        f"memoised), kiln with images {fmt_hf(kimg)} "
         f"(image phase ≈ {fmt_s(kimg['mean'] - kno['mean'])}).")
 
 
@@ -381,96 +288,6 @@ def memory_row():
 
 # ---------------------------------------------------------------------------------------------
 # 5. Images: sizes vs budgets, closure floor, debian:12-slim style anchor
-
-
-def layout_manifest(layout):
-    index = json.load(open(os.path.join(layout, "index.json")))
-    d = index["manifests"][0]
-    m = json.load(open(os.path.join(layout, "blobs/sha256", d["digest"].split(":")[1])))
-    ref = d.get("annotations", {}).get("org.opencontainers.image.ref.name")
-    return d["digest"], m, ref
-
-
-def extract_image(layout, dest):
-    _, m, _ = layout_manifest(layout)
-    os.makedirs(dest)
-    for l in m["layers"]:
-        sh(["tar", "-xzf", os.path.join(layout, "blobs/sha256", l["digest"].split(":")[1]),
-            "-C", dest])
-    return m
-
-
-def tar_gz_size(root, paths=None):
-    """Bytes of `tar | gzip -6` of `root` (or of `paths` relative to it), sorted, owner 0."""
-    opts = "--sort=name --owner=0 --group=0 --numeric-owner --mtime=@0"
-    if paths is None:
-        cmd = f"tar {opts} -cf - -C {shlex.quote(root)} . | gzip -6 | wc -c"
-        return int(sh(cmd))
-    lst = os.path.join(W.tmp, "tarlist")
-    with open(lst, "w") as f:
-        f.write("\n".join(p.lstrip("/") for p in paths) + "\n")
-    cmd = (f"tar {opts} --no-recursion --ignore-failed-read -cf - -C {shlex.quote(root)} "
-           f"-T {lst} 2>/dev/null | gzip -6 | wc -c")
-    return int(sh(cmd))
-
-
-def per_file_gzip(root):
-    total = 0
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            if os.path.isfile(p) and not os.path.islink(p):
-                with open(p, "rb") as fh:
-                    c = zlib.compressobj(6, zlib.DEFLATED, 31)
-                    total += len(c.compress(fh.read()) + c.flush())
-    return total
-
-
-SLIM_EXCLUDES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/",
-                 "/usr/share/groff/", "/usr/share/lintian/", "/usr/share/linda/")
-
-
-def dpkg_db():
-    fmt = "${Package}\t${Priority}\t${Pre-Depends}\t${Depends}\t${Provides}\t${db:Status-Status}\n"
-    pkgs = {}
-    provides = {}
-    for line in sh(["dpkg-query", "-W", "-f", fmt]).splitlines():
-        name, prio, pre, dep, prov, status = line.split("\t")
-        if status != "installed":
-            continue
-        pkgs[name] = (prio, ", ".join(x for x in (pre, dep) if x))
-        for p in filter(None, (x.strip().split(" ")[0] for x in prov.split(","))):
-            provides.setdefault(p, name)
-    return pkgs, provides
-
-
-def dep_closure(seeds, pkgs, provides):
-    """Installed packages reachable from `seeds` through Depends/Pre-Depends (first installed
-    alternative), as apt would resolve them on this machine."""
-    seen, todo = set(), [s for s in seeds if s in pkgs]
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        for clause in filter(None, (c.strip() for c in pkgs[p][1].split(","))):
-            for alt in clause.split("|"):
-                n = alt.strip().split(" ")[0].split(":")[0]
-                n = n if n in pkgs else provides.get(n)
-                if n:
-                    todo.append(n)
-                    break
-    return seen
-
-
-def package_files(pkg):
-    for cand in (f"/var/lib/dpkg/info/{pkg}.list", f"/var/lib/dpkg/info/{pkg}:amd64.list"):
-        if os.path.exists(cand):
-            files = [l.strip() for l in open(cand) if l.strip() not in ("", "/.")]
-            meta = [os.path.join("/var/lib/dpkg/info", f) for f in os.listdir("/var/lib/dpkg/info")
-                    if f.rsplit(".", 1)[0] in (pkg, f"{pkg}:amd64")]
-            return [f for f in files if not f.startswith(SLIM_EXCLUDES)] + meta
-    return []
 
 
 def images(ws, engine):
@@ -636,57 +453,6 @@ def layer(runs):
 # 8. Push
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Registry:
-    """`docker-registry serve` on a free loopback port with temporary storage; its access log
-    (one line per request) goes to `self.log`."""
-
-    def __init__(self, name):
-        self.dir = os.path.join(W.tmp, f"registry-{name}-{time.time_ns()}")
-        os.makedirs(self.dir)
-        self.port = free_port()
-        cfg = os.path.join(self.dir, "config.yml")
-        with open(cfg, "w") as f:
-            f.write("version: 0.1\nlog: { level: error, accesslog: { disabled: false } }\n"
-                    f"storage: {{ filesystem: {{ rootdirectory: {self.dir}/data }} }}\n"
-                    f"http: {{ addr: 127.0.0.1:{self.port} }}\n")
-        self.log = os.path.join(self.dir, "access.log")
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=out,
-                                         stderr=subprocess.STDOUT)
-        W.procs.append(self.proc)
-        import urllib.request
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1)
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise SystemExit("bench: the registry did not start")
-
-    def requests(self, since=0):
-        """Requests by method in the access log after byte offset `since`, and the log size."""
-        data = open(self.log, "rb").read()
-        counts = {}
-        for line in data[since:].decode(errors="replace").splitlines():
-            for m in ("HEAD", "GET", "PUT", "POST", "PATCH", "DELETE"):
-                if f'"{m} /v2/' in line:
-                    counts[m] = counts.get(m, 0) + 1
-        return counts, len(data)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def push(ws, runs):
     ws.build()
     layouts = sorted(s for s in os.listdir(os.path.join(ws.root, "out/images"))
@@ -694,7 +460,7 @@ def push(ws, runs):
     refs = {s: layout_manifest(os.path.join(ws.root, "out/images", s))[2] for s in layouts}
     kiln_t, noattach_t, skopeo_t, repush_t, repush_na_t = [], [], [], [], []
     for i in range(runs):
-        reg = Registry("kiln")
+        reg = Registry(W.tmp, "kiln")
         dt, _ = timed(ws.kiln("push", "--to", f"127.0.0.1:{reg.port}/bench", "--jobs", "4",
                               "--json"), env=ws.env())
         kiln_t.append(dt)
@@ -705,7 +471,7 @@ def push(ws, runs):
             repush_t.append(dt)
             W.repush_requests = reg.requests(since)[0]
         reg.stop()
-        reg = Registry("kiln-noattach")
+        reg = Registry(W.tmp, "kiln-noattach")
         dt, _ = timed(ws.kiln("push", "--to", f"127.0.0.1:{reg.port}/bench", "--jobs", "4",
                               "--no-attach", "--json"), env=ws.env())
         noattach_t.append(dt)
@@ -716,7 +482,7 @@ def push(ws, runs):
             repush_na_t.append(dt)
             W.repush_na_requests = reg.requests(since)[0]
         reg.stop()
-        reg = Registry("skopeo")
+        reg = Registry(W.tmp, "skopeo")
         t0 = time.perf_counter()
         for s in layouts:
             src = f"oci:{ws.root}/out/images/{s}" + (f":{refs[s]}" if refs[s] else "")
@@ -743,59 +509,10 @@ def push(ws, runs):
               net < 0.100)
 
 
-def big_layout(dir, size=1 << 30):
-    """An OCI layout with one layer: a tar holding `size` random bytes, gzip'd with stored
-    (level 0) deflate blocks so writing it takes seconds; registries never decompress layers."""
-    blobs = os.path.join(dir, "blobs/sha256")
-    os.makedirs(blobs)
-    tmp = os.path.join(dir, "layer.tmp")
-    diff, dig = hashlib.sha256(), hashlib.sha256()
-    comp = zlib.compressobj(0, zlib.DEFLATED, 31)
-    with open(tmp, "wb") as out:
-        def emit(raw):
-            diff.update(raw)
-            c = comp.compress(raw)
-            dig.update(c)
-            out.write(c)
-        info = tarfile.TarInfo("data/random.bin")
-        info.size, info.mode, info.mtime = size, 0o644, 0
-        emit(info.tobuf(format=tarfile.USTAR_FORMAT))
-        left = size
-        rng = random.Random(7)
-        while left:
-            chunk = rng.randbytes(min(left, 8 << 20))
-            emit(chunk)
-            left -= len(chunk)
-        pad = (512 - size % 512) % 512
-        emit(b"\0" * (pad + 1024))
-        c = comp.flush()
-        dig.update(c)
-        out.write(c)
-    layer_size = os.path.getsize(tmp)
-    os.rename(tmp, os.path.join(blobs, dig.hexdigest()))
-
-    def put(obj):
-        b = json.dumps(obj, separators=(",", ":")).encode()
-        d = hashlib.sha256(b).hexdigest()
-        open(os.path.join(blobs, d), "wb").write(b)
-        return {"digest": f"sha256:{d}", "size": len(b)}
-    config = put({"architecture": "amd64", "os": "linux", "config": {},
-                  "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff.hexdigest()}"]}})
-    manifest = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                                "digest": f"sha256:{dig.hexdigest()}", "size": layer_size}]})
-    json.dump({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest}]},
-        open(os.path.join(dir, "index.json"), "w"))
-    open(os.path.join(dir, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
-    return layer_size
-
-
 def bigpush():
     layout = os.path.join(W.tmp, "big-layout")
     size = big_layout(layout)
-    reg = Registry("big")
+    reg = Registry(W.tmp, "big")
     dt, own, tree, out = peak_rss([PUSH_BENCH, layout, f"127.0.0.1:{reg.port}", "bench/big", "v1"])
     reg.stop()
     shutil.rmtree(layout)
@@ -975,106 +692,6 @@ def report(args, started, load_start, load_end):
     return "\n".join(md)
 
 
-METHOD_COMMON = """All builds use `-j2` (the machine has 2 cores) on a copy of the repository's
-workspace (`recipes/`, `toolchains/`, `fixtures/`, `scripts/`, as in the working tree) in a
-temporary directory with its own git commit, and a private `KILN_CACHE`; `fixtures/engine` (2
-services, 2 libraries) and the 16-service workspace are measured separately. Timings are
-hyperfine means ± standard deviation unless a single run is named.
-"""
-
-METHOD_COLD = """kiln is first run once with `g++`, `gcc`, `ar` and `gnatbind` shims first on
-`PATH` (`bench/record-tool`): they log the working directory and arguments of every command that
-works in a kiln staging directory and exec the real tool. `bench/replay.py` turns that log plus
-`out/.kiln/state.json` into a `build.ninja` and a `Makefile` (generated in the temp dir): the
-same commands in the same directories with the same arguments, each wrapped the way kiln's
-executor wraps it (empty staging directory, `mkdir -p` of the output directories, the command,
-`mv` of the outputs into `out/`, remove the staging directory), with edges from arguments that
-name another command's output and the dependencies kiln discovered as implicit inputs. Each
-timed run starts from no `out/` and, for kiln, an empty cache (so kiln also probes its
-toolchains and stores every output in its cache, which make and ninja do not). The anchors do
-compile+link only, so the target compares `kiln build --no-images`; the full `kiln build` with
-images is reported beside them.
-"""
-
-METHOD_NOOP = """After a complete build, `hyperfine -N --warmup 3` runs `kiln build -j2` (with
-the image up-to-date checks), `kiln build -j2 --no-images` and `ninja -j2` on the replayed graph
-(which stats the same sources and discovered headers). Targets: 20 ms for fixtures/engine, 50 ms
-for the 16 services, for the full `kiln build`.
-"""
-
-METHOD_WARM = """hyperfine with `kiln clean` (removes `out/`, keeps the cache) as the prepare
-step before every run; the ratio is the cold build of section 1 (same flags, empty cache) over
-this. Every action is restored from the action cache, and image layers from the layer cache.
-"""
-
-METHOD_MEM = """`/usr/bin/time -v` reports `ru_maxrss` of the process it waited for, and Linux
-folds into that the peak of every descendant the process itself waited for (the kernel keeps
-`max(own maxrss, children's maxrss)` when a child is reaped, and `wait4` returns that for the
-whole subtree). So for a build that runs compilers it prints the largest compiler's RSS
-(cc1plus, gnat1), not kiln's. kiln's own figure is therefore its `VmHWM` (the kernel's per-process
-peak RSS) read from `/proc/PID/status` every 5 ms while it runs (`bench/bench.py: peak_rss`).
-Both are shown; on runs that spawn no big children (no-op), `time -v` is kiln's own figure.
-"""
-
-METHOD_IMAGES = """Compressed size = sum of the manifest's layer sizes. Budgets come from the
-recipes. For the fixture images, the layers are extracted into one tree and compared with two
-floors computed from that tree: all of it as one `tar --sort=name | gzip -6`, and every regular
-file gzipped (-6) on its own. The debian:12-slim style anchor cannot be pulled (loopback
-network only), so it is estimated on this machine: the packages `debootstrap --variant=minbase`
-installs (Priority required, plus apt, plus their Depends/Pre-Depends closure, resolved against
-the installed dpkg database), their installed files minus what the slim variant removes
-(`/usr/share/{doc,man,info,locale,groff,lintian,linda}`), plus their `/var/lib/dpkg/info`
-files, as one tar.gz at -6. Then the service's runtime packages (the `status.d` records in
-kiln's image) with their dependency closure minus the slim set, as apt would add them, and
-finally kiln's own service layer (the stripped binary). Installed files are what debootstrap
-would unpack, so the estimate should be close; the real image also has /var/lib/apt data and
-config files not owned by a package, so it is if anything a slight underestimate of the anchor.
-"""
-
-METHOD_REASSEMBLE = """With all 16 images built, a line defining an exported `used` symbol is
-appended to one file, `kiln build -j2` is timed once, every layout's layer digests are compared
-with before, and the file is restored (then rebuilt from the cache).
-"""
-
-METHOD_LAYER = """A deterministic 200 MB tree (half text-like lines, half random bytes, files of
-4 KiB to 16 MiB) is generated in a temp dir. kiln: `examples/layer_bench.rs` digests every file
-(the layer cache key needs content digests) and calls `LayerCache::get_or_write` into an empty
-cache dir, which tars, hashes the tar (diff_id), gzips at level 6 (miniz_oxide), hashes the gzip
-(digest), writes and fsyncs the blob: one thread. Anchor: `tar --sort=name ... | gzip -6 |
-sha256sum`, three processes in a pipeline (so up to three cores' worth of work on two cores), one
-hash, nothing written. The file contents are in the page cache for both (one warm-up run each).
-"""
-
-METHOD_PUSH = """Each push goes to a fresh `docker-registry serve` on a free loopback port with
-temporary storage. kiln: `kiln push --to 127.0.0.1:PORT/bench --jobs 4` (it first runs its
-up-to-date build check, pushes the images with two tags each, then attaches SPDX, CycloneDX and
-provenance as referrers); also with `--no-attach`. Anchor: `skopeo copy --dest-tls-verify=false
-oci:out/images/<svc>:<version> docker://127.0.0.1:PORT2/anchor/<svc>:<version>` for the 16
-services one after another into another fresh registry. Re-push: `kiln push` again to the same
-registry; its network part is estimated as the total minus the no-op `kiln build` of section 2.
-The 1 GiB layer: a layout with one layer (a tar of 1 GiB of seeded random bytes in stored gzip
-blocks) pushed by `examples/push_bench.rs` through `kiln::registry::push_all`, its VmHWM sampled
-as in section 4.
-"""
-
-METHOD_DEMO = """`scripts/demo` copied with the workspace and run there with `KILN` set to the
-built binary (so it skips `cargo build`), the bench's warm cache and `JOBS=2`: build (all cached),
-start a registry, push, `podman pull` and run all 16, check health, readiness and SIGTERM. The
-first run may still pull into podman's store; a repeat shows the fully warm figure. It uses the
-services' fixed ports with `--network=host`, so it fails if something else holds them.
-"""
-
-METHOD_SBOM = """`kiln build --json` reports one duration per target, covering build actions only,
-and has no switch to skip SBOMs, so SBOM and status.d generation cannot be separated from image
-assembly without changing kiln. The table gives the whole image phase instead (cold build with
-images minus cold build `--no-images`): an upper bound for the SBOM and status.d share.
-"""
-
-METHOD_VERIFY = """`kiln verify -j2` of all 16 services once (the workspace is already built, so
-its own build is a no-op; it then copies the tracked files, builds them cold with an empty cache
-and compares every blob), against the cold `kiln build -j2` with images of section 1.
-"""
-
 ANALYSIS = ""  # replaced by scripts/bench's caller text when present (see bench/analysis.md)
 
 
@@ -1106,7 +723,8 @@ def main():
 
     W.t0 = time.time()
     W.tmp = tempfile.mkdtemp(prefix="kiln-bench.")
-    W.hf, W.procs, W.notes = [], [], []
+    W.notes = []
+    probes.EXPORT_DIR = W.tmp
     W.cold, W.noop, W.warm, W.replay, W.record_mem, W.details = {}, {}, {}, {}, {}, {}
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_start = uptime()
@@ -1159,7 +777,7 @@ def main():
         print(R.table())
         log(f"report written to {dest} ({time.time() - W.t0:.0f} s)")
     finally:
-        for p in W.procs:
+        for p in registry.STARTED:
             if p.poll() is None:
                 p.terminate()
                 p.wait()

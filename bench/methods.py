@@ -38,8 +38,9 @@ folds into that the peak of every descendant the process itself waited for (the 
 `max(own maxrss, children's maxrss)` when a child is reaped, and `wait4` returns that for the
 whole subtree). So for a build that runs compilers it prints the largest compiler's RSS
 (cc1plus, gnat1), not kiln's. kiln's own figure is therefore its `VmHWM` (the kernel's per-process
-peak RSS) read from `/proc/PID/status` every 5 ms while it runs (`bench/bench.py: peak_rss`).
-Both are shown; on runs that spawn no big children (no-op), `time -v` is kiln's own figure.
+peak RSS) read from `/proc/PID/status` every 5 ms while it runs (`bench/probes.py: peak_rss`),
+with `/usr/bin/time` around it for the tree figure. Both are shown; where kiln spawns no big
+children (no-op, warm), the two agree.
 """
 
 METHOD_IMAGES = """Compressed size = sum of the manifest's layer sizes. Budgets come from the

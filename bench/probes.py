@@ -66,19 +66,22 @@ def timed(cmd, env=None, cwd=None, check=True):
 
 
 def peak_rss(cmd, env=None, cwd=None, interval=0.005):
-    """Runs `cmd` and returns (wall s, own peak KiB, tree peak KiB, CompletedProcess-like).
+    """Runs `cmd` and returns (wall s, own peak KiB, tree peak KiB, stdout).
 
     own: the process's VmHWM from /proc/PID/status, sampled every `interval` until it exits; the
     high-water mark only grows, so the last sample is the peak minus at most the final few ms.
-    tree: ru_maxrss from wait4(), which is what `/usr/bin/time -v` prints as "Maximum resident
-    set size": Linux folds the largest waited-for descendant (a compiler, strip) into it, so it
-    is max(kiln, any child), not kiln's own.
+    tree: what `/usr/bin/time -v` prints as "Maximum resident set size", i.e. ru_maxrss from
+    wait4(): Linux folds the largest waited-for descendant (a compiler, strip) into it, so it is
+    max(kiln, any child), not kiln's own. `cmd` runs under /usr/bin/time for that figure rather
+    than being waited for here: a process forked by this Python interpreter would carry the
+    interpreter's own RSS into its ru_maxrss (the old address space's high-water mark is kept
+    at exec), which is not the build's.
     """
+    fd, rss_file = tempfile.mkstemp(suffix=".rss")
+    os.close(fd)
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    own = 0
-    status = f"/proc/{p.pid}/status"
-    # Drain pipes in the background so a chatty child never blocks on a full pipe.
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file] + list(cmd), env=env,
+                         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     bufs = {"out": b"", "err": b""}
 
     def drain(stream, key):
@@ -87,27 +90,30 @@ def peak_rss(cmd, env=None, cwd=None, interval=0.005):
                threading.Thread(target=drain, args=(p.stderr, "err"))]
     for t in threads:
         t.start()
-    while True:
+    own, child = 0, None
+    while p.poll() is None:
         try:
-            with open(status) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        own = max(own, int(line.split()[1]))
+            if child is None:
+                with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+                    child = (f.read().split() or [None])[0]
+            if child is not None:
+                with open(f"/proc/{child}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            own = max(own, int(line.split()[1]))
         except (FileNotFoundError, ProcessLookupError):
             pass
-        pid, st, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
         time.sleep(interval)
     dt = time.perf_counter() - t0
     for t in threads:
         t.join()
-    p.returncode = os.waitstatus_to_exitcode(st)
+    tree = int((open(rss_file).read().strip().splitlines() or ["0"])[-1])
+    os.unlink(rss_file)
     if p.returncode != 0:
         sys.stderr.write(bufs["out"][-3000:].decode(errors="replace") +
                          bufs["err"][-3000:].decode(errors="replace"))
         raise SystemExit(f"bench: {shlex.join(cmd)} exited with {p.returncode}")
-    return dt, own, ru.ru_maxrss, bufs["out"].decode(errors="replace")
+    return dt, own, tree, bufs["out"].decode(errors="replace")
 
 
 def gnu_time_maxrss(cmd, env=None):

@@ -93,8 +93,9 @@ services' fixed ports with `--network=host`, so it fails if something else holds
 
 METHOD_SBOM = """`kiln build --json` reports one duration per target, covering build actions only,
 and has no switch to skip SBOMs, so SBOM and status.d generation cannot be separated from image
-assembly without changing kiln. The table gives the whole image phase instead (cold build with
-images minus cold build `--no-images`): an upper bound for the SBOM and status.d share.
+assembly without changing kiln. The table gives the whole image phase instead: `kiln build` run
+once right after a cold `--no-images` build (binaries in place, no layer cached yet), an upper
+bound for the SBOM and status.d share.
 """
 
 METHOD_VERIFY = """`kiln verify -j2` of all 16 services once (the workspace is already built, so

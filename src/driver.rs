@@ -293,7 +293,7 @@ fn build_impl(
                                 if !fresh
                                     || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name)
                                 {
-                                    write_sbom(ws, i, &prepared, &meta, &img)?;
+                                    write_sbom(ws, i, &prepared, &meta, &img, &opts.cache_dir)?;
                                 }
                                 Ok(img)
                             });
@@ -499,6 +499,7 @@ fn write_sbom(
     prepared: &Prepared,
     meta: &crate::vcs::Meta,
     img: &ImageResult,
+    cache_dir: &Path,
 ) -> Result<(), String> {
     let r = &ws.recipes[i];
     let mut toolchains = Vec::new();
@@ -516,6 +517,7 @@ fn write_sbom(
     }
     let input = crate::sbom::SbomInput {
         root: &ws.root,
+        cache_dir,
         recipe: r,
         meta,
         image: img,

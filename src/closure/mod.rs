@@ -208,8 +208,19 @@ impl Resolver {
 }
 
 fn compatible(path: &Path, kind: (bool, u16)) -> bool {
-    match std::fs::read(path) {
-        Ok(bytes) => elf::parse(&bytes).is_some_and(|i| i.kind == kind),
-        Err(_) => false,
+    // Only the ELF identification and e_machine matter, and candidates are whole libraries:
+    // read the first 20 bytes, not megabytes.
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    if read.is_err() || &header[..4] != b"\x7fELF" {
+        return false;
     }
+    let is_64 = header[4] == 2;
+    let machine = match header[5] {
+        1 => u16::from_le_bytes([header[18], header[19]]),
+        2 => u16::from_be_bytes([header[18], header[19]]),
+        _ => return false,
+    };
+    (is_64, machine) == kind
 }

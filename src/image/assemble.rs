@@ -32,7 +32,8 @@ pub fn assemble_with(
     for extra in &req.extra_files {
         safety::check_destination(&extra.dst)?;
     }
-    let db = Database::load(dpkg_root)?;
+    let db = Database::shared(dpkg_root)?;
+    let db: &Database = &db;
     let closure = Resolver::new(&req.workspace_libs, &req.library_paths)?
         .resolve(&req.binary, &req.extra_libraries)?;
 
@@ -61,7 +62,7 @@ pub fn assemble_with(
         workspace_libs,
     };
 
-    let planned = plan(req, &closure, &db, &stripped)?;
+    let planned = plan(req, &closure, db, &stripped)?;
     let cache = LayerCache::new(&req.cache_dir);
     let mut layers = Vec::new();
     for p in &planned {
@@ -163,6 +164,8 @@ pub fn assemble_with(
     for p in &planned {
         packages.extend(p.packages.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    // Losing the memo only costs hashing next time.
+    let _ = super::host_digests(&req.cache_dir).save();
     Ok(ImageResult {
         layout: req.layout_dir.clone(),
         digest: manifest_digest,

@@ -158,3 +158,20 @@ pub struct ImageFile {
     pub layer: usize,
     pub origin: Origin,
 }
+
+/// Digests of system files (libraries, `/etc`), remembered under their file metadata in the
+/// cache across builds: every image of every build hashes the same few MB of libstdc++, wx and
+/// libc otherwise. Only paths under the system prefixes are remembered; stripped temporary
+/// copies and workspace files are hashed each time.
+pub(crate) fn host_digests(cache_dir: &std::path::Path) -> &'static crate::cache::stat::StatCache {
+    static MEMO: std::sync::OnceLock<crate::cache::stat::StatCache> = std::sync::OnceLock::new();
+    MEMO.get_or_init(|| {
+        crate::cache::stat::StatCache::load(cache_dir.join("host-file-digests.json"))
+    })
+}
+
+pub(crate) fn is_system_file(path: &std::path::Path) -> bool {
+    ["/usr/", "/lib", "/etc/"]
+        .iter()
+        .any(|p| path.starts_with(p) || path.to_string_lossy().starts_with(p))
+}

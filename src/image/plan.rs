@@ -53,6 +53,7 @@ pub struct PlannedLayer<'a> {
     pub origins: BTreeMap<String, Origin>,
     pub packages: BTreeMap<String, DebPackage>,
     db: &'a Database,
+    host_digests: Option<&'static crate::cache::stat::StatCache>,
 }
 
 impl<'a> PlannedLayer<'a> {
@@ -63,6 +64,7 @@ impl<'a> PlannedLayer<'a> {
             origins: BTreeMap::new(),
             packages: BTreeMap::new(),
             db,
+            host_digests: None,
         }
     }
 
@@ -122,7 +124,13 @@ impl<'a> PlannedLayer<'a> {
         } else {
             0o644
         });
-        let (digest, size) = Digest::of_file(host).map_err(ImageError::io("hashing", host))?;
+        let (digest, size) = match &self.host_digests {
+            Some(memo) if super::is_system_file(host) => (
+                memo.digest(host).map_err(ImageError::io("hashing", host))?,
+                meta.len(),
+            ),
+            _ => Digest::of_file(host).map_err(ImageError::io("hashing", host))?,
+        };
         self.spec
             .file(path, Content::Host(host.to_path_buf()), size, digest, mode)
             .map_err(self.lerr())?;
@@ -167,6 +175,10 @@ pub fn plan<'a>(
     let mut runtime = PlannedLayer::new("runtime", db, mtime);
     let mut workspace = PlannedLayer::new("workspace", db, mtime);
     let mut service = PlannedLayer::new("service", db, mtime);
+    let memo = Some(super::host_digests(&req.cache_dir));
+    for l in [&mut base_layer, &mut runtime, &mut workspace, &mut service] {
+        l.host_digests = memo;
+    }
 
     base::add_generated(&mut base_layer, req.ca_certificates)?;
     if let Some(interp) = &closure.interpreter {

@@ -17,7 +17,9 @@ use crate::dpkg::Origin;
 use crate::recipe::Kind as RecipeKind;
 
 /// Per-layer SHA1 lists, under the workspace root (see [`super::layers`]).
-const SHA1_CACHE: &str = "out/.kiln/sbom-sha1";
+/// Under the cache directory: the lists are named by layer digest, like the layers themselves,
+/// so they survive `kiln clean` and serve every workspace.
+const SHA1_CACHE: &str = "sbom-sha1";
 
 pub struct Inventory {
     pub service: String,
@@ -104,7 +106,7 @@ impl Inventory {
             });
         }
 
-        let sha1s = super::layers::sha1_of_files(img, &input.root.join(SHA1_CACHE))?;
+        let sha1s = super::layers::sha1_of_files(img, &input.cache_dir.join(SHA1_CACHE))?;
         let mut files: Vec<File> = img
             .files
             .iter()

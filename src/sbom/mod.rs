@@ -74,6 +74,8 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
 /// What SBOM and provenance writers know about one image's build.
 pub struct SbomInput<'a> {
     pub root: &'a Path,
+    /// The kiln cache (`$KILN_CACHE`), for per-layer SHA-1 lists.
+    pub cache_dir: &'a Path,
     pub recipe: &'a Recipe,
     pub meta: &'a Meta,
     pub image: &'a ImageResult,

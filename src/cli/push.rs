@@ -149,22 +149,40 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     );
 
     let results = registry::push_all(&popts, &images);
+    // SBOMs and provenance go up as referrers, images in parallel (each over one connection).
+    let attached: Vec<Option<Result<usize, String>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = images
+            .iter()
+            .zip(&results)
+            .map(|(img, res)| {
+                let popts = &popts;
+                scope.spawn(move || match res {
+                    Ok(rep) if !args.no_attach => {
+                        Some(attach(ws, popts, &img.service, rep).map_err(|e| error_chain(&*e)))
+                    }
+                    _ => None,
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(None))
+            .collect()
+    });
     let mut reports = Vec::new();
     let mut failed = false;
-    for (img, res) in images.iter().zip(results) {
+    for (res, attach_result) in results.into_iter().zip(attached) {
         match res {
             Ok(rep) => {
-                if !args.no_attach {
-                    match attach(ws, &popts, &img.service, &rep) {
-                        Ok(n) if n > 0 && !args.json => {
-                            eprintln!("kiln: attached {n} artifact(s) to {}", rep.reference)
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            failed = true;
-                            output::print_error(&*e);
-                        }
+                match attach_result {
+                    Some(Ok(n)) if n > 0 && !args.json => {
+                        eprintln!("kiln: attached {n} artifact(s) to {}", rep.reference)
                     }
+                    Some(Err(e)) => {
+                        failed = true;
+                        eprintln!("kiln: error: {e}");
+                    }
+                    _ => {}
                 }
                 if !args.json {
                     println!("{} {}", rep.service, rep.reference);
@@ -191,6 +209,17 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     })
 }
 
+/// An error and its causes on one line each, for errors gathered from worker threads.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!("\n  caused by: {c}"));
+        cause = c.source();
+    }
+    s
+}
+
 fn attach(
     ws: &Workspace,
     opts: &PushOptions,
@@ -198,10 +227,7 @@ fn attach(
     rep: &registry::PushReport,
 ) -> Result<usize, Box<dyn std::error::Error>> {
     let artifacts = crate::sbom::artifacts(&ws.root, service)?;
-    let subject = rep.descriptor();
-    for a in &artifacts {
-        registry::push_referrer(opts, service, &subject, a)?;
-    }
+    registry::push_referrers(opts, service, &rep.descriptor(), &artifacts)?;
     Ok(artifacts.len())
 }
 

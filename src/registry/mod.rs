@@ -29,7 +29,8 @@ pub use login::{login, read_password, LoginError, LoginOptions};
 pub use push::push_all;
 pub use reference::{Reference, ReferenceError};
 pub use referrers::{
-    list_referrers, push_referrer, Artifact, ArtifactContent, Descriptor, ReferrerReport,
+    list_referrers, push_referrer, push_referrers, Artifact, ArtifactContent, Descriptor,
+    ReferrerReport,
 };
 pub use transport::RetryPolicy;
 pub use upload::UploadTuning;

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
 use super::auth::repository_scope;
@@ -161,6 +161,34 @@ pub(crate) fn connect(opts: &PushOptions) -> Result<Transport, ConnectError> {
 }
 
 /// PUTs a manifest under `reference` (its digest or a tag) with its exact bytes and media type.
+/// PUTs a manifest unless `reference` already names exactly it: a re-push of an unchanged image
+/// costs one HEAD per manifest and tag instead of uploads, and tags are not rewritten.
+pub(crate) fn ensure_manifest(
+    t: &Transport,
+    repository: &str,
+    manifest: &ManifestBlob,
+    reference: &str,
+) -> Result<(), RegistryError> {
+    let url = t.url(&format!("/v2/{repository}/manifests/{reference}"));
+    let head = Request::new(
+        Method::HEAD,
+        url,
+        vec![repository_scope(repository, "pull,push")],
+    )
+    .header(ACCEPT, &manifest.media_type);
+    if let Ok(resp) = t.send(&head) {
+        let current = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if resp.status().is_success() && current == Some(manifest.digest.to_string()) {
+            return Ok(());
+        }
+    }
+    put_manifest(t, repository, manifest, reference).map(|_| ())
+}
+
 pub(crate) fn put_manifest(
     t: &Transport,
     repository: &str,
@@ -328,26 +356,48 @@ fn push_prepared(
     for (p, st) in prepared.iter_mut().zip(state) {
         let (report, failed) = st.into_inner().unwrap();
         p.report = report;
-        if let Some(e) = failed {
-            p.failed = Some(e);
-            continue;
+        p.failed = failed;
+    }
+    // Manifests by digest, children first, then tags, so every tag lands on a complete image;
+    // images in parallel, since each is a few small requests.
+    let next = Mutex::new(0usize);
+    let slots: Vec<Mutex<&mut Prepared>> = prepared.iter_mut().map(Mutex::new).collect();
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.max(1).min(slots.len().max(1)) {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(slot) = slots.get(i) else { break };
+                let mut guard = slot.lock().unwrap();
+                let p: &mut Prepared = &mut guard;
+                if p.failed.is_some() {
+                    continue;
+                }
+                p.failed = publish_manifests(t, p, &images[p.index].tags)
+                    .map(|(step, e)| registry_err(p, step, e));
+            });
         }
-        // Manifests by digest, children first, so every tag lands on a complete image.
-        for m in &p.layout.manifests {
-            if let Err(e) = put_manifest(t, &p.repository, m, &m.digest.to_string()) {
-                p.failed = Some(registry_err(p, PushStep::Manifest(m.digest), e));
-                break;
-            }
-        }
-        if p.failed.is_some() {
-            continue;
-        }
-        let top = p.layout.top().clone();
-        for tag in &images[p.index].tags {
-            if let Err(e) = put_manifest(t, &p.repository, &top, tag) {
-                p.failed = Some(registry_err(p, PushStep::Tag(tag.clone()), e));
-                break;
-            }
+    });
+}
+
+fn publish_manifests(
+    t: &Transport,
+    p: &Prepared,
+    tags: &[String],
+) -> Option<(PushStep, RegistryError)> {
+    for m in &p.layout.manifests {
+        if let Err(e) = ensure_manifest(t, &p.repository, m, &m.digest.to_string()) {
+            return Some((PushStep::Manifest(m.digest), e));
         }
     }
+    let top = p.layout.top();
+    for tag in tags {
+        if let Err(e) = ensure_manifest(t, &p.repository, top, tag) {
+            return Some((PushStep::Tag(tag.clone()), e));
+        }
+    }
+    None
 }

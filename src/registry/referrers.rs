@@ -157,7 +157,34 @@ pub fn push_referrer(
     subject: &Descriptor,
     artifact: &Artifact,
 ) -> Result<ReferrerReport, PushError> {
+    push_referrers(opts, service, subject, std::slice::from_ref(artifact)).map(|mut r| r.remove(0))
+}
+
+/// Pushes several artifacts as referrers of one subject over one connection (one auth
+/// handshake), skipping the ones the registry already holds.
+pub fn push_referrers(
+    opts: &PushOptions,
+    service: &str,
+    subject: &Descriptor,
+    artifacts: &[Artifact],
+) -> Result<Vec<ReferrerReport>, PushError> {
     let repository = repository_of(opts, service)?;
+    let t = connect(opts).map_err(|e| e.for_image(opts, service, &repository))?;
+    artifacts
+        .iter()
+        .map(|a| push_one_referrer(&t, opts, service, &repository, subject, a))
+        .collect()
+}
+
+fn push_one_referrer(
+    t: &super::transport::Transport,
+    opts: &PushOptions,
+    service: &str,
+    repository: &str,
+    subject: &Descriptor,
+    artifact: &Artifact,
+) -> Result<ReferrerReport, PushError> {
+    let repository = repository.to_string();
     let content = match &artifact.content {
         ArtifactContent::Bytes(b) => Blob::from_bytes(b.clone()),
         ArtifactContent::File(path) => {
@@ -178,9 +205,8 @@ pub fn push_referrer(
         }
     };
     let config = Blob::from_bytes(b"{}".to_vec());
-    let t = connect(opts).map_err(|e| e.for_image(opts, service, &repository))?;
     for blob in [&config, &content] {
-        push_shared_blob(&t, opts, &repository, blob).map_err(|e| {
+        push_shared_blob(t, opts, &repository, blob).map_err(|e| {
             registry_err(opts, service, &repository, PushStep::Blob(blob.digest), e)
         })?;
     }
@@ -190,16 +216,22 @@ pub fn push_referrer(
         digest: Digest::of(&bytes),
         bytes,
     };
-    let resp =
-        put_manifest(&t, &repository, &manifest, &manifest.digest.to_string()).map_err(|e| {
-            registry_err(
-                opts,
-                service,
-                &repository,
-                PushStep::Manifest(manifest.digest),
-                e,
-            )
-        })?;
+    let manifest_err = |e| {
+        registry_err(
+            opts,
+            service,
+            &repository,
+            PushStep::Manifest(manifest.digest),
+            e,
+        )
+    };
+    let indexed_by_registry = if manifest_exists(t, &repository, &manifest).map_err(manifest_err)? {
+        false
+    } else {
+        let resp = put_manifest(t, &repository, &manifest, &manifest.digest.to_string())
+            .map_err(manifest_err)?;
+        resp.headers().contains_key("OCI-Subject")
+    };
     let mut report = ReferrerReport {
         service: service.to_string(),
         reference: format!("{}/{}@{}", opts.registry, repository, manifest.digest),
@@ -208,11 +240,11 @@ pub fn push_referrer(
         fallback_tag: None,
     };
     // `OCI-Subject` in the answer means the registry indexed the subject itself.
-    if resp.headers().contains_key("OCI-Subject") {
+    if indexed_by_registry {
         return Ok(report);
     }
     let step = || PushStep::Referrers(subject.digest);
-    if query_referrers_api(&t, &repository, &subject.digest)
+    if query_referrers_api(t, &repository, &subject.digest)
         .map_err(|e| registry_err(opts, service, &repository, step(), e))?
         .is_some()
     {
@@ -226,7 +258,7 @@ pub fn push_referrer(
     entry.artifact_type = Some(artifact.artifact_type.clone());
     entry.annotations = artifact.annotations.clone();
     let tag = fallback_tag(&subject.digest);
-    let mut index = read_fallback_index(&t, &repository, &tag)
+    let mut index = read_fallback_index(t, &repository, &tag)
         .map_err(|e| registry_err(opts, service, &repository, step(), e))?;
     let list = index
         .as_object_mut()
@@ -244,11 +276,29 @@ pub fn push_referrer(
             digest: Digest::of(&bytes),
             bytes,
         };
-        put_manifest(&t, &repository, &m, &tag)
+        put_manifest(t, &repository, &m, &tag)
             .map_err(|e| registry_err(opts, service, &repository, PushStep::Tag(tag.clone()), e))?;
     }
     report.fallback_tag = Some(tag);
     Ok(report)
+}
+
+/// Whether the registry already holds this exact manifest (a re-push then writes nothing).
+fn manifest_exists(
+    t: &super::transport::Transport,
+    repository: &str,
+    manifest: &ManifestBlob,
+) -> Result<bool, RegistryError> {
+    let url = t.url(&format!("/v2/{repository}/manifests/{}", manifest.digest));
+    let req = super::transport::Request::new(
+        reqwest::Method::HEAD,
+        url,
+        vec![super::auth::repository_scope(repository, "pull,push")],
+    )
+    .header(reqwest::header::ACCEPT, &manifest.media_type);
+    Ok(t.send(&req)
+        .map(|r| r.status().is_success())
+        .unwrap_or(false))
 }
 
 /// `GET /v2/<name>/referrers/<digest>`: `None` when the registry does not implement it (404).

@@ -122,15 +122,31 @@ pub fn resolve_toolchains(
     used: &[usize],
     cache_dir: &Path,
 ) -> Result<BTreeMap<String, Toolchain>, DriverError> {
+    let names: std::collections::BTreeSet<&String> = used
+        .iter()
+        .map(|&i| &ws.recipes[i].toolchain.value)
+        .collect();
+    // Fingerprinting hashes each compiler (tens of MB) the first time: do the toolchains at once.
+    let resolved: Vec<(String, Result<Toolchain, crate::toolchain::ToolchainError>)> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .iter()
+                .map(|name| {
+                    let spec = &ws.toolchains[*name];
+                    (
+                        name.to_string(),
+                        scope.spawn(move || Toolchain::resolve(spec, cache_dir)),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(n, h)| (n, h.join().expect("toolchain probe panicked")))
+                .collect()
+        });
     let mut out = BTreeMap::new();
-    for &i in used {
-        let name = &ws.recipes[i].toolchain.value;
-        if !out.contains_key(name) {
-            out.insert(
-                name.clone(),
-                Toolchain::resolve(&ws.toolchains[name], cache_dir)?,
-            );
-        }
+    for (name, tc) in resolved {
+        out.insert(name, tc?);
     }
     Ok(out)
 }

@@ -161,6 +161,20 @@ pub(crate) fn connect(opts: &PushOptions) -> Result<Transport, ConnectError> {
 }
 
 /// PUTs a manifest under `reference` (its digest or a tag) with its exact bytes and media type.
+/// Whether `repository` holds exactly this manifest (HEAD by digest).
+fn manifest_present(t: &Transport, repository: &str, manifest: &ManifestBlob) -> bool {
+    let url = t.url(&format!("/v2/{repository}/manifests/{}", manifest.digest));
+    let head = Request::new(
+        Method::HEAD,
+        url,
+        vec![repository_scope(repository, "pull,push")],
+    )
+    .header(ACCEPT, &manifest.media_type);
+    t.send(&head)
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+}
+
 /// PUTs a manifest unless `reference` already names exactly it: a re-push of an unchanged image
 /// costs one HEAD per manifest and tag instead of uploads, and tags are not rewritten.
 pub(crate) fn ensure_manifest(
@@ -310,11 +324,39 @@ fn push_prepared(
         step,
         source: Box::new(source),
     };
+    // An image whose manifest the repository already holds has all its blobs there too (a
+    // registry refuses a manifest whose blobs are missing), so a re-push asks one HEAD per
+    // image instead of one per blob.
+    let next = Mutex::new(0usize);
+    let found = Mutex::new(vec![false; prepared.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1).min(prepared.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(p) = prepared.get(i) else { break };
+                let top = p.layout.top();
+                if manifest_present(t, &p.repository, top) {
+                    found.lock().unwrap()[i] = true;
+                }
+            });
+        }
+    });
+    let complete = found.into_inner().unwrap();
+    for (p, &done) in prepared.iter_mut().zip(&complete) {
+        if done {
+            p.report.skipped_blobs += p.layout.blobs.len() as u64;
+        }
+    }
     // Blobs: one queue across all images so `jobs` bounds the total parallelism.
     let queue: Mutex<VecDeque<(usize, usize)>> = Mutex::new(
         prepared
             .iter()
             .enumerate()
+            .filter(|(i, _)| !complete[*i])
             .flat_map(|(i, p)| (0..p.layout.blobs.len()).map(move |b| (i, b)))
             .collect(),
     );

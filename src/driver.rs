@@ -67,6 +67,8 @@ pub struct BuildOutcome {
     pub failed: bool,
     pub image_errors: Vec<(String, String)>,
     pub images: BTreeMap<String, ImageResult>,
+    /// The checkout's revision and time the images were labelled with (when images were built).
+    pub meta: Option<crate::vcs::Meta>,
 }
 
 /// Resolves target names (all when empty) to recipe indices, with suggestions for typos.
@@ -285,6 +287,7 @@ fn build_impl(
 
     let mut image_errors = Vec::new();
     let mut images = BTreeMap::new();
+    let mut built_meta = None;
     if opts.images && !failed {
         let services: Vec<usize> = prepared
             .order
@@ -321,6 +324,7 @@ fn build_impl(
             r.sort_by_key(|(i, _)| *i);
             r
         };
+        built_meta = Some(meta.clone());
         for (i, res) in results {
             let name = ws.recipes[i].name.clone();
             match res {
@@ -353,6 +357,7 @@ fn build_impl(
         failed,
         image_errors,
         images,
+        meta: built_meta,
     })
 }
 
@@ -483,15 +488,12 @@ fn assemble_unless_fresh(
     if let Some((k, v)) = state.lock().unwrap().images.get(&req.service) {
         if *k == key && index.is_file() {
             if let Ok(img) = serde_json::from_value::<ImageResult>(v.clone()) {
-                let current = std::fs::read(&index)
-                    .ok()
-                    .map(|b| crate::digest::Digest::of(&b));
-                if current.is_some()
-                    && req
-                        .layout_dir
-                        .join("blobs/sha256")
-                        .join(img.digest.hex())
-                        .is_file()
+                // The manifest blob the state names must still be in the layout.
+                if req
+                    .layout_dir
+                    .join("blobs/sha256")
+                    .join(img.digest.hex())
+                    .is_file()
                 {
                     return Ok((img, true));
                 }

@@ -4,7 +4,7 @@
 //! shared libraries it loads, its arguments and framework; an unchanged test is not rerun unless
 //! asked. Each test writes `out/test-results/<name>.xml`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -201,17 +201,4 @@ pub fn junit_for_executable(name: &str, passed: bool, output: &str, elapsed: Dur
         n = xml_escape(name),
         out = xml_escape(output)
     )
-}
-
-pub fn test_targets(ws: &Workspace, names: &[String]) -> Vec<usize> {
-    if names.is_empty() {
-        return (0..ws.recipes.len())
-            .filter(|&i| ws.recipes[i].kind == Kind::Test)
-            .collect();
-    }
-    names.iter().filter_map(|n| ws.index(n)).collect()
-}
-
-pub fn results_dir(root: &Path) -> PathBuf {
-    root.join("out/test-results")
 }

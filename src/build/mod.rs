@@ -350,7 +350,7 @@ impl Executor<'_> {
         }
 
         // 2. Cached?
-        for (full, entry) in self.cache.entries(&base) {
+        for (_, entry) in self.cache.entries(&base) {
             if entry.outputs.len() != action.outputs.len() || !self.deps_match(&entry.deps) {
                 continue;
             }
@@ -368,7 +368,6 @@ impl Executor<'_> {
                 self.stat.forget(&dest);
                 outputs.push((spec.dest.clone(), o.digest));
             }
-            let _ = full;
             state
                 .lock()
                 .unwrap()

@@ -103,7 +103,11 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(1));
     }
 
-    let meta = crate::vcs::Meta::of(&ws.root);
+    // The labels the build just used; the tags must agree with them.
+    let meta = outcome
+        .meta
+        .clone()
+        .unwrap_or_else(|| crate::vcs::Meta::of(&ws.root));
     let images: Vec<PushImage> = selected
         .iter()
         .map(|&i| {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::output::{self, Lines, Quiet};
+use super::output::{Lines, Quiet};
 use super::Error;
 use crate::build::Progress;
 use crate::cache::Cache;
@@ -74,7 +74,6 @@ pub fn run(
                 .unwrap_or_default()
         );
     } else {
-        let _ = output::interactive();
         println!("{passed} passed, {failed} failed");
     }
     Ok(if failed == 0 {

@@ -18,19 +18,30 @@ use crate::recipe::Language;
 use crate::toolchain::{Toolchain, ToolchainSpec};
 
 /// Writes `<name>` into the staging directory named by the last argument, after a pause, and
-/// fails for arguments listed in `fail`. Records calls and the highest concurrency seen.
+/// fails for arguments listed in `fail`. Records calls and the highest concurrency seen. With
+/// `pair_up`, calls wait (bounded) until two have run at once, so a parallel executor is seen
+/// running two actions together however the machine schedules its threads.
 #[derive(Default)]
 struct Scripted {
     running: AtomicUsize,
     max_running: AtomicUsize,
     calls: Mutex<Vec<String>>,
     fail: Vec<String>,
+    pair_up: bool,
 }
 
 impl Runner for Scripted {
     fn run(&self, cmd: &Command) -> std::io::Result<Output> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
+        if self.pair_up {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while self.max_running.load(Ordering::SeqCst) < 2
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         std::thread::sleep(Duration::from_millis(30));
         let name = cmd.args[0].clone();
         self.calls.lock().unwrap().push(name.clone());
@@ -165,7 +176,10 @@ impl Env {
 fn independent_actions_run_in_parallel_up_to_the_job_limit() {
     let e = env();
     let plan = plan(&e.root, &[&[], &[], &[], &[], &[], &[]]);
-    let runner = Scripted::default();
+    let runner = Scripted {
+        pair_up: true,
+        ..Default::default()
+    };
     let outcomes = e.run(&plan, &runner, 2, &Mutex::new(State::default()));
     assert!(outcomes.iter().all(|o| *o == Outcome::Ran));
     assert_eq!(runner.max_running.load(Ordering::SeqCst), 2);

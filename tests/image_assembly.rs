@@ -544,16 +544,29 @@ mod golden {
     }
 
     fn compare(name: &str, actual: &serde_json::Value) {
+        compare_text(
+            name,
+            &(serde_json::to_string_pretty(actual).unwrap() + "\n"),
+        );
+    }
+
+    /// Golden files are rewritten only when asked (`KILN_UPDATE_GOLDEN=1`); a missing one fails,
+    /// so a test can never pass by comparing what it just wrote with itself.
+    pub(crate) fn compare_text(name: &str, text: &str) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/image/golden")
             .join(name);
-        let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
-        if std::env::var_os("KILN_UPDATE_GOLDEN").is_some() || !path.exists() {
-            std::fs::write(&path, &text).unwrap();
+        if std::env::var_os("KILN_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, text).unwrap();
         }
+        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "golden file {} unreadable ({e}); run with KILN_UPDATE_GOLDEN=1 to write it",
+                path.display()
+            )
+        });
         assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            text,
+            golden, text,
             "golden {name} (KILN_UPDATE_GOLDEN=1 rewrites)"
         );
     }
@@ -633,18 +646,7 @@ mod listing {
         let out = tmp();
         let result = cxx(out.path());
         for (layer, name) in [(0, "base-layer.txt"), (2, "service-layer.txt")] {
-            let text = listing(&result, layer);
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/image/golden")
-                .join(name);
-            if std::env::var_os("KILN_UPDATE_GOLDEN").is_some() || !path.exists() {
-                std::fs::write(&path, &text).unwrap();
-            }
-            assert_eq!(
-                std::fs::read_to_string(&path).unwrap(),
-                text,
-                "golden {name} (KILN_UPDATE_GOLDEN=1 rewrites)"
-            );
+            super::golden::compare_text(name, &listing(&result, layer));
         }
     }
 }

@@ -234,3 +234,6 @@ fn diagnostic(rel: &Path, bytes: &[u8], span: std::ops::Range<usize>, msg: Strin
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -12,13 +12,13 @@
 //! 1. a body (package or subprogram, generic or not) is compiled;
 //! 2. a subunit (`separate (P)`) never is: GNAT compiles it inside its parent (and refuses it on
 //!    its own, "cannot generate code for file … (subunit)"); the parent's ALI file lists it, so
-//!    an edit to it recompiles the parent;
+//!    an edit to it recompiles the parent. Its parent's body must be among the files;
 //! 3. a spec is compiled when no body file sits next to it, or when that file says
 //!    `pragma No_Body`; a spec with a body file is compiled as part of that body;
 //! 4. a `pragma No_Body` file is never compiled (it would produce the spec's object again).
 //!
-//! A file whose unit does not match its name, a body in a `.ads`, two units in one file, or two
-//! files for one unit are errors pointing at the file, line and column, because GNAT would fail
+//! A file whose unit does not match its name, a body in a `.ads`, two units in one file, two
+//! files for one unit, or a subunit without its parent are errors pointing at the file, line and column, because GNAT would fail
 //! later with a less direct message, or not at all while `with` clauses quietly miss the unit.
 
 pub mod lexer;
@@ -172,6 +172,32 @@ pub fn compilation_units(root: &Path, files: &[PathBuf]) -> Result<Vec<PathBuf>,
                     first.display()
                 ),
             ))));
+        }
+    }
+    // A subunit is compiled only inside its parent's body, so one whose parent is not here
+    // would silently never be built: usually a misspelt `separate (…)`.
+    for s in &sources {
+        if let UnitKind::Subunit {
+            parent,
+            parent_span,
+        } = &s.unit.kind
+        {
+            if !seen.contains_key(&(false, parent.as_str())) {
+                let bodies = seen.keys().filter(|(spec, _)| !spec).map(|(_, name)| *name);
+                let help = crate::recipe::diag::did_you_mean(parent, bodies);
+                let bytes = std::fs::read(root.join(&s.path)).unwrap_or_default();
+                let d = diagnostic(
+                    &s.path,
+                    &bytes,
+                    parent_span.clone(),
+                    format!(
+                        "no body of `{parent}` is among this recipe's sources, and a subunit \
+                         is compiled only inside its parent's body"
+                    ),
+                )
+                .with_help(help);
+                return Err(DiscoverError::Source(Box::new(d)));
+            }
         }
     }
     let mut out = Vec::new();

@@ -101,7 +101,8 @@ end Print;",
     assert_eq!(
         u.kind,
         UnitKind::Subunit {
-            parent: "shapes.report".into()
+            parent: "shapes.report".into(),
+            parent_span: 28..41,
         }
     );
     assert_eq!(u.name, "shapes.report.print");
@@ -305,6 +306,41 @@ fn discovery_errors_point_into_the_ada_file() {
     );
     let d = diag(&["d/latin.adb"]);
     assert_eq!((d.line, d.column), (3, 1));
+}
+
+#[test]
+fn a_subunit_without_its_parent_is_an_error_with_a_suggestion() {
+    let dir = tree(&[
+        (
+            "s/ledger-accounts.ads",
+            "package Ledger.Accounts is procedure R; end;",
+        ),
+        (
+            "s/ledger-accounts.adb",
+            "package body Ledger.Accounts is procedure R is separate; end;",
+        ),
+        // Left behind by a rename, or misspelt in both places.
+        (
+            "s/ledger-acounts-r.adb",
+            "separate (Ledger.Acounts)\nprocedure R is begin null; end R;",
+        ),
+    ]);
+    let files = [
+        "s/ledger-accounts.ads",
+        "s/ledger-accounts.adb",
+        "s/ledger-acounts-r.adb",
+    ];
+    let d = match units(&dir, &files) {
+        Err(DiscoverError::Source(d)) => *d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((d.line, d.column, d.width), (1, 11, 14));
+    assert!(
+        d.message.contains("no body of `ledger.acounts`"),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.help.as_deref(), Some("did you mean `ledger.accounts`?"));
 }
 
 #[test]

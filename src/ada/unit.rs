@@ -25,7 +25,11 @@ pub enum UnitKind {
     /// A package or subprogram body: compiled on its own.
     Body,
     /// `separate (Parent) …`: compiled as part of its parent, never on its own.
-    Subunit { parent: String },
+    Subunit {
+        parent: String,
+        /// Where `Parent` is written in `separate (Parent)`.
+        parent_span: Range<usize>,
+    },
     /// `pragma No_Body;`: a body file that holds nothing, so the spec is compiled alone.
     NoBody,
 }
@@ -357,7 +361,7 @@ pub fn parse(src: &[u8]) -> Result<Unit, ParseError> {
 
     let unit = if p.eat_word("separate") {
         p.expect_punct(b'(')?;
-        let (parent, _) = p.name()?;
+        let (parent, parent_span) = p.name()?;
         p.expect_punct(b')')?;
         let start = p.pos;
         match p.peek_word() {
@@ -371,7 +375,10 @@ pub fn parse(src: &[u8]) -> Result<Unit, ParseError> {
         p.pos = start;
         Unit {
             name: format!("{parent}.{simple}"),
-            kind: UnitKind::Subunit { parent },
+            kind: UnitKind::Subunit {
+                parent,
+                parent_span,
+            },
             name_span: span,
             generic: false,
         }

@@ -1,5 +1,5 @@
 //! Ada as it is written, built with real GNAT through the kiln CLI: subunits, generics and their
-//! instantiations, child packages, specs without bodies and `pragma No_Body`
+//! instantiations, child packages (a private one too), specs without bodies and `pragma No_Body`
 //! (fixtures/ada-units), and the unit reader over GNAT's own runtime sources.
 
 #[path = "support/fixture.rs"]
@@ -111,10 +111,11 @@ fn each_unit_is_compiled_once_and_subunits_only_inside_their_parent() {
     assert_eq!(
         ran,
         set(&[
-            // The spec without a body, the No_Body unit's spec, the instantiation: specs alone.
+            // Specs alone: without a body, with a No_Body file, an instantiation, a private child.
             "ledger compile ledger/src/ledger.ads",
             "ledger compile ledger/src/ledger-fees.ads",
             "ledger compile ledger/src/ledger-amount_queue.ads",
+            "ledger compile ledger/src/ledger-internal.ads",
             // Bodies, generic or not; the child package's body carries its three subunits.
             "ledger compile ledger/src/ledger-accounts.adb",
             "ledger compile ledger/src/ledger-bounded_queue.adb",

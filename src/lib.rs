@@ -3,6 +3,7 @@
 //! The library holds everything; `main.rs` only turns the outcome into an exit code.
 //! See ARCHITECTURE.md for how data flows from a recipe to a pushed image.
 
+pub mod ada;
 pub mod build;
 pub mod cache;
 pub mod cli;

@@ -303,6 +303,9 @@ fn plan_ada(cx: &Context, p: &mut Plan, i: usize) {
     let mut objects = Vec::new();
     let mut alis = Vec::new();
     let mut compile_actions = Vec::new();
+    // `sources` holds compilation units only (`crate::ada`): subunits reach GNAT through their
+    // parent, which finds them on the search path and lists them in its ALI `D` lines, so they
+    // are discovered inputs of the parent's compile rather than actions of their own.
     for src in &r.sources {
         let unit = src
             .file_stem()

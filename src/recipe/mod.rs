@@ -280,9 +280,14 @@ pub fn parse(root: &Path, rel_file: &str, name: &str, text: String) -> Result<Re
     let sources = if r.has("sources") {
         expand_globs(&r, root, "sources")?
     } else if language == Language::Ada && !source_dirs.is_empty() {
-        ada_units_in(root, &source_dirs)
+        crate::ada::sources_in(root, &source_dirs)
     } else {
         Vec::new()
+    };
+    let sources = if language == Language::Ada {
+        ada_units(&src, &r, root, &sources)?
+    } else {
+        sources
     };
     if sources.is_empty() {
         return Err(src.error(
@@ -495,27 +500,27 @@ fn expand_globs(r: &TableReader, root: &Path, key: &str) -> Result<Vec<PathBuf>,
     Ok(out)
 }
 
-/// Ada compilation units in the given directories: every body, and every spec without a body.
-pub fn ada_units_in(root: &Path, dirs: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for n in &names {
-            if n.ends_with(".adb")
-                || (n.ends_with(".ads") && !names.contains(&n.replace(".ads", ".adb")))
-            {
-                out.push(dir.join(n));
-            }
+/// The Ada files among `files` that are compilation units of their own ([`crate::ada`]);
+/// errors inside an Ada file point there, the others at the recipe's `sources` or
+/// `source_dirs`.
+fn ada_units(
+    src: &Source,
+    r: &TableReader,
+    root: &Path,
+    files: &[PathBuf],
+) -> Result<Vec<PathBuf>, Diagnostic> {
+    use crate::ada::DiscoverError;
+    crate::ada::compilation_units(root, files).map_err(|e| {
+        let at = r.key_span("sources").or(r.key_span("source_dirs"));
+        match e {
+            DiscoverError::Source(d) => *d,
+            DiscoverError::Read { path, source } => src.error(
+                at,
+                format!("cannot read Ada source `{}`: {source}", path.display()),
+            ),
+            other => src.error(at, other.to_string()),
         }
-    }
-    out
+    })
 }
 
 fn read_image(t: &TableReader, root: &Path) -> Result<ImageSection, Diagnostic> {

@@ -1,8 +1,10 @@
 //! GNAT: dependency discovery from ALI files and link lines from binder output.
 //!
-//! ALI `D` lines name every source a compilation read (specs, bodies for inlining, runtime
-//! units) by simple file name; kiln resolves them against the unit's source directories and the
-//! runtime's adainclude. The binder file (`b~main.adb`) lists the objects and options the final
+//! ALI `D` lines name every source a compilation read (specs, bodies for inlining, generic
+//! bodies for instantiation, runtime units) by simple file name; kiln resolves them against the
+//! unit's source directories and the runtime's adainclude. Subunits are among them (`D
+//! p-hello.adb … p.hello`, with no `%s`/`%b`): GNAT compiles a subunit inside its parent, so
+//! recording it as the parent's dependency is what makes an edit to it recompile the parent. The binder file (`b~main.adb`) lists the objects and options the final
 //! link needs between `BEGIN Object file/option list` and `END`.
 
 use std::path::{Path, PathBuf};
@@ -76,6 +78,16 @@ mod tests {
         assert_eq!(
             ali_dependencies(ali),
             vec!["greet.ads", "main.adb", "system.ads"]
+        );
+    }
+
+    #[test]
+    fn ali_d_lines_include_subunits() {
+        // As GNAT 12 writes them for `package body P` with two `is separate` bodies.
+        let ali = "U p%b\t\tp.adb\t\t6ddfe943 NE OO PK\nD p.ads\t\t\t19700101000000 76eafa52 p%s\nD p.adb\t\t\t19700101000000 6ddfe943 p%b\nD p-hello.adb\t\t19700101000000 4ed1e15a p.hello\nD p-twice.adb\t\t19700101000000 e0839cc9 p.twice\n";
+        assert_eq!(
+            ali_dependencies(ali),
+            vec!["p.ads", "p.adb", "p-hello.adb", "p-twice.adb"]
         );
     }
 

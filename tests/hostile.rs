@@ -355,7 +355,8 @@ fn malformed_endless_and_oversized_answers_end_in_bounded_errors() {
     let layout = registry::layout::read_layout(&registry_images::images().api).unwrap();
     let manifest = layout.manifests.last().unwrap().digest.to_string();
     // One front per misbehaviour, each on the manifest PUT (after every blob went up).
-    let cases: Vec<(&str, Box<dyn Fn() -> Action + Send + Sync>, &str)> = vec![
+    type MakeAction = Box<dyn Fn() -> Action + Send + Sync>;
+    let cases: Vec<(&str, MakeAction, &str)> = vec![
         (
             "malformed",
             Box::new(|| Action::Reply(reply("400 Bad Request", "", "{\"errors\":[{\"code\":"))),

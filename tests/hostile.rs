@@ -284,6 +284,66 @@ fn a_loopback_registry_cannot_send_credentials_to_a_plain_http_realm_elsewhere()
 }
 
 #[test]
+fn an_insecure_remote_registry_may_use_a_plain_http_realm_only_on_its_own_host() {
+    let reg = start(Mode::Plain);
+    // Token services that record who called; both refuse, since only the call matters here.
+    let token = || {
+        hostile_front::start(Config {
+            decide: Box::new(|_| Action::Reply(reply("401 Unauthorized", "", "{}"))),
+            ..Config::forward("127.0.0.1", &reg.addr)
+        })
+    };
+    let (elsewhere, own_host) = (token(), token());
+    let port = |f: &Front| f.addr.rsplit(':').next().unwrap().to_string();
+    let cases = [
+        (
+            format!("http://auth.kiln.test:{}/token", port(&elsewhere)),
+            &elsewhere,
+            false,
+        ),
+        (
+            format!("http://registry.kiln.test:{}/token", port(&own_host)),
+            &own_host,
+            true,
+        ),
+    ];
+    for (realm, token_front, allowed) in cases {
+        let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"x\"\r\n");
+        let front = hostile_front::start(Config {
+            decide: Box::new(move |_| Action::Reply(reply("401 Unauthorized", &challenge, "{}"))),
+            ..Config::forward("127.0.0.1", &reg.addr)
+        });
+        // The names are not loopback to kiln; only the resolver override knows where they are.
+        let registry = format!("registry.kiln.test:{}", port(&front));
+        let mut opts = options(&registry, "remote", user_cred(PASSWORD));
+        opts.insecure_registries = vec![registry.clone()];
+        let lo: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        opts.resolve = vec![
+            ("registry.kiln.test".into(), lo),
+            ("auth.kiln.test".into(), lo),
+        ];
+        let text = chain(
+            &registry::push_all(&opts, &[api_image(&["v1"])])
+                .remove(0)
+                .unwrap_err(),
+        );
+        let calls = token_front.seen();
+        if allowed {
+            assert!(text.contains("rejected the credentials"), "{text}");
+            assert_eq!(
+                calls.last().and_then(|s| s.authorization.clone()),
+                Some(basic(USER, PASSWORD)),
+                "the insecure registry's own realm got the credentials"
+            );
+        } else {
+            assert!(text.contains("refusing a plain-HTTP token realm"), "{text}");
+            assert!(calls.is_empty(), "nothing was sent to {realm}");
+        }
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+}
+
+#[test]
 fn client_certificates_come_from_certs_d() {
     let reg = start(Mode::MutualTls);
     let certs_d = reg.certs_d.clone().unwrap();

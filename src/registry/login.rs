@@ -63,6 +63,7 @@ pub fn login(opts: &LoginOptions) -> Result<PathBuf, LoginError> {
             .unwrap_or_else(TransportSettings::default_certs_d),
         retry: opts.retry.clone(),
         request_timeout: None,
+        resolve: Vec::new(),
     };
     let cred = Credential {
         username: opts.username.clone(),

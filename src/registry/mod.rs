@@ -63,6 +63,8 @@ pub struct PushOptions {
     pub holders_file: Option<PathBuf>,
     /// Bounds each request including its body; `None` is 300 s.
     pub request_timeout: Option<std::time::Duration>,
+    /// Host names answered without DNS (see `TransportSettings::resolve`).
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl PushOptions {
@@ -79,6 +81,7 @@ impl PushOptions {
             certs_d: None,
             holders_file: None,
             request_timeout: None,
+            resolve: Vec::new(),
         }
     }
 
@@ -96,6 +99,7 @@ impl PushOptions {
                 .unwrap_or_else(transport::TransportSettings::default_certs_d),
             retry: self.retry.clone(),
             request_timeout: self.request_timeout,
+            resolve: self.resolve.clone(),
         }
     }
 }

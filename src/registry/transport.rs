@@ -78,6 +78,9 @@ pub struct TransportSettings {
     /// Bounds one request including its body; `None` is 300 s. Tests shorten it to show that a
     /// body that stalls or trickles forever ends in an error.
     pub request_timeout: Option<Duration>,
+    /// Host names answered without DNS (`curl --resolve`): lets tests give a loopback server a
+    /// non-loopback name, so the rules for remote registries can be shown without a network.
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl TransportSettings {
@@ -200,6 +203,9 @@ impl Transport {
             settings.ca_file.as_deref(),
             &settings.certs_d,
         )?;
+        for (host, addr) in &settings.resolve {
+            builder = builder.resolve(host, *addr);
+        }
         if settings.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }

@@ -7,6 +7,7 @@ mod registry_images;
 #[path = "support/registry_proxy.rs"]
 mod registry_proxy;
 #[path = "support/registry_server.rs"]
+#[allow(dead_code)]
 mod registry_server;
 
 use std::collections::BTreeMap;

@@ -108,7 +108,7 @@ pub fn repository_scope(repository: &str, actions: &str) -> String {
 
 /// Token service response: distribution's `token`, or OAuth2's `access_token`.
 #[derive(serde::Deserialize)]
-pub(crate) struct TokenResponse {
+pub struct TokenResponse {
     #[serde(default)]
     pub token: Option<String>,
     #[serde(default)]

@@ -28,6 +28,25 @@ pub struct Credential {
     pub password: String,
 }
 
+/// The user name docker and its credential helpers use to say "the secret is an OAuth2 refresh
+/// token" (config.json's `identitytoken`): it is exchanged at the token service, never sent as a
+/// password.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
+impl Credential {
+    pub fn identity_token(token: &str) -> Credential {
+        Credential {
+            username: IDENTITY_TOKEN_USER.to_string(),
+            password: token.to_string(),
+        }
+    }
+
+    /// The refresh token, when this credential is one.
+    pub fn refresh_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER).then_some(self.password.as_str())
+    }
+}
+
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credential")
@@ -362,14 +381,27 @@ fn same_registry(key: &str, registry: &str) -> bool {
     norm(key) == norm(registry)
 }
 
+/// The `auths` entry for `registry` in the bytes of a docker `config.json` or containers
+/// `auth.json` (`path` names the file in errors). Helpers are not consulted.
+pub fn parse_auth_file(
+    path: &Path,
+    bytes: &[u8],
+    registry: &str,
+) -> Result<Option<Credential>, CredentialError> {
+    let config = parse_json(path, bytes)?;
+    from_auths(path, &config, registry)
+}
+
+fn parse_json(path: &Path, bytes: &[u8]) -> Result<serde_json::Value, CredentialError> {
+    serde_json::from_slice(bytes).map_err(|e| CredentialError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>, CredentialError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| CredentialError::Parse {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
+        Ok(bytes) => parse_json(path, &bytes).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CredentialError::Read {
             path: path.to_path_buf(),
@@ -393,6 +425,15 @@ fn from_auths(
         path: path.to_path_buf(),
         message,
     };
+    // `docker login` against an OAuth2 token service stores a refresh token here instead of a
+    // password; it beats `auth`, which then holds only the user name or nothing.
+    if let Some(token) = entry
+        .get("identitytoken")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(Credential::identity_token(token)));
+    }
     if let Some(auth) = entry
         .get("auth")
         .and_then(|a| a.as_str())
@@ -608,6 +649,31 @@ mod tests {
             sources.lookup("127.0.0.1:5000").unwrap(),
             Some(cred("u", "p:w"))
         );
+    }
+
+    #[test]
+    fn identity_tokens_beat_auth_and_are_marked_as_refresh_tokens() {
+        let path = Path::new("config.json");
+        let config = format!(
+            r#"{{"auths":{{"https://reg.example/v1/":{{"auth":"{}","identitytoken":"refresh-xyz"}}}}}}"#,
+            b64("someone:")
+        );
+        let c = parse_auth_file(path, config.as_bytes(), "reg.example")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.refresh_token(), Some("refresh-xyz"));
+        assert!(!format!("{c:?}").contains("refresh-xyz"));
+        let plain = parse_auth_file(
+            path,
+            config
+                .replace(r#","identitytoken":"refresh-xyz""#, "")
+                .as_bytes(),
+            "reg.example",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(plain, cred("someone", ""));
+        assert_eq!(plain.refresh_token(), None);
     }
 
     #[test]

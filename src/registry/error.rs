@@ -71,6 +71,13 @@ pub enum RegistryError {
         expected: Digest,
         reported: String,
     },
+    #[error("{method} {url}: the body hashes to {actual}, but the registry says it is {reported}")]
+    BodyDigest {
+        method: String,
+        url: String,
+        actual: Digest,
+        reported: String,
+    },
     #[error("{method} {url}: {what}")]
     Protocol {
         method: String,

@@ -62,6 +62,8 @@ pub fn login(opts: &LoginOptions) -> Result<PathBuf, LoginError> {
             .clone()
             .unwrap_or_else(TransportSettings::default_certs_d),
         retry: opts.retry.clone(),
+        request_timeout: None,
+        resolve: Vec::new(),
     };
     let cred = Credential {
         username: opts.username.clone(),

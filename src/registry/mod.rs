@@ -6,17 +6,22 @@
 //! skips what is already there (HEAD), so an interrupted push is finished, not redone.
 //!
 //! Files: `reference` (names), `credentials` (where secrets come from), `auth` (challenges and
-//! tokens), `transport` (TLS, retries, auth per request), `upload` (blobs), `layout` (reading
-//! what to push), `push` (images), `referrers` (artifacts attached to images), `login`.
+//! tokens), `origin` (where credentials may go), `tls` (CAs and client certificates), `body`
+//! (bounded reads of what registries send), `transport` (retries, auth per request), `upload`
+//! (blobs), `layout` (reading what to push), `push` (images), `referrers` (artifacts attached to
+//! images), `login`.
 
 pub mod auth;
+mod body;
 pub mod credentials;
 pub mod error;
 pub mod layout;
 mod login;
+pub mod origin;
 mod push;
 pub mod reference;
 mod referrers;
+mod tls;
 pub mod transport;
 pub mod upload;
 
@@ -29,8 +34,8 @@ pub use login::{login, read_password, LoginError, LoginOptions};
 pub use push::push_all;
 pub use reference::{Reference, ReferenceError};
 pub use referrers::{
-    list_referrers, push_referrer, push_referrers, Artifact, ArtifactContent, Descriptor,
-    ReferrerReport,
+    index_entries, list_referrers, push_referrer, push_referrers, Artifact, ArtifactContent,
+    Descriptor, ReferrerReport,
 };
 pub use transport::RetryPolicy;
 pub use upload::UploadTuning;
@@ -56,6 +61,10 @@ pub struct PushOptions {
     pub certs_d: Option<Vec<PathBuf>>,
     /// Where to remember which repositories hold which blobs across processes (for mounts).
     pub holders_file: Option<PathBuf>,
+    /// Bounds each request including its body; `None` is 300 s.
+    pub request_timeout: Option<std::time::Duration>,
+    /// Host names answered without DNS (see `TransportSettings::resolve`).
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl PushOptions {
@@ -71,6 +80,8 @@ impl PushOptions {
             credentials: None,
             certs_d: None,
             holders_file: None,
+            request_timeout: None,
+            resolve: Vec::new(),
         }
     }
 
@@ -87,6 +98,8 @@ impl PushOptions {
                 .clone()
                 .unwrap_or_else(transport::TransportSettings::default_certs_d),
             retry: self.retry.clone(),
+            request_timeout: self.request_timeout,
+            resolve: self.resolve.clone(),
         }
     }
 }

@@ -14,7 +14,8 @@ use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 
 use super::auth::repository_scope;
-use super::error::{redact_url, transport_message, RegistryError};
+use super::body::{read_limited, MANIFEST_LIMIT};
+use super::error::{redact_url, RegistryError};
 use super::layout::{ManifestBlob, MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST};
 use super::push::{connect, push_shared_blob, put_manifest};
 use super::transport::{status_error, Request, Transport};
@@ -319,11 +320,7 @@ fn query_referrers_api(
     let resp = t.send(&req)?;
     match resp.status() {
         StatusCode::OK => {
-            let body = resp.bytes().map_err(|e| RegistryError::Transport {
-                method: "GET".into(),
-                url: redact_url(&url),
-                message: transport_message(e),
-            })?;
+            let body = read_limited(resp, MANIFEST_LIMIT, "GET", &url)?;
             Ok(Some(index_entries(&body, "GET", &url)?))
         }
         StatusCode::NOT_FOUND => Ok(None),
@@ -331,7 +328,12 @@ fn query_referrers_api(
     }
 }
 
-fn index_entries(body: &[u8], method: &str, url: &str) -> Result<Vec<Descriptor>, RegistryError> {
+/// The `manifests` of a referrers index body (the referrers API answer or a fallback tag).
+pub fn index_entries(
+    body: &[u8],
+    method: &str,
+    url: &str,
+) -> Result<Vec<Descriptor>, RegistryError> {
     #[derive(serde::Deserialize)]
     struct Index {
         #[serde(default)]
@@ -364,11 +366,23 @@ fn read_fallback_index(
     let empty = serde_json::json!({ "schemaVersion": 2, "mediaType": MEDIA_TYPE_IMAGE_INDEX, "manifests": [] });
     match resp.status() {
         StatusCode::OK => {
-            let body = resp.bytes().map_err(|e| RegistryError::Transport {
-                method: "GET".into(),
-                url: redact_url(&url),
-                message: transport_message(e),
-            })?;
+            let reported = resp
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = read_limited(resp, MANIFEST_LIMIT, "GET", &url)?;
+            // The index is rewritten and PUT back: one whose bytes are not what the registry
+            // says it holds was damaged on the way and must not be built upon.
+            let actual = Digest::of(&body);
+            if let Some(reported) = reported.filter(|r| *r != actual.to_string()) {
+                return Err(RegistryError::BodyDigest {
+                    method: "GET".into(),
+                    url: redact_url(&url),
+                    actual,
+                    reported,
+                });
+            }
             let mut v: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                     method: "GET".into(),

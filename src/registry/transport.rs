@@ -8,10 +8,9 @@
 //! the session stands instead.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng as _;
 use reqwest::blocking::{Client, Response};
@@ -19,6 +18,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AU
 use reqwest::{Method, StatusCode};
 
 use super::auth::{basic_header, parse_challenge, Challenge, TokenCache, TokenResponse};
+use super::body::{read_limited, read_prefix, ERROR_LIMIT, TOKEN_LIMIT};
 use super::credentials::Credential;
 use super::error::{decode_error_body, redact_url, transport_message, RegistryError};
 
@@ -75,6 +75,12 @@ pub struct TransportSettings {
     /// Roots holding `<host:port>/*.crt` (docker's and containers' `certs.d`).
     pub certs_d: Vec<PathBuf>,
     pub retry: RetryPolicy,
+    /// Bounds one request including its body; `None` is 300 s. Tests shorten it to show that a
+    /// body that stalls or trickles forever ends in an error.
+    pub request_timeout: Option<Duration>,
+    /// Host names answered without DNS (`curl --resolve`): lets tests give a loopback server a
+    /// non-loopback name, so the rules for remote registries can be shown without a network.
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl TransportSettings {
@@ -168,7 +174,7 @@ pub struct Transport {
     /// `https://host:port` or `http://host:port`.
     base: String,
     pub registry: String,
-    allow_http: bool,
+    insecure: bool,
     challenge: RwLock<Challenge>,
     credential: Option<Credential>,
     tokens: TokenCache,
@@ -176,57 +182,7 @@ pub struct Transport {
     pub retry: RetryPolicy,
 }
 
-/// Loopback hosts may be reached over plain HTTP: traffic never leaves the machine.
-pub fn is_loopback(registry: &str) -> bool {
-    let host = host_of(registry);
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
-fn host_of(registry: &str) -> &str {
-    if registry.starts_with('[') {
-        return registry
-            .split(']')
-            .next()
-            .map(|h| &registry[..h.len() + 1])
-            .unwrap_or(registry);
-    }
-    registry.split(':').next().unwrap_or(registry)
-}
-
-fn setup_err(what: String) -> RegistryError {
-    RegistryError::Setup(what)
-}
-
-fn add_ca(
-    builder: reqwest::blocking::ClientBuilder,
-    path: &Path,
-) -> Result<reqwest::blocking::ClientBuilder, RegistryError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| setup_err(format!("reading CA file {}: {e}", path.display())))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        setup_err(format!(
-            "parsing CA file {}: {}",
-            path.display(),
-            transport_message(e)
-        ))
-    })?;
-    if certs.is_empty() {
-        return Err(setup_err(format!(
-            "CA file {} holds no PEM certificate",
-            path.display()
-        )));
-    }
-    Ok(certs
-        .into_iter()
-        .fold(builder, |b, c| b.add_root_certificate(c)))
-}
+pub use super::origin::is_loopback;
 
 impl Transport {
     /// Builds the client, chooses the scheme and learns how the registry authenticates.
@@ -235,41 +191,33 @@ impl Transport {
         settings: &TransportSettings,
         credential: Option<Credential>,
     ) -> Result<Transport, RegistryError> {
-        let mut builder = Client::builder()
+        let builder = Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             // Bounds one request; a request carries at most one chunk or one small blob.
-            .timeout(Duration::from_secs(300))
-            .redirect(reqwest::redirect::Policy::limited(5));
-        if let Some(ca) = &settings.ca_file {
-            builder = add_ca(builder, ca)?;
-        }
-        for root in &settings.certs_d {
-            let dir = root.join(registry);
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut crts: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-                .collect();
-            crts.sort();
-            for crt in crts {
-                builder = add_ca(builder, &crt)?;
-            }
+            .timeout(settings.request_timeout.unwrap_or(Duration::from_secs(300)))
+            .redirect(super::origin::redirect_policy());
+        let mut builder = super::tls::configure(
+            builder,
+            registry,
+            settings.ca_file.as_deref(),
+            &settings.certs_d,
+        )?;
+        for (host, addr) in &settings.resolve {
+            builder = builder.resolve(host, *addr);
         }
         if settings.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        let client = builder
-            .build()
-            .map_err(|e| setup_err(format!("building HTTP client: {}", transport_message(e))))?;
+        let client = builder.build().map_err(|e| {
+            RegistryError::Setup(format!("building HTTP client: {}", transport_message(e)))
+        })?;
         let allow_http = settings.insecure || is_loopback(registry);
         let mut t = Transport {
             client,
             base: format!("https://{registry}"),
             registry: registry.to_string(),
-            allow_http,
+            insecure: settings.insecure,
             challenge: RwLock::new(Challenge::Anonymous),
             credential,
             tokens: TokenCache::default(),
@@ -301,6 +249,13 @@ impl Transport {
             Ok(u) => u.to_string(),
             Err(_) => location.to_string(),
         }
+    }
+
+    /// Whether `url` is the registry itself, the only origin its credentials are sent to.
+    pub fn is_own_origin(&self, url: &str) -> bool {
+        url::Url::parse(&self.base)
+            .map(|b| super::origin::same_origin(&b, url))
+            .unwrap_or(false)
     }
 
     pub fn has_credential(&self) -> bool {
@@ -339,6 +294,11 @@ impl Transport {
     /// Sends a request, answering authentication challenges and retrying transient failures.
     /// Returns any response that is not 401, 429 or 5xx; statuses are the caller's to judge.
     pub fn send(&self, req: &Request) -> Result<Response, RegistryError> {
+        if !self.is_own_origin(&req.url) {
+            // Object storage behind an upload Location or a redirect: its URL carries its own
+            // signature, and our credentials are not its business.
+            return self.attempt_loop(req, None);
+        }
         let mut auth = self.authorization(&req.scopes, false)?;
         let resp = self.attempt_loop(req, auth.as_deref())?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -364,7 +324,7 @@ impl Transport {
             } else {
                 "no credentials found (KILN_REGISTRY_USERNAME/PASSWORD, docker config.json or containers auth.json)"
             };
-            let errors = decode_error_body(&resp.bytes().unwrap_or_default());
+            let errors = decode_error_body(&read_prefix(resp, ERROR_LIMIT));
             let detail = errors
                 .first()
                 .map(|e| format!("; {}: {}", e.code, e.message))
@@ -386,7 +346,12 @@ impl Transport {
     ) -> Result<Option<String>, RegistryError> {
         match self.challenge() {
             Challenge::Anonymous => Ok(None),
-            Challenge::Basic { .. } => Ok(self.credential.as_ref().map(basic_header)),
+            // A refresh token is for the token service only; a Basic registry never sees it.
+            Challenge::Basic { .. } => Ok(self
+                .credential
+                .as_ref()
+                .filter(|c| c.refresh_token().is_none())
+                .map(basic_header)),
             Challenge::Bearer {
                 realm,
                 service,
@@ -416,66 +381,97 @@ impl Transport {
         }
     }
 
-    /// GETs a token from the realm, sending Basic credentials when we have them.
+    /// Gets a token from the realm: with a refresh token (docker's `identitytoken`) by the
+    /// OAuth2 POST exchange, otherwise by GET with Basic credentials when there are any.
     pub fn fetch_token(
         &self,
         realm: &str,
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<(String, Duration), RegistryError> {
+        let refresh = self.credential.as_ref().and_then(|c| c.refresh_token());
+        let method = if refresh.is_some() { "POST" } else { "GET" };
         let mut url = url::Url::parse(realm).map_err(|e| RegistryError::Protocol {
-            method: "GET".into(),
+            method: method.into(),
             url: redact_url(realm),
             what: format!("token realm is not a URL: {e}"),
         })?;
-        // Credentials must not travel in clear text to some other host.
-        let realm_host = url.host_str().unwrap_or("");
-        if url.scheme() != "https" && !(is_loopback(realm_host) || self.allow_http) {
+        if let Some(why) = super::origin::realm_refusal(&url, &self.registry, self.insecure) {
             return Err(RegistryError::Protocol {
-                method: "GET".into(),
+                method: method.into(),
                 url: redact_url(realm),
-                what: "refusing a plain-HTTP token realm for a registry that is neither loopback nor insecure".into(),
+                what: why.into(),
             });
         }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
+        let scopes: Vec<&str> = scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let req = match refresh {
+            Some(token) => {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", token)
+                    .append_pair("client_id", "kiln");
+                if let Some(s) = service {
+                    form.append_pair("service", s);
+                }
+                // OAuth2 takes one space-separated `scope`.
+                form.append_pair("scope", &scopes.join(" "));
+                Request::new(Method::POST, url.to_string(), Vec::new())
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(Body::Bytes(Arc::new(form.finish().into_bytes())))
             }
-            for s in scopes.iter().filter(|s| !s.is_empty()) {
-                q.append_pair("scope", s);
+            None => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in &scopes {
+                        q.append_pair("scope", s);
+                    }
+                }
+                Request::new(Method::GET, url.to_string(), Vec::new())
             }
-        }
-        let url = url.to_string();
-        let req = Request::new(Method::GET, url.clone(), Vec::new());
-        let basic = self.credential.as_ref().map(basic_header);
+        };
+        let url = req.url.clone();
+        let basic = self
+            .credential
+            .as_ref()
+            .filter(|_| refresh.is_none())
+            .map(basic_header);
         let resp = self.attempt_loop(&req, basic.as_deref())?;
         match resp.status() {
             s if s.is_success() => {
-                let body = resp.bytes().map_err(|e| RegistryError::Transport {
-                    method: "GET".into(),
-                    url: redact_url(&url),
-                    message: transport_message(e),
-                })?;
+                let body = read_limited(resp, TOKEN_LIMIT, method, &url)?;
                 serde_json::from_slice::<TokenResponse>(&body)
                     .ok()
                     .and_then(TokenResponse::into_token)
                     .ok_or_else(|| RegistryError::Protocol {
-                        method: "GET".into(),
+                        method: method.into(),
                         url: redact_url(&url),
                         what: "token response holds neither token nor access_token".into(),
                     })
             }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
-                method: "GET".into(),
-                url: redact_url(&url),
-                reason: if self.credential.is_some() {
-                    "the token service rejected the credentials".into()
-                } else {
-                    "the token service requires credentials and none were found".into()
-                },
-            }),
-            _ => Err(status_error("GET", &url, resp)),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                Err(RegistryError::Unauthorized {
+                    method: method.into(),
+                    url: redact_url(&url),
+                    reason: match (refresh, &self.credential) {
+                        (Some(_), _) => "the token service rejected the identity token".into(),
+                        (None, Some(_)) => "the token service rejected the credentials".into(),
+                        (None, None) => {
+                            "the token service requires credentials and none were found".into()
+                        }
+                    },
+                })
+            }
+            _ => Err(status_error(method, &url, resp)),
         }
     }
 
@@ -504,7 +500,7 @@ impl Transport {
             let outcome = builder.send();
             let (retry_after, err) = match outcome {
                 Ok(resp) if is_transient(resp.status()) => {
-                    let ra = retry_after(resp.headers());
+                    let ra = retry_after(resp.headers(), SystemTime::now());
                     (ra, status_error(&method, &req.url, resp))
                 }
                 Ok(resp) => return Ok(resp),
@@ -534,19 +530,24 @@ pub fn is_transient(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// `Retry-After` in seconds; the HTTP-date form is rare from registries and treated as absent.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110 §10.2.3), relative to `now`; a
+/// date already past means "now". Capped at an hour: a hostile value must not park a push.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(v).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(d.min(Duration::from_secs(3600)))
 }
 
 /// Consumes a response into a `Status` error with its decoded OCI error body.
 pub fn status_error(method: &str, url: &str, resp: Response) -> RegistryError {
     let status = resp.status().as_u16();
-    let body = resp.bytes().unwrap_or_default();
+    let body = read_prefix(resp, ERROR_LIMIT);
     RegistryError::Status {
         method: method.to_string(),
         url: redact_url(url),
@@ -558,17 +559,6 @@ pub fn status_error(method: &str, url: &str, resp: Response) -> RegistryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_detection_covers_v4_v6_and_localhost() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("127.3.2.1"));
-        assert!(is_loopback("localhost:80"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-        assert!(!is_loopback("registry.example:5000"));
-        assert!(!is_loopback("127.0.0.1.example.com"));
-    }
 
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
@@ -591,14 +581,30 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds_are_parsed() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+    fn retry_after_takes_seconds_and_http_dates() {
+        // 2015-10-21T07:28:00Z
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let at = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+            retry_after(&h, now)
+        };
+        assert_eq!(at("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            at("Wed, 21 Oct 2015 07:28:07 GMT"),
+            Some(Duration::from_secs(7))
         );
-        assert_eq!(retry_after(&h), None);
+        // The obsolete forms RFC 9110 still requires recipients to accept.
+        assert_eq!(
+            at("Wednesday, 21-Oct-15 07:28:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            at("Wed Oct 21 07:29:00 2015"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(at("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("999999999"), Some(Duration::from_secs(3600)));
+        assert_eq!(at("soon"), None);
     }
 }

@@ -64,6 +64,11 @@ impl ToolchainSpec {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
+        ToolchainSpec::parse(rel_file, &name, text)
+    }
+
+    /// Reads a toolchain from its text; `rel_file` is only used in diagnostics.
+    pub fn parse(rel_file: &str, name: &str, text: String) -> Result<ToolchainSpec, Diagnostic> {
         let src = Source {
             file: rel_file.to_string(),
             text,
@@ -90,7 +95,7 @@ impl ToolchainSpec {
             Language::Ada => ("gcc", "gnat"),
         };
         Ok(ToolchainSpec {
-            name,
+            name: name.to_string(),
             file: rel_file.to_string(),
             language,
             compiler: s("compiler", compiler)?,

@@ -31,6 +31,7 @@ use crate::vcs::Meta;
 use crate::workspace::{Workspace, WorkspaceError};
 
 pub use copy::CopySource;
+pub use layer::diff_archives;
 
 #[derive(Debug, serde::Serialize)]
 pub struct VerifyReport {

@@ -16,12 +16,17 @@ pub const USER: &str = "kiln";
 pub const PASSWORD: &str = "s3cret-pass";
 pub const TOKEN_SERVICE: &str = "kiln-test-registry";
 pub const TOKEN_ISSUER: &str = "kiln-test-issuer";
+/// The OAuth2 refresh token (docker's `identitytoken`) the token server accepts for `USER`.
+pub const REFRESH_TOKEN: &str = "kiln-refresh-0f9e8d";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Plain,
     BasicTls,
     Token,
+    /// TLS that requires a client certificate signed by the test CA (`http.tls.clientcas`); no
+    /// other authentication. The client certificate and key are in `client_cert`.
+    MutualTls,
 }
 
 pub struct TestRegistry {
@@ -33,6 +38,8 @@ pub struct TestRegistry {
     pub certs_d: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub token_server: Option<TokenServer>,
+    /// For `MutualTls`: a client certificate and key the registry accepts.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Drop for TestRegistry {
@@ -126,6 +133,47 @@ fn make_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca, crt, key)
 }
 
+/// A client certificate signed by the test CA in `dir` (made by `make_tls`).
+fn make_client_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("client.key");
+    let csr = dir.join("client.csr");
+    let crt = dir.join("client.cert");
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", "/CN=kiln test client"]));
+    let ext = dir.join("client-ext.cnf");
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(dir.join("ca.crt"))
+        .arg("-CAkey")
+        .arg(dir.join("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-out")
+        .arg(&crt)
+        .arg("-extfile")
+        .arg(&ext));
+    (crt, key)
+}
+
 pub fn start(mode: Mode) -> TestRegistry {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -136,7 +184,7 @@ pub fn start(mode: Mode) -> TestRegistry {
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: kiln-test-secret\n",
         storage.display()
     );
-    let (mut certs_d, mut ca_file, mut token_server) = (None, None, None);
+    let (mut certs_d, mut ca_file, mut token_server, mut client_cert) = (None, None, None, None);
     match mode {
         Mode::Plain => {}
         Mode::BasicTls => {
@@ -158,6 +206,22 @@ pub fn start(mode: Mode) -> TestRegistry {
             std::fs::copy(&ca, root.join(&addr).join("ca.crt")).unwrap();
             certs_d = Some(root);
             ca_file = Some(ca);
+        }
+        Mode::MutualTls => {
+            let (ca, crt, key) = make_tls(dir.path());
+            config += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+                crt.display(),
+                key.display(),
+                ca.display()
+            );
+            // certs.d trusts the server; the test decides whether the client pair is there.
+            let root = dir.path().join("certs.d");
+            std::fs::create_dir_all(root.join(&addr)).unwrap();
+            std::fs::copy(&ca, root.join(&addr).join("ca.crt")).unwrap();
+            certs_d = Some(root);
+            ca_file = Some(ca);
+            client_cert = Some(make_client_cert(dir.path()));
         }
         Mode::Token => {
             let ts = TokenServer::start(dir.path());
@@ -188,6 +252,7 @@ pub fn start(mode: Mode) -> TestRegistry {
         certs_d,
         ca_file,
         token_server,
+        client_cert,
     };
     reg.wait_ready();
     reg
@@ -203,7 +268,7 @@ impl TestRegistry {
                 panic!("docker-registry exited with {status}: {log}");
             }
             if let Ok(mut s) = TcpStream::connect(&self.addr) {
-                if self.mode == Mode::BasicTls {
+                if matches!(self.mode, Mode::BasicTls | Mode::MutualTls) {
                     return; // TLS listener accepting is enough: it serves as soon as it listens.
                 }
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -230,7 +295,7 @@ impl TestRegistry {
         o.certs_d = Some(self.certs_d.iter().cloned().collect());
         // Never pick up the developer's own credentials: tests say exactly which apply.
         o.credentials = Some(kiln::registry::CredentialSources::default());
-        if self.mode != Mode::Plain {
+        if matches!(self.mode, Mode::BasicTls | Mode::Token) {
             o.credentials = Some(kiln::registry::CredentialSources {
                 env: Some(kiln::registry::Credential {
                     username: USER.into(),
@@ -245,7 +310,7 @@ impl TestRegistry {
     /// Arguments giving skopeo and podman access.
     pub fn tool_auth_args(&self) -> Vec<String> {
         let mut a = vec!["--tls-verify=false".to_string()];
-        if self.mode != Mode::Plain {
+        if matches!(self.mode, Mode::BasicTls | Mode::Token) {
             a.push(format!("--creds={USER}:{PASSWORD}"));
         }
         a
@@ -258,6 +323,8 @@ pub struct TokenServer {
     pub addr: String,
     pub cert: PathBuf,
     pub requests: Arc<AtomicUsize>,
+    /// Every request's line, `Authorization` and body, for checking who sent what.
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -322,7 +389,8 @@ impl TokenServer {
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (stop2, requests2) = (stop.clone(), requests.clone());
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, requests2, log2) = (stop.clone(), requests.clone(), log.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -330,13 +398,14 @@ impl TokenServer {
                 }
                 let Ok(conn) = conn else { continue };
                 requests2.fetch_add(1, Ordering::SeqCst);
-                let _ = serve_token(conn, &pair, &rng, &x5c);
+                let _ = serve_token(conn, &pair, &rng, &x5c, &log2);
             }
         });
         TokenServer {
             addr,
             cert,
             requests,
+            log,
             stop,
             thread: Some(thread),
         }
@@ -348,12 +417,14 @@ fn serve_token(
     pair: &ring::signature::EcdsaKeyPair,
     rng: &ring::rand::SystemRandom,
     x5c: &str,
+    log: &std::sync::Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut authorization = None;
+    let mut content_length = 0u64;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" {
@@ -363,11 +434,22 @@ fn serve_token(
             if k.eq_ignore_ascii_case("authorization") {
                 authorization = Some(v.trim().to_string());
             }
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
         }
     }
+    let mut form = String::new();
+    (&mut reader)
+        .take(content_length.min(64 << 10))
+        .read_to_string(&mut form)?;
+    log.lock().unwrap().push(format!(
+        "{} authorization={authorization:?} body={form}",
+        request_line.trim()
+    ));
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let url = url::Url::parse(&format!("http://x{target}")).unwrap();
-    let scopes: Vec<String> = url
+    let mut scopes: Vec<String> = url
         .query_pairs()
         .filter(|(k, _)| k == "scope")
         .map(|(_, v)| v.into_owned())
@@ -377,6 +459,25 @@ fn serve_token(
         base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
     );
     let mut conn = conn;
+    let mut oauth = false;
+    if request_line.starts_with("POST ") {
+        // The OAuth2 refresh-token grant: the form names the token and space-separated scopes.
+        oauth = true;
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(form.as_bytes())
+            .into_owned()
+            .collect();
+        let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        scopes = field("scope")
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        authorization = (field("grant_type").as_deref() == Some("refresh_token")
+            && field("refresh_token").as_deref() == Some(REFRESH_TOKEN))
+        .then(|| expected.clone())
+        .or(Some("rejected".into()));
+    }
     let (status, body) = match authorization {
         Some(a) if a != expected => (
             "401 Unauthorized",
@@ -413,10 +514,12 @@ fn serve_token(
             );
             let sig = pair.sign(rng, signing_input.as_bytes()).unwrap();
             let jwt = format!("{signing_input}.{}", b64url(sig.as_ref()));
-            (
-                "200 OK",
-                serde_json::json!({"token": jwt, "expires_in": 300}).to_string(),
-            )
+            let body = if oauth {
+                serde_json::json!({"access_token": jwt, "expires_in": 300})
+            } else {
+                serde_json::json!({"token": jwt, "expires_in": 300})
+            };
+            ("200 OK", body.to_string())
         }
     };
     write!(

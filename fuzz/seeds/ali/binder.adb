@@ -1,0 +1,5 @@
+--  BEGIN Object file/option list
+   --   ./greet.o
+   --   -L./
+   --   -lgnat
+--  END Object file/option list

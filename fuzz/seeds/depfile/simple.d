@@ -1,0 +1,1 @@
+b.o: a.c /usr/include/stdc-predef.h

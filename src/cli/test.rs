@@ -37,6 +37,7 @@ pub fn run(
         jobs,
         images: false,
         cache_dir: cache_dir.clone(),
+        keep_going: false,
     };
     let progress: &dyn Progress = if json { &Quiet } else { &Lines };
     let outcome = build_tests(ws, &opts, progress)?;

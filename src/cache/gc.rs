@@ -7,10 +7,10 @@
 //! - a cached layer (`layers/<key>.tar.gz` with its `layers/<key>.json`, together),
 //! - a test result (`tests/<key>.json`).
 //!
-//! Memos (toolchain probes, system-file digests, registry mount hints, the stats log) are small
-//! and cheap to lose but are not items: they are never collected by size. Temp files left by a
-//! process killed mid-write (`.tmp*`, `.kiln-image-*`, `tmp/*`) are removed once older than the
-//! grace period.
+//! Memos (toolchain probes, system-file digests, SBOM SHA-1 lists, registry mount hints, the
+//! stats log) are small and cheap to lose but are not items: they are never collected by size.
+//! Temp files left by a process killed mid-write (`.tmp*`, `.kiln-image-*`, `tmp/*`) are removed
+//! once older than the grace period.
 //!
 //! Safety with concurrent builds: an item used or written within [`GcOptions::grace`] is never
 //! removed. A build marks what it is about to restore as used before copying it, and a copy takes
@@ -174,7 +174,7 @@ pub fn inventory(root: &Path) -> io::Result<Inventory> {
             inv.memo_bytes += m.len();
         }
     }
-    for memo in ["probes", "registries", "stats"] {
+    for memo in ["probes", "registries", "stats", "sbom-sha1"] {
         inv.memo_bytes += dir_bytes(&root.join(memo));
     }
     Ok(inv)

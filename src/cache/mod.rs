@@ -121,7 +121,7 @@ impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "cache blob {} ({}) is damaged: its bytes hash to {}",
+            "cache blob {} ({}) is damaged (its bytes hash to {})",
             self.blob,
             self.path.display(),
             self.actual

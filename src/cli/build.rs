@@ -76,7 +76,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
 /// collection did.
 pub fn report_cache(outcome: &BuildOutcome) {
     for d in &outcome.damage {
-        eprintln!("kiln: warning: {d}; removed it and what named it, and rebuilt from source");
+        eprintln!("kiln: warning: {d}; removed it and rebuilt what it held");
     }
     match &outcome.gc {
         Some(Ok(r)) => eprintln!(

@@ -10,13 +10,16 @@
 //! Memos (toolchain probes, system-file digests, SBOM SHA-1 lists, registry mount hints, the
 //! stats log) are small and cheap to lose but are not items: they are never collected by size.
 //! Temp files left by a process killed mid-write (`.tmp*`, `.kiln-image-*`, `tmp/*`) are removed
-//! once older than the grace period.
+//! once older than the grace period and [`TEMP_MIN_AGE`], whichever is longer: a zero grace must
+//! not pull a file from under a writer about to rename it.
 //!
 //! Safety with concurrent builds: an item used or written within [`GcOptions::grace`] is never
-//! removed. A build marks what it is about to restore as used before copying it, and a copy takes
-//! milliseconds, so the default grace (ten minutes) covers it many times over; should a blob
-//! vanish anyway, the restore is a miss and the action runs. Entries whose blobs were collected
-//! are then removed too, so they do not turn every lookup into a miss with a stat.
+//! removed (its mtime is read again just before removal). A build marks what it is about to
+//! restore as used before copying it, and a copy takes milliseconds, so the default grace (ten
+//! minutes) covers it many times over; should a blob vanish anyway, the restore is a miss and the
+//! action runs. Layers are hard-linked into the assembling build's private directory the moment
+//! they are found, so removing the cache's name cannot take them from under it. Entries whose
+//! blobs were collected are then removed too, so they do not make every lookup a wasted stat.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -29,6 +32,9 @@ use crate::digest::Digest;
 
 /// Ten minutes: far longer than the gap between a hit and the copy it leads to.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(600);
+
+/// A temp file younger than this may still be renamed into place by its writer.
+pub const TEMP_MIN_AGE: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
@@ -200,7 +206,7 @@ pub fn collect(root: &Path, opts: &GcOptions, now: SystemTime) -> io::Result<GcR
     let age = |t: SystemTime| now.duration_since(t).unwrap_or(Duration::ZERO);
 
     for (path, t) in &inv.temps {
-        if age(*t) > opts.grace {
+        if age(*t) > opts.grace.max(TEMP_MIN_AGE) {
             let gone = if path.is_dir() {
                 fs::remove_dir_all(path)
             } else {
@@ -225,7 +231,15 @@ pub fn collect(root: &Path, opts: &GcOptions, now: SystemTime) -> io::Result<GcR
             report.kept_bytes += item.bytes;
             continue;
         }
-        if age(item.used) <= opts.grace {
+        // Stat again just before removing: a build may have used it since the walk.
+        let used_now = item
+            .files
+            .iter()
+            .filter_map(|f| fs::metadata(f).ok())
+            .map(|m| mtime(&m))
+            .max()
+            .unwrap_or(item.used);
+        if age(item.used.max(used_now)) <= opts.grace {
             report.protected_items += 1;
             report.kept_items += 1;
             report.kept_bytes += item.bytes;
@@ -381,16 +395,20 @@ mod tests {
     }
 
     #[test]
-    fn leftover_temp_files_are_removed_after_the_grace_period() {
+    fn leftover_temp_files_are_removed_once_no_writer_can_still_rename_them() {
         let now = SystemTime::now();
         let (_d, cache, _) = cache_with_three(now);
         let old = cache.root().join("cas/00/.tmpOLD");
         fs::create_dir_all(old.parent().unwrap()).unwrap();
         fs::write(&old, b"half").unwrap();
-        set_age(&old, now, 3600);
+        set_age(&old, now, 2 * 3600);
         let young = cache.root().join("tmp/.tmpYOUNG");
         fs::write(&young, b"being written").unwrap();
-        let r = collect(cache.root(), &opts(None, None), now).unwrap();
+        set_age(&young, now, 1800);
+        // Not even a zero grace period touches a temp file a writer may still rename.
+        let mut o = opts(None, None);
+        o.grace = Duration::ZERO;
+        let r = collect(cache.root(), &o, now).unwrap();
         assert_eq!(r.removed_temps, 1);
         assert!(!old.exists() && young.exists());
         assert_eq!(r.removed_items, 0);

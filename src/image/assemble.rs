@@ -63,7 +63,7 @@ pub fn assemble_with(
     };
 
     let planned = plan(req, &closure, db, &stripped)?;
-    let cache = LayerCache::new(&req.cache_dir);
+    let cache = LayerCache::new(&req.cache_dir).pinning_into(work.path());
     let mut layers = Vec::new();
     let mut damage = Vec::new();
     for p in &planned {

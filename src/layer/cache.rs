@@ -56,13 +56,36 @@ pub fn cache_key(spec: &LayerSpec) -> String {
 
 pub struct LayerCache {
     dir: PathBuf,
+    /// Where layers are hard-linked for the caller (see [`LayerCache::pinning_into`]).
+    pins: Option<PathBuf>,
 }
 
 impl LayerCache {
     pub fn new(dir: &Path) -> LayerCache {
         LayerCache {
             dir: dir.to_path_buf(),
+            pins: None,
         }
+    }
+
+    /// Returned layers' `blob` is a hard link in `pins` (same filesystem as the cache), so a
+    /// collection in another process cannot remove it while the caller still needs it.
+    pub fn pinning_into(mut self, pins: &Path) -> LayerCache {
+        self.pins = Some(pins.to_path_buf());
+        self
+    }
+
+    /// Links `layer.blob` into the pin directory; false when the blob is gone.
+    fn pin(&self, layer: &mut Layer) -> bool {
+        let Some(pins) = &self.pins else {
+            return true;
+        };
+        let pinned = pins.join(format!("{}.tar.gz", layer.digest.hex()));
+        if pinned.exists() || std::fs::hard_link(&layer.blob, &pinned).is_ok() {
+            layer.blob = pinned;
+            return true;
+        }
+        false
     }
 
     /// The layer for `spec`, from the cache when present, otherwise written in one streaming pass
@@ -72,13 +95,21 @@ impl LayerCache {
         let blob = self.dir.join(format!("{key}.tar.gz"));
         let meta = self.dir.join(format!("{key}.json"));
         let mut lookup = Lookup::Written;
-        if let Some(layer) = read_meta(&meta, &blob) {
+        if let Some(mut layer) = read_meta(&meta, &blob) {
             crate::cache::touch(&meta);
+            // Pin first, then hash what was pinned: what is checked is what will be used. A
+            // blob collected since the JSON was read is a miss.
+            let pinned = self.pin(&mut layer);
             match check_blob(&layer) {
-                Ok(()) => return Ok((layer, Lookup::Hit)),
+                Ok(()) if pinned => return Ok((layer, Lookup::Hit)),
+                Ok(()) => {}
+                Err(_) if !pinned => {}
                 Err(actual) => {
                     let _ = std::fs::remove_file(&meta);
                     let _ = std::fs::remove_file(&blob);
+                    if layer.blob != blob {
+                        let _ = std::fs::remove_file(&layer.blob);
+                    }
                     lookup = Lookup::Repaired(Damage {
                         blob: layer.digest,
                         actual,
@@ -112,7 +143,7 @@ impl LayerCache {
             path: blob.clone(),
             source: e.error,
         })?;
-        let layer = Layer {
+        let mut layer = Layer {
             digest,
             diff_id,
             compressed_size,
@@ -121,6 +152,13 @@ impl LayerCache {
         };
         let json = serde_json::to_vec_pretty(&layer).expect("layer facts serialise");
         write_atomic(&meta, &json).map_err(werr(&meta))?;
+        if !self.pin(&mut layer) {
+            // Collected within microseconds of being written: only with a zero grace period.
+            return Err(LayerError::Write {
+                path: blob,
+                source: io::Error::new(io::ErrorKind::NotFound, "collected while being written"),
+            });
+        }
         Ok((layer, lookup))
     }
 

@@ -217,6 +217,34 @@ fn keep_going_builds_everything_a_failure_does_not_block_and_reports_every_failu
 }
 
 #[test]
+fn test_keep_going_runs_the_tests_a_build_failure_does_not_block() {
+    let ws = fixture();
+    ws.edit(
+        "tests/shapes_test.adb",
+        "(Radius => 1.0)",
+        "(Radius => One)",
+    );
+    // Without -k nothing runs.
+    let out = ws.kiln(&["test", "-j1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+
+    let out = ws.kiln(&["test", "-k", "-j1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("kiln: error: target `shapes-test` failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("PASS"), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 passed, 0 failed"
+    );
+    assert!(ws.root.join("out/test-results/greet-test.xml").is_file());
+}
+
+#[test]
 fn a_second_build_of_one_workspace_waits_and_says_so() {
     use fs4::fs_std::FileExt;
     let ws = fixture();
@@ -272,15 +300,15 @@ fn a_build_killed_at_any_point_is_finished_by_the_next_with_the_same_bytes() {
 
     let ws = fixture();
     let mut rng = Lcg(14);
-    // Progress lines: 13 actions, then the image phase. Kill points 0..=14 (14: after the last
-    // action, during image assembly); every other iteration starts from an empty cache too, so
-    // kills land in compiles as well as in restores.
+    // Progress lines: one per action, then the image phase. Kill points 0..=13 progress lines
+    // (13: after the last action, during image assembly); every other iteration starts from an
+    // empty cache too, so kills land in compiles as well as in restores.
     for iteration in 0..5 {
         let _ = std::fs::remove_dir_all(ws.root.join("out"));
         if iteration % 2 == 0 {
             let _ = std::fs::remove_dir_all(&ws.cache);
         }
-        let kill_after = rng.below(15) as usize;
+        let kill_after = rng.below(14) as usize;
         let mut child = ws
             .command(&["build", "-j2"])
             .stdout(Stdio::null())
@@ -294,14 +322,19 @@ fn a_build_killed_at_any_point_is_finished_by_the_next_with_the_same_bytes() {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(l) if l.starts_with('[') => progress += 1,
                 Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break, // it finished first
-                Err(e) => panic!("iteration {iteration}: {e}"),
+                Err(e) => panic!("iteration {iteration}: {e} after {progress} progress lines"),
             }
         }
+        // Images come after the last action line: it cannot have finished yet.
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "iteration {iteration}: finished early"
+        );
         child.kill().unwrap(); // SIGKILL
         wait_bounded(&mut child);
 
         let out = ws.build_ok(&["-j2"]);
+        eprintln!("iteration {iteration}: killed after {kill_after} progress lines");
         assert!(
             !stderr(&out).contains("warning"),
             "iteration {iteration} (killed after {kill_after} actions): {}",

@@ -76,6 +76,9 @@ pub enum Cmd {
         rerun: bool,
         #[arg(long)]
         json: bool,
+        /// Build and run every test a build failure does not block, then report all failures.
+        #[arg(short = 'k', long)]
+        keep_going: bool,
     },
     /// Push service images to an OCI registry (builds first if needed).
     Push(push::PushArgs),
@@ -214,7 +217,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             jobs: j,
             rerun,
             json,
-        } => test::run(&ws, &targets, jobs(j), rerun, json).map_err(boxed),
+            keep_going,
+        } => test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed),
         Cmd::Push(args) => push::run(&ws, &args).map_err(boxed),
         Cmd::Login(_) | Cmd::Cache(_) => unreachable!("handled before loading a workspace"),
         Cmd::Inspect { service, json } => build::inspect(&ws, &service, json).map_err(boxed),

@@ -54,9 +54,10 @@ fn main() {
     }
     let digest_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let (layer, hit) = LayerCache::new(Path::new(cache))
+    let (layer, lookup) = LayerCache::new(Path::new(cache))
         .get_or_write(&spec)
         .expect("writing the layer");
+    let hit = lookup == kiln::layer::cache::Lookup::Hit;
     let write_ms = t1.elapsed().as_secs_f64() * 1e3;
     println!(
         "{{\"files\":{},\"digest_ms\":{digest_ms:.1},\"write_ms\":{write_ms:.1},\"cache_hit\":{hit},\

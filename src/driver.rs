@@ -25,6 +25,8 @@ pub enum DriverError {
     Usage(String),
     #[error(transparent)]
     Toolchain(#[from] crate::toolchain::ToolchainError),
+    #[error(transparent)]
+    CacheConfig(#[from] crate::cache::config::ConfigError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -43,6 +45,8 @@ pub struct BuildOptions {
     /// Assemble images for the services built.
     pub images: bool,
     pub cache_dir: PathBuf,
+    /// Build everything that does not depend on a failure (`-k`).
+    pub keep_going: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -53,6 +57,8 @@ pub struct TargetReport {
     pub actions_run: usize,
     pub actions_cached: usize,
     pub actions_fresh: usize,
+    /// Actions not started because something they need failed (or the build stopped).
+    pub skipped: usize,
     /// Ids of the actions that ran a command.
     pub ran: Vec<String>,
     pub duration_ms: u128,
@@ -69,6 +75,10 @@ pub struct BuildOutcome {
     pub images: BTreeMap<String, ImageResult>,
     /// The checkout's revision and time the images were labelled with (when images were built).
     pub meta: Option<crate::vcs::Meta>,
+    /// Damaged cache blobs found (removed, and their actions rerun), each once.
+    pub damage: Vec<crate::cache::Damage>,
+    /// The automatic collection after the build, when the cache was over its limits.
+    pub gc: Option<Result<crate::cache::gc::GcReport, String>>,
 }
 
 /// Resolves target names (all when empty) to recipe indices, with suggestions for typos.
@@ -230,6 +240,8 @@ fn build_impl(
         "opening the cache {}",
         opts.cache_dir.display()
     )))?;
+    // Read first: a bad limit is a usage error before anything is built.
+    let limits = crate::cache::config::load(cache.root())?;
     let prepared = prepare(ws, &roots, &opts.cache_dir)?;
     phases.mark("plan");
     let stat = StatCache::load(root.join("out/.kiln/stat.json"));
@@ -244,6 +256,7 @@ fn build_impl(
         runner,
         progress,
         jobs: opts.jobs,
+        keep_going: opts.keep_going,
     };
     phases.mark("load state");
     let reports = exec.run(&prepared.plan, &state);
@@ -261,6 +274,7 @@ fn build_impl(
             actions_run: 0,
             actions_cached: 0,
             actions_fresh: 0,
+            skipped: 0,
             ran: Vec::new(),
             duration_ms: 0,
             image: None,
@@ -279,7 +293,7 @@ fn build_impl(
                 Outcome::Failed => t
                     .failures
                     .push((prepared.plan.actions[a].id.clone(), rep.clone())),
-                Outcome::Skipped => {}
+                Outcome::Skipped => t.skipped += 1,
             }
         }
         targets.push(t);
@@ -288,12 +302,21 @@ fn build_impl(
     let mut image_errors = Vec::new();
     let mut images = BTreeMap::new();
     let mut built_meta = None;
-    if opts.images && !failed {
+    // With -k, the services whose binaries were built still get their images.
+    if opts.images && (!failed || opts.keep_going) {
         let services: Vec<usize> = prepared
             .order
             .iter()
             .copied()
             .filter(|&i| ws.recipes[i].kind == Kind::Service)
+            .filter(|i| {
+                prepared.plan.targets[i].actions.iter().all(|&a| {
+                    matches!(
+                        reports[a].outcome,
+                        Outcome::Fresh | Outcome::Cached | Outcome::Ran
+                    )
+                })
+            })
             .collect();
         let meta = meta.cloned().unwrap_or_else(|| crate::vcs::Meta::of(root));
         let results: Vec<(usize, Result<ImageResult, String>)> = {
@@ -329,6 +352,9 @@ fn build_impl(
             let name = ws.recipes[i].name.clone();
             match res {
                 Ok(img) => {
+                    for d in &img.damage {
+                        cache.record_damage(d.clone());
+                    }
                     if let Some(t) = targets.iter_mut().find(|t| t.name == name) {
                         t.image = Some(serde_json::json!({
                             "layout": img.layout,
@@ -352,13 +378,65 @@ fn build_impl(
         .save(&state_path)
         .map_err(io_err("saving out/.kiln/state.json"))?;
     let _ = stat.save();
+    let damage = cache.damage();
+    let mut counts = crate::cache::stats::BuildStats {
+        damaged: damage.len() as u64,
+        ..Default::default()
+    };
+    for r in &reports {
+        match r.outcome {
+            Outcome::Cached => counts.cached += 1,
+            Outcome::Ran => counts.ran += 1,
+            Outcome::Fresh => counts.fresh += 1,
+            Outcome::Failed => counts.failed += 1,
+            Outcome::Skipped => {}
+        }
+    }
+    // Statistics and collection are the cache's upkeep: neither may fail a finished build.
+    let _ = crate::cache::stats::record(cache.root(), &counts);
+    let gc = auto_gc(&cache, &limits);
+    phases.mark("cache upkeep");
     Ok(BuildOutcome {
         targets,
         failed,
         image_errors,
         images,
         meta: built_meta,
+        damage,
+        gc,
     })
+}
+
+/// Collects when the cache is over its configured limits; None when it is within them. Only
+/// stats the cache's files unless there is something to remove.
+fn auto_gc(
+    cache: &Cache,
+    limits: &crate::cache::config::CacheConfig,
+) -> Option<Result<crate::cache::gc::GcReport, String>> {
+    use crate::cache::gc;
+    if limits.max_size.is_none() && limits.max_age.is_none() {
+        return None;
+    }
+    let now = std::time::SystemTime::now();
+    let inv = match gc::inventory(cache.root()) {
+        Ok(inv) => inv,
+        Err(e) => return Some(Err(format!("listing the cache: {e}"))),
+    };
+    let over_size = limits.max_size.is_some_and(|m| inv.item_bytes() > m);
+    let over_age = limits.max_age.is_some_and(|m| {
+        inv.items
+            .iter()
+            .any(|i| now.duration_since(i.used).is_ok_and(|a| a > m))
+    });
+    if !over_size && !over_age {
+        return None;
+    }
+    let opts = gc::GcOptions {
+        max_size: limits.max_size,
+        max_age: limits.max_age,
+        grace: gc::DEFAULT_GRACE,
+    };
+    Some(gc::collect(cache.root(), &opts, now).map_err(|e| format!("collecting the cache: {e}")))
 }
 
 pub fn default_budget(language: Language) -> u64 {

@@ -201,6 +201,7 @@ pub fn write(ws: &Workspace) -> Result<PathBuf, LockError> {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             images: true,
             cache_dir,
+            keep_going: false,
         };
         let outcome = driver::build(ws, &opts, &ProcessRunner, &NoProgress)?;
         let mut problems: Vec<String> = outcome

@@ -8,7 +8,12 @@
 //!    stored in the CAS, recorded in the action cache and renamed into `out/`.
 //!
 //! A failed action leaves no entry in the cache and removes its old outputs and those of every
-//! action depending on it, so `out/` never holds a product older than its sources.
+//! action depending on it, so `out/` never holds a product older than its sources. By default the
+//! first failure stops the build (running actions finish); with `keep_going` (`kiln build -k`)
+//! everything that does not depend on a failure still runs, like `make -k`.
+//!
+//! A cache hit whose blob turns out damaged while it is restored is a miss: the entry is deleted,
+//! the next entry or the command itself runs, and the cache records the damage for the CLI.
 
 pub mod plan;
 pub mod state;
@@ -22,7 +27,7 @@ use std::time::Instant;
 
 use crate::cache::key::{allowed_env, full_key, KeyBuilder};
 use crate::cache::stat::StatCache;
-use crate::cache::{ActionEntry, Cache, OutputEntry};
+use crate::cache::{ActionEntry, Cache, OutputEntry, RestoreError};
 use crate::digest::Digest;
 use crate::exec::{Command, Runner};
 use crate::toolchain::{gcc, gnat, Toolchain};
@@ -65,6 +70,8 @@ pub struct Executor<'a> {
     pub runner: &'a dyn Runner,
     pub progress: &'a dyn Progress,
     pub jobs: usize,
+    /// Keep starting actions that do not depend on a failed one.
+    pub keep_going: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +180,9 @@ impl Executor<'_> {
                     s.running -= 1;
                     s.done += 1;
                     if report.outcome == Outcome::Failed {
-                        s.failed = true;
+                        // With keep_going, the failed action's dependants simply never become
+                        // ready; everything else carries on.
+                        s.failed = !self.keep_going;
                     } else {
                         for &d in &dependents[idx] {
                             s.remaining[d] -= 1;
@@ -350,29 +359,21 @@ impl Executor<'_> {
         }
 
         // 2. Cached?
-        for (_, entry) in self.cache.entries(&base) {
+        for (full, entry) in self.cache.entries(&base) {
             if entry.outputs.len() != action.outputs.len() || !self.deps_match(&entry.deps) {
                 continue;
             }
             if !entry.outputs.iter().all(|o| self.cache.has_blob(&o.digest)) {
                 continue;
             }
-            let mut outputs = Vec::new();
-            for (spec, o) in action.outputs.iter().zip(&entry.outputs) {
-                let dest = self.root.join(&spec.dest);
-                crate::cache::atomic_copy(&self.cache.blob_path(&o.digest), &dest, o.executable)
-                    .map_err(io_ctx(format!(
-                        "restoring {} from the cache",
-                        spec.dest.display()
-                    )))?;
-                self.stat.forget(&dest);
-                outputs.push((spec.dest.clone(), o.digest));
+            self.cache.touch_entry(&base, &full);
+            if let Some(outputs) = self.restore(action, &base, &full, &entry)? {
+                state
+                    .lock()
+                    .unwrap()
+                    .record(&action.id, base, &entry.deps, outputs);
+                return Ok((Outcome::Cached, entry.stderr, String::new()));
             }
-            state
-                .lock()
-                .unwrap()
-                .record(&action.id, base, &entry.deps, outputs);
-            return Ok((Outcome::Cached, entry.stderr, String::new()));
         }
 
         // 3. Run.
@@ -458,6 +459,38 @@ impl Executor<'_> {
             .unwrap()
             .record(&action.id, base, &deps, outputs);
         Ok((Outcome::Ran, stderr, cmd.display()))
+    }
+
+    /// Restores an entry's outputs into `out/`, each verified as it is copied. None when a blob
+    /// is gone (collected meanwhile) or damaged (then the entry is deleted too): a miss.
+    fn restore(
+        &self,
+        action: &Action,
+        base: &Digest,
+        full: &Digest,
+        entry: &ActionEntry,
+    ) -> Result<Option<Vec<(PathBuf, Digest)>>, ActionError> {
+        let mut outputs = Vec::new();
+        for (spec, o) in action.outputs.iter().zip(&entry.outputs) {
+            let dest = self.root.join(&spec.dest);
+            match self.cache.restore(&o.digest, &dest, o.executable) {
+                Ok(()) => {}
+                Err(RestoreError::Missing(_)) => return Ok(None),
+                Err(RestoreError::Damaged(_)) => {
+                    self.cache.remove_entry(base, full);
+                    return Ok(None);
+                }
+                Err(RestoreError::Io { source, .. }) => {
+                    return Err(ActionError::Io {
+                        context: format!("restoring {} from the cache", spec.dest.display()),
+                        source,
+                    })
+                }
+            }
+            self.stat.forget(&dest);
+            outputs.push((spec.dest.clone(), o.digest));
+        }
+        Ok(Some(outputs))
     }
 
     /// Dependencies the compiler reported, as (workspace-relative or absolute path, digest).

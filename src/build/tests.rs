@@ -151,6 +151,17 @@ impl Env {
         jobs: usize,
         state: &Mutex<State>,
     ) -> Vec<Outcome> {
+        self.run_with(plan, runner, jobs, state, false)
+    }
+
+    fn run_with(
+        &self,
+        plan: &Plan,
+        runner: &Scripted,
+        jobs: usize,
+        state: &Mutex<State>,
+        keep_going: bool,
+    ) -> Vec<Outcome> {
         // One build, as one kiln process runs it: a stat cache loaded from disk.
         let stat = StatCache::load(self.stat_path.clone());
         let exec = Executor {
@@ -161,6 +172,7 @@ impl Env {
             runner,
             progress: &NoProgress,
             jobs,
+            keep_going,
         };
         let outcomes = exec
             .run(plan, state)
@@ -241,6 +253,103 @@ fn a_failure_skips_dependants_caches_nothing_and_is_retried_next_time() {
         std::fs::read_to_string(e.root.join("out/a1.o")).unwrap(),
         "object of a1"
     );
+}
+
+#[test]
+fn keep_going_runs_everything_that_does_not_depend_on_a_failure() {
+    let e = env();
+    // a0 fails, a1 needs it; a2 fails on its own; a3 and a4 (after a3) are independent.
+    let plan = plan(&e.root, &[&[], &[0], &[], &[], &[3]]);
+    let runner = Scripted {
+        fail: vec!["a0".into(), "a2".into()],
+        ..Default::default()
+    };
+    let outcomes = e.run_with(&plan, &runner, 1, &Mutex::new(State::default()), true);
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Failed,
+            Outcome::Skipped,
+            Outcome::Failed,
+            Outcome::Ran,
+            Outcome::Ran
+        ]
+    );
+    // Without it, the first failure stops the build (one job: nothing else was running).
+    let e = env();
+    let runner = Scripted {
+        fail: vec!["a0".into(), "a2".into()],
+        ..Default::default()
+    };
+    let outcomes = e.run(&plan, &runner, 1, &Mutex::new(State::default()));
+    assert_eq!(outcomes[0], Outcome::Failed);
+    assert!(
+        outcomes[1..].iter().all(|o| *o == Outcome::Skipped),
+        "{outcomes:?}"
+    );
+}
+
+#[test]
+fn a_damaged_blob_is_a_miss_that_reruns_the_action_and_is_reported_once() {
+    let e = env();
+    let plan = plan(&e.root, &[&[], &[0]]);
+    let runner = Scripted::default();
+    e.run(&plan, &runner, 1, &Mutex::new(State::default()));
+    let good = std::fs::read(e.root.join("out/a0.o")).unwrap();
+    let blob = e.cache.blob_path(&Digest::of(&good));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+
+    std::fs::remove_dir_all(e.root.join("out")).unwrap();
+    let calls_before = runner.calls.lock().unwrap().len();
+    let outcomes = e.run(&plan, &runner, 1, &Mutex::new(State::default()));
+    assert_eq!(outcomes, vec![Outcome::Ran, Outcome::Cached]);
+    assert_eq!(
+        runner.calls.lock().unwrap()[calls_before..],
+        ["a0".to_string()],
+        "only the action whose blob was damaged reran"
+    );
+    assert_eq!(std::fs::read(e.root.join("out/a0.o")).unwrap(), good);
+    let damage = e.cache.damage();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(damage[0].blob, Digest::of(&good));
+    assert_eq!(damage[0].actual, Digest::of(&bytes));
+    // The rerun stored the good bytes again.
+    assert_eq!(std::fs::read(&blob).unwrap(), good);
+}
+
+#[test]
+fn an_unparsable_entry_is_a_miss_and_is_removed() {
+    let e = env();
+    let plan = plan(&e.root, &[&[]]);
+    let runner = Scripted::default();
+    e.run(&plan, &runner, 1, &Mutex::new(State::default()));
+    let entries: Vec<PathBuf> = walk_files(&e.cache.root().join("ac"));
+    assert_eq!(entries.len(), 1);
+    std::fs::write(&entries[0], "{ not json").unwrap();
+    std::fs::remove_dir_all(e.root.join("out")).unwrap();
+    assert_eq!(
+        e.run(&plan, &runner, 1, &Mutex::new(State::default())),
+        vec![Outcome::Ran]
+    );
+    // The rerun wrote a good entry in its place.
+    let entry: crate::cache::ActionEntry =
+        serde_json::from_slice(&std::fs::read(&entries[0]).unwrap()).unwrap();
+    assert_eq!(entry.outputs.len(), 1);
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         jobs: jobs(args.jobs),
         images: !args.no_images,
         cache_dir: crate::cache::default_dir(),
+        keep_going: args.keep_going,
     };
     let bar_ref = (!args.json && output::interactive()).then(|| Bar::new(0));
     let progress: &dyn Progress = match (&bar_ref, args.json) {
@@ -30,8 +31,15 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         b.finish();
     }
     report_failures(&outcome);
+    report_cache(&outcome);
     if args.json {
-        let doc = serde_json::json!({ "targets": outcome.targets });
+        let doc = serde_json::json!({
+            "targets": outcome.targets,
+            "cache": {
+                "damaged": outcome.damage.iter().map(|d| d.blob).collect::<Vec<_>>(),
+                "gc": outcome.gc.as_ref().and_then(|g| g.as_ref().ok()),
+            },
+        });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         summary(&outcome);
@@ -64,15 +72,50 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Compiler diagnostics, once, under the target they belong to.
+/// One warning per damaged blob the build had to throw away, and what the automatic
+/// collection did.
+pub fn report_cache(outcome: &BuildOutcome) {
+    for d in &outcome.damage {
+        eprintln!("kiln: warning: {d}; removed it and rebuilt what it held");
+    }
+    match &outcome.gc {
+        Some(Ok(r)) => eprintln!(
+            "kiln: cache over its limits: {}",
+            super::cache::describe_gc(r)
+        ),
+        Some(Err(e)) => eprintln!("kiln: warning: {e}"),
+        None => {}
+    }
+}
+
+/// Compiler diagnostics, once, under the target they belong to; with -k, also what was left
+/// unbuilt because of them.
 pub fn report_failures(outcome: &BuildOutcome) {
+    let mut failed = 0;
     for t in &outcome.targets {
         for (id, rep) in &t.failures {
+            failed += 1;
             eprintln!("kiln: error: target `{}` failed: {id}", t.name);
             for line in rep.stderr.lines() {
                 eprintln!("  | {line}");
             }
         }
+    }
+    let blocked: Vec<&str> = outcome
+        .targets
+        .iter()
+        .filter(|t| t.failures.is_empty() && t.skipped > 0)
+        .map(|t| t.name.as_str())
+        .collect();
+    if failed > 1 || !blocked.is_empty() {
+        let mut line = format!("kiln: {failed} action(s) failed");
+        if !blocked.is_empty() {
+            line.push_str(&format!(
+                "; not built because of them: {}",
+                blocked.join(", ")
+            ));
+        }
+        eprintln!("{line}");
     }
     for (service, e) in &outcome.image_errors {
         eprintln!("kiln: error: image for `{service}`: {e}");

@@ -4,6 +4,7 @@
 //! Exit status: 0 success; 1 build, test, verification or push failure; 2 usage or recipe error.
 
 mod build;
+mod cache;
 mod output;
 mod push;
 mod test;
@@ -49,6 +50,10 @@ pub struct BuildArgs {
     /// Build binaries only; skip image assembly.
     #[arg(long)]
     pub no_images: bool,
+    /// Keep going after a failure: build everything that does not depend on it, then report
+    /// every failure (like make -k). Still exits 1.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,6 +76,9 @@ pub enum Cmd {
         rerun: bool,
         #[arg(long)]
         json: bool,
+        /// Build and run every test a build failure does not block, then report all failures.
+        #[arg(short = 'k', long)]
+        keep_going: bool,
     },
     /// Push service images to an OCI registry (builds first if needed).
     Push(push::PushArgs),
@@ -92,6 +100,9 @@ pub enum Cmd {
     },
     /// Record toolchain fingerprints and package versions in kiln.lock.
     Lock,
+    /// Check, collect or describe the shared cache ($KILN_CACHE).
+    #[command(subcommand)]
+    Cache(cache::CacheCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -133,6 +144,7 @@ impl CliError for Error {
             Error::Workspace(_) => 2,
             Error::Driver(crate::driver::DriverError::Usage(_)) => 2,
             Error::Driver(crate::driver::DriverError::Toolchain(_)) => 2,
+            Error::Driver(crate::driver::DriverError::CacheConfig(_)) => 2,
             Error::Driver(_) => 1,
             Error::Failed(_) => 1,
         }
@@ -156,6 +168,10 @@ pub fn jobs(j: Option<usize>) -> usize {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
     if let Cmd::Login(args) = &cli.command {
         return push::login(args).map_err(boxed);
+    }
+    // The cache belongs to the machine, not to a workspace.
+    if let Cmd::Cache(cmd) = &cli.command {
+        return cache::run(cmd).map_err(boxed);
     }
     let ws = load_workspace(&cli.dir).map_err(boxed)?;
     match cli.command {
@@ -201,9 +217,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             jobs: j,
             rerun,
             json,
-        } => test::run(&ws, &targets, jobs(j), rerun, json).map_err(boxed),
+            keep_going,
+        } => test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed),
         Cmd::Push(args) => push::run(&ws, &args).map_err(boxed),
-        Cmd::Login(_) => unreachable!("handled before loading a workspace"),
+        Cmd::Login(_) | Cmd::Cache(_) => unreachable!("handled before loading a workspace"),
         Cmd::Inspect { service, json } => build::inspect(&ws, &service, json).map_err(boxed),
         Cmd::Verify {
             services,

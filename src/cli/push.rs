@@ -95,6 +95,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
         jobs: jobs(args.build_jobs),
         images: true,
         cache_dir: crate::cache::default_dir(),
+        keep_going: false,
     };
     let progress: &dyn Progress = if args.json { &Quiet } else { &Lines };
     let outcome = driver::build(ws, &opts, &ProcessRunner, progress)?;

@@ -18,6 +18,7 @@ pub fn run(
     jobs: usize,
     rerun: bool,
     json: bool,
+    keep_going: bool,
 ) -> Result<ExitCode, Error> {
     let selected = driver::select(ws, targets, |r| r.kind == Kind::Test)?;
     if let Some(&bad) = selected.iter().find(|&&i| ws.recipes[i].kind != Kind::Test) {
@@ -37,17 +38,29 @@ pub fn run(
         jobs,
         images: false,
         cache_dir: cache_dir.clone(),
+        keep_going,
     };
     let progress: &dyn Progress = if json { &Quiet } else { &Lines };
     let outcome = build_tests(ws, &opts, progress)?;
     super::build::report_failures(&outcome);
-    if outcome.failed {
+    super::build::report_cache(&outcome);
+    if outcome.failed && !keep_going {
         return Ok(ExitCode::from(1));
     }
+    // With -k, the tests whose binaries were built still run.
+    let built: std::collections::BTreeSet<&str> = outcome
+        .targets
+        .iter()
+        .filter(|t| t.failures.is_empty() && t.skipped == 0)
+        .map(|t| t.name.as_str())
+        .collect();
     let cache =
         Cache::open(cache_dir).map_err(|e| Error::Failed(format!("opening the cache: {e}")))?;
     let mut results = Vec::new();
     for &i in &selected {
+        if !built.contains(ws.recipes[i].name.as_str()) {
+            continue;
+        }
         let res = testing::run_test(ws, i, &cache, rerun)
             .map_err(|e| Error::Failed(format!("running test `{}`: {e}", ws.recipes[i].name)))?;
         if !json {
@@ -76,7 +89,7 @@ pub fn run(
     } else {
         println!("{passed} passed, {failed} failed");
     }
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && !outcome.failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -14,7 +14,7 @@ use super::{safety, ImageError, ImageFile, ImageRequest, ImageResult, LayerSumma
 use crate::closure::Resolver;
 use crate::digest::Digest;
 use crate::dpkg::{Database, Origin};
-use crate::layer::cache::{write_atomic, LayerCache};
+use crate::layer::cache::{write_atomic, LayerCache, Lookup};
 use crate::layer::EntryKind;
 
 /// Assembles `req` against this machine's libraries and dpkg database.
@@ -63,15 +63,19 @@ pub fn assemble_with(
     };
 
     let planned = plan(req, &closure, db, &stripped)?;
-    let cache = LayerCache::new(&req.cache_dir);
+    let cache = LayerCache::new(&req.cache_dir).pinning_into(work.path());
     let mut layers = Vec::new();
+    let mut damage = Vec::new();
     for p in &planned {
-        let (layer, _hit) = cache
+        let (layer, lookup) = cache
             .get_or_write(&p.spec)
             .map_err(|source| ImageError::Layer {
                 layer: p.name.to_string(),
                 source,
             })?;
+        if let Lookup::Repaired(d) = lookup {
+            damage.push(d);
+        }
         layers.push((layer, describe(p, req)));
     }
 
@@ -185,6 +189,7 @@ pub fn assemble_with(
         files,
         packages: packages.into_values().collect(),
         debug_file,
+        damage,
     })
 }
 

@@ -7,7 +7,9 @@
 //! manifest digest vary from run to run.
 //!
 //! A layout is replaced whole: it is built in a temp directory beside the target and renamed into
-//! place, so a reader sees the old layout or the new one, never a mix.
+//! place, so a reader sees the old layout or the new one, never a mix. Temp directories left by a
+//! killed build (`.<name>.new-*`, `.<name>.old-*`) are removed by the next write; the workspace
+//! lock guarantees nobody else is writing them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -112,6 +114,7 @@ pub fn write_layout(dir: &Path, index: &Index, blobs: &[(Digest, Blob)]) -> Resu
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
+    remove_leftovers(parent, &name);
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.new-"))
         .tempdir_in(parent)
@@ -155,6 +158,17 @@ pub fn write_layout(dir: &Path, index: &Index, blobs: &[(Digest, Blob)]) -> Resu
         let _ = std::fs::remove_dir_all(&old);
     }
     Ok(())
+}
+
+/// Removes what a killed write of layout `name` left in `parent`.
+fn remove_leftovers(parent: &Path, name: &str) {
+    let (new, old) = (format!(".{name}.new-"), format!(".{name}.old-"));
+    for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&new) || n.starts_with(&old) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A layout read back: its single manifest and the config it names.

@@ -147,6 +147,9 @@ pub struct ImageResult {
     pub packages: Vec<DebPackage>,
     /// Where the service binary's debug info went (`<debug_dir>/<service>.debug`).
     pub debug_file: PathBuf,
+    /// Cached layers found damaged (and rewritten) while assembling, for the build's warning.
+    #[serde(skip)]
+    pub damage: Vec<crate::cache::Damage>,
 }
 
 /// One regular file of an image, for the SBOM.

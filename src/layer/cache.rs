@@ -3,6 +3,10 @@
 //! Layout under the cache directory: `<key>.tar.gz` (the blob) and `<key>.json` (its [`Layer`]
 //! facts), both written to a temp file and renamed into place, blob first, so a reader that sees
 //! the JSON always sees a complete blob. `<key>` is the hex sha256 of [`cache_key`]'s text.
+//!
+//! A hit is trusted only after the blob is hashed (its one read: the layout then hard-links it),
+//! so a damaged layer is rewritten instead of published; the JSON's mtime records the use for
+//! the cache's least-recently-used collection.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +14,19 @@ use std::path::{Path, PathBuf};
 use flate2::{Compression, GzBuilder};
 
 use super::{tar::write_tar, EntryKind, Layer, LayerError, LayerSpec, GZIP_LEVEL};
+use crate::cache::Damage;
 use crate::digest::{Digest, Hasher};
+
+/// How [`LayerCache::get_or_write`] found its layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// From the cache, its bytes verified.
+    Hit,
+    /// Written now.
+    Written,
+    /// The cached blob was damaged: it was removed and the layer written again.
+    Repaired(Damage),
+}
 
 /// Bump when anything in the tar or gzip encoding changes (see the `layer` module comment); it is
 /// part of every key, so old entries stop matching instead of being served with new digests.
@@ -40,23 +56,67 @@ pub fn cache_key(spec: &LayerSpec) -> String {
 
 pub struct LayerCache {
     dir: PathBuf,
+    /// Where layers are hard-linked for the caller (see [`LayerCache::pinning_into`]).
+    pins: Option<PathBuf>,
 }
 
 impl LayerCache {
     pub fn new(dir: &Path) -> LayerCache {
         LayerCache {
             dir: dir.to_path_buf(),
+            pins: None,
         }
     }
 
+    /// Returned layers' `blob` is a hard link in `pins` (same filesystem as the cache), so a
+    /// collection in another process cannot remove it while the caller still needs it.
+    pub fn pinning_into(mut self, pins: &Path) -> LayerCache {
+        self.pins = Some(pins.to_path_buf());
+        self
+    }
+
+    /// Links `layer.blob` into the pin directory; false when the blob is gone.
+    fn pin(&self, layer: &mut Layer) -> bool {
+        let Some(pins) = &self.pins else {
+            return true;
+        };
+        let pinned = pins.join(format!("{}.tar.gz", layer.digest.hex()));
+        if pinned.exists() || std::fs::hard_link(&layer.blob, &pinned).is_ok() {
+            layer.blob = pinned;
+            return true;
+        }
+        false
+    }
+
     /// The layer for `spec`, from the cache when present, otherwise written in one streaming pass
-    /// (tar -> hash -> gzip -> hash -> temp file) and stored. Also returns whether it was a hit.
-    pub fn get_or_write(&self, spec: &LayerSpec) -> Result<(Layer, bool), LayerError> {
+    /// (tar -> hash -> gzip -> hash -> temp file) and stored. Also says how it was found.
+    pub fn get_or_write(&self, spec: &LayerSpec) -> Result<(Layer, Lookup), LayerError> {
         let key = Digest::of(cache_key(spec).as_bytes()).hex();
         let blob = self.dir.join(format!("{key}.tar.gz"));
         let meta = self.dir.join(format!("{key}.json"));
-        if let Some(layer) = read_meta(&meta, &blob) {
-            return Ok((layer, true));
+        let mut lookup = Lookup::Written;
+        if let Some(mut layer) = read_meta(&meta, &blob) {
+            crate::cache::touch(&meta);
+            // Pin first, then hash what was pinned: what is checked is what will be used. A
+            // blob collected since the JSON was read is a miss.
+            let pinned = self.pin(&mut layer);
+            match check_blob(&layer) {
+                Ok(()) if pinned => return Ok((layer, Lookup::Hit)),
+                Ok(()) => {}
+                Err(_) if !pinned => {}
+                Err(actual) => {
+                    let _ = std::fs::remove_file(&meta);
+                    let _ = std::fs::remove_file(&blob);
+                    if layer.blob != blob {
+                        let _ = std::fs::remove_file(&layer.blob);
+                    }
+                    lookup = Lookup::Repaired(Damage {
+                        blob: layer.digest,
+                        actual,
+                        path: blob.clone(),
+                    });
+                }
+            }
         }
         let werr = |path: &Path| {
             let path = path.to_path_buf();
@@ -83,7 +143,7 @@ impl LayerCache {
             path: blob.clone(),
             source: e.error,
         })?;
-        let layer = Layer {
+        let mut layer = Layer {
             digest,
             diff_id,
             compressed_size,
@@ -92,7 +152,64 @@ impl LayerCache {
         };
         let json = serde_json::to_vec_pretty(&layer).expect("layer facts serialise");
         write_atomic(&meta, &json).map_err(werr(&meta))?;
-        Ok((layer, false))
+        if !self.pin(&mut layer) {
+            // Collected within microseconds of being written: only with a zero grace period.
+            return Err(LayerError::Write {
+                path: blob,
+                source: io::Error::new(io::ErrorKind::NotFound, "collected while being written"),
+            });
+        }
+        Ok((layer, lookup))
+    }
+
+    /// Checks every cached layer (for `kiln cache verify`): facts that parse, a blob of the
+    /// recorded size and digest. A bad one loses both files; returns their names and why.
+    pub fn verify_all(&self) -> std::io::Result<(u64, Vec<(String, String)>)> {
+        let mut removed = Vec::new();
+        let mut checked = 0;
+        let mut names: Vec<String> = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        names.sort();
+        for name in names {
+            let Some(key) = name.strip_suffix(".tar.gz") else {
+                continue;
+            };
+            checked += 1;
+            let blob = self.dir.join(&name);
+            let meta = self.dir.join(format!("{key}.json"));
+            if !meta.exists() {
+                // Being written (the blob lands first), or left by a killed writer: GC's job.
+                continue;
+            }
+            let why = match read_meta(&meta, &blob) {
+                None => Some("its facts do not parse or its size differs".to_string()),
+                Some(layer) => check_blob(&layer)
+                    .err()
+                    .map(|actual| format!("its bytes hash to {actual}, not {}", layer.digest)),
+            };
+            if let Some(why) = why {
+                let _ = std::fs::remove_file(&meta);
+                let _ = std::fs::remove_file(&blob);
+                removed.push((name, why));
+            }
+        }
+        Ok((checked, removed))
+    }
+}
+
+/// Hashes a layer's blob; the digest it really has when that is not the recorded one.
+fn check_blob(layer: &Layer) -> Result<(), Digest> {
+    match Digest::of_file(&layer.blob) {
+        Ok((d, _)) if d == layer.digest => Ok(()),
+        Ok((d, _)) => Err(d),
+        // Unreadable counts as damaged: it must not be linked into a layout.
+        Err(_) => Err(Digest::of(b"")),
     }
 }
 
@@ -180,9 +297,40 @@ mod tests {
         let cache = LayerCache::new(dir.path());
         let (a, hit_a) = cache.get_or_write(&spec(b"a", 0o644, 1)).unwrap();
         let (b, hit_b) = cache.get_or_write(&spec(b"a", 0o644, 1)).unwrap();
-        assert!(!hit_a && hit_b);
+        assert_eq!((hit_a, hit_b), (Lookup::Written, Lookup::Hit));
         assert_eq!(a, b);
         let (d, _) = Digest::of_file(&a.blob).unwrap();
         assert_eq!(d, a.digest);
+    }
+
+    #[test]
+    fn a_damaged_layer_is_rewritten_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(dir.path());
+        let (good, _) = cache.get_or_write(&spec(b"a", 0o644, 1)).unwrap();
+        let mut bytes = std::fs::read(&good.blob).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40; // same size: only the digest can tell
+        std::fs::write(&good.blob, &bytes).unwrap();
+        let (again, lookup) = cache.get_or_write(&spec(b"a", 0o644, 1)).unwrap();
+        assert_eq!(
+            lookup,
+            Lookup::Repaired(Damage {
+                blob: good.digest,
+                actual: Digest::of(&bytes),
+                path: good.blob.clone(),
+            })
+        );
+        assert_eq!(again, good);
+        assert_eq!(Digest::of_file(&again.blob).unwrap().0, good.digest);
+
+        // `kiln cache verify` finds the same damage and removes both files.
+        std::fs::write(&good.blob, &bytes).unwrap();
+        let (checked, removed) = cache.verify_all().unwrap();
+        assert_eq!(checked, 1);
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert!(removed[0].1.contains(&Digest::of(&bytes).to_string()));
+        assert!(!good.blob.exists());
+        assert_eq!(cache.verify_all().unwrap(), (0, Vec::new()));
     }
 }

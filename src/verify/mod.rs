@@ -215,6 +215,7 @@ fn build(
         jobs,
         images: true,
         cache_dir: cache_dir.to_path_buf(),
+        keep_going: false,
     };
     let outcome = match meta {
         Some(m) => driver::build_with_meta(ws, &opts, &ProcessRunner, &NoProgress, m)?,

@@ -4,6 +4,7 @@
 //! Exit status: 0 success; 1 build, test, verification or push failure; 2 usage or recipe error.
 
 mod build;
+mod k8s;
 mod output;
 mod push;
 mod test;
@@ -92,6 +93,10 @@ pub enum Cmd {
     },
     /// Record toolchain fingerprints and package versions in kiln.lock.
     Lock,
+    /// Write Kubernetes manifests for services (a Kustomize layout with -o DIR).
+    K8s(k8s::K8sArgs),
+    /// Rewrite kiln://SERVICE image references to the digests `kiln push` recorded.
+    Resolve(k8s::ResolveArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -123,6 +128,10 @@ pub enum Error {
     Workspace(#[from] WorkspaceError),
     #[error(transparent)]
     Driver(#[from] crate::driver::DriverError),
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
+    #[error(transparent)]
+    Resolve(#[from] crate::deploy::resolve::ResolveError),
     #[error("{0}")]
     Failed(String),
 }
@@ -134,6 +143,14 @@ impl CliError for Error {
             Error::Driver(crate::driver::DriverError::Usage(_)) => 2,
             Error::Driver(crate::driver::DriverError::Toolchain(_)) => 2,
             Error::Driver(_) => 1,
+            Error::Deploy(
+                crate::deploy::DeployError::UnknownService(_)
+                | crate::deploy::DeployError::NotAService { .. }
+                | crate::deploy::DeployError::NoPorts { .. },
+            ) => 2,
+            Error::Deploy(_) => 1,
+            Error::Resolve(crate::deploy::resolve::ResolveError::UnknownService { .. }) => 2,
+            Error::Resolve(_) => 1,
             Error::Failed(_) => 1,
         }
     }
@@ -241,6 +258,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
                 Ok(ExitCode::from(1))
             }
         }
+        Cmd::K8s(args) => k8s::run(&ws, &args).map_err(boxed),
+        Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
         Cmd::Lock => {
             let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e.to_string())))?;
             eprintln!("kiln: wrote {}", path.display());

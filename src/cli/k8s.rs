@@ -45,7 +45,7 @@ pub fn run(ws: &Workspace, args: &K8sArgs) -> Result<ExitCode, Error> {
         monitoring_namespace: Some(args.monitoring_namespace.clone()).filter(|m| !m.is_empty()),
         dns_namespace: args.dns_namespace.clone(),
     };
-    let all = deploy::service_specs(ws)?;
+    let all = deploy::service_specs(ws);
     let selected = deploy::select(ws, &all, &args.services)?;
     match &args.output {
         None => print!("{}", deploy::stream(&selected, &all, &opts)),

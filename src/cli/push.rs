@@ -199,6 +199,16 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
             }
         }
     }
+    // What `kiln resolve --to` pins manifests to: only images that went up, failed ones keep
+    // their previous entry.
+    let pushed: Vec<(String, String)> = reports
+        .iter()
+        .map(|r| (r.service.clone(), r.reference.clone()))
+        .collect();
+    if let Err(e) = crate::deploy::resolve::record_pushes(&ws.root, &args.to, &pushed) {
+        failed = true;
+        output::print_error(&e);
+    }
     if args.json {
         println!(
             "{}",

@@ -78,8 +78,9 @@ pub struct ServiceSpec {
     pub uid: u32,
 }
 
-/// Every service of the workspace, by name.
-pub fn service_specs(ws: &Workspace) -> Result<BTreeMap<String, ServiceSpec>, DeployError> {
+/// Every service of the workspace, by name (a service without ports is kept as a graph node,
+/// but [`select`] refuses to write manifests for it).
+pub fn service_specs(ws: &Workspace) -> BTreeMap<String, ServiceSpec> {
     let services: Vec<_> = ws
         .recipes
         .iter()
@@ -87,11 +88,6 @@ pub fn service_specs(ws: &Workspace) -> Result<BTreeMap<String, ServiceSpec>, De
         .collect();
     let mut out = BTreeMap::new();
     for r in &services {
-        if r.image.ports.is_empty() {
-            return Err(DeployError::NoPorts {
-                service: r.name.clone(),
-            });
-        }
         let depends_on: Vec<String> = r.depends_on.iter().map(|d| d.value.clone()).collect();
         let mut dependants: Vec<String> = services
             .iter()
@@ -119,7 +115,7 @@ pub fn service_specs(ws: &Workspace) -> Result<BTreeMap<String, ServiceSpec>, De
             },
         );
     }
-    Ok(out)
+    out
 }
 
 /// The manifests of one service, in apply order.
@@ -144,10 +140,10 @@ pub fn select<'a>(
     all: &'a BTreeMap<String, ServiceSpec>,
     names: &[String],
 ) -> Result<Vec<&'a ServiceSpec>, DeployError> {
-    if names.is_empty() {
-        return Ok(all.values().collect());
-    }
     let mut out = Vec::new();
+    if names.is_empty() {
+        out = all.values().collect();
+    }
     for n in names {
         match all.get(n) {
             Some(s) => out.push(s),
@@ -164,6 +160,11 @@ pub fn select<'a>(
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup_by(|a, b| a.name == b.name);
+    if let Some(s) = out.iter().find(|s| s.ports.is_empty()) {
+        return Err(DeployError::NoPorts {
+            service: s.name.clone(),
+        });
+    }
     Ok(out)
 }
 

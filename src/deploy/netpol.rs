@@ -68,6 +68,8 @@ pub fn policy<'a>(
         .depends_on
         .iter()
         .filter_map(|d| spec_of(d))
+        // A dependency without ports serves nothing; an empty port list would mean all ports.
+        .filter(|d| !d.ports.is_empty())
         .map(|d| json!({ "to": [pods(&d.name)], "ports": ports(&d.ports) }))
         .collect();
     let mut dns = namespace(&opts.dns_namespace);

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod recipe;
 pub mod registry;
 pub mod sbom;
+pub mod scan;
 pub mod testing;
 pub mod toolchain;
 pub mod vcs;

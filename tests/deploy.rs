@@ -164,7 +164,10 @@ fn every_manifest_passes_the_strict_schemas_and_every_overlay_builds() {
         base.replace("revisionHistoryLimit: 5", "revisionHistoryLimt: 5"),
     )
     .unwrap();
-    assert!(!validate(std::slice::from_ref(&bad)).0, "a misspelt field must fail");
+    assert!(
+        !validate(std::slice::from_ref(&bad)).0,
+        "a misspelt field must fail"
+    );
     std::fs::write(&bad, base.replace("runAsUser: 65532", "runAsUser: \"x\"")).unwrap();
     assert!(!validate(&[bad]).0, "a wrong type must fail");
 }

@@ -1,0 +1,4 @@
+pub mod cvss;
+pub mod date;
+pub mod debversion;
+pub mod osv;

@@ -269,7 +269,7 @@ impl Affected {
                     Event::Fixed(v) | Event::LastAffected(v) => Some(v.clone()),
                 }
             };
-            sorted.sort_by(|a, b| key(a).cmp(&key(b)));
+            sorted.sort_by_key(|e| key(e));
             let mut vulnerable = false;
             for e in sorted {
                 match e {

@@ -7,6 +7,7 @@ mod build;
 mod k8s;
 mod output;
 mod push;
+mod scan;
 mod test;
 
 use std::path::PathBuf;
@@ -97,6 +98,8 @@ pub enum Cmd {
     K8s(k8s::K8sArgs),
     /// Rewrite kiln://SERVICE image references to the digests `kiln push` recorded.
     Resolve(k8s::ResolveArgs),
+    /// Check the Debian packages in service images against an OSV database.
+    Scan(scan::ScanArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -132,6 +135,8 @@ pub enum Error {
     Deploy(#[from] crate::deploy::DeployError),
     #[error(transparent)]
     Resolve(#[from] crate::deploy::resolve::ResolveError),
+    #[error(transparent)]
+    Scan(#[from] crate::scan::ScanError),
     #[error("{0}")]
     Failed(String),
 }
@@ -151,6 +156,9 @@ impl CliError for Error {
             Error::Deploy(_) => 1,
             Error::Resolve(crate::deploy::resolve::ResolveError::UnknownService { .. }) => 2,
             Error::Resolve(_) => 1,
+            // Could not scan (bad database or allowlist, no image yet): not a finding, so not 1.
+            Error::Scan(crate::scan::ScanError::Write { .. }) => 1,
+            Error::Scan(_) => 2,
             Error::Failed(_) => 1,
         }
     }
@@ -260,6 +268,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         }
         Cmd::K8s(args) => k8s::run(&ws, &args).map_err(boxed),
         Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
+        Cmd::Scan(args) => scan::run(&ws, &args).map_err(boxed),
         Cmd::Lock => {
             let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e.to_string())))?;
             eprintln!("kiln: wrote {}", path.display());

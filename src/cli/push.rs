@@ -41,6 +41,15 @@ pub struct PushArgs {
     pub no_attach: bool,
     #[arg(long)]
     pub json: bool,
+    /// Scan the images against this OSV database first and push nothing if the scan fails.
+    #[arg(long, value_name = "PATH")]
+    pub scan_db: Option<std::path::PathBuf>,
+    /// The scan's --fail-on (with --scan-db).
+    #[arg(long, value_name = "SEVERITY", default_value = "high", value_parser = super::scan::parse_severity)]
+    pub scan_fail_on: crate::scan::cvss::Severity,
+    /// The scan's --allowlist (with --scan-db).
+    #[arg(long, value_name = "FILE")]
+    pub scan_allowlist: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +110,25 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     super::build::report_failures(&outcome);
     if outcome.failed || !outcome.image_errors.is_empty() {
         return Ok(ExitCode::from(1));
+    }
+
+    // The gate: nothing goes up, not even the images that pass, when any image fails the scan,
+    // so a release is either entirely scanned-clean or not published.
+    if let Some(db) = &args.scan_db {
+        let opts = super::scan::ScanOptions {
+            db: db.clone(),
+            fail_on: args.scan_fail_on,
+            allowlist: args.scan_allowlist.clone(),
+            max_db_age: super::scan::DEFAULT_MAX_DB_AGE_DAYS,
+        };
+        let report = super::scan::gate(ws, &names, &opts, false)?;
+        if report.failed() {
+            eprintln!(
+                "kiln: push: nothing pushed: the scan found a fixable {} or worse finding",
+                args.scan_fail_on.as_str()
+            );
+            return Ok(ExitCode::from(1));
+        }
     }
 
     // The labels the build just used; the tags must agree with them.

@@ -513,6 +513,27 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
     assert!(!base.contains("kiln://"));
     assert_eq!(skopeo_digest(&reference), digest);
 
+    // Or in one step: push, then resolve what was just pushed.
+    let again = ws.path("deploy-again");
+    assert!(ws.kiln(&["k8s", "hello", "-o", &again]).status.success());
+    let out = ws.kiln(&[
+        "push",
+        "hello",
+        "--to",
+        &to,
+        "--scan-db",
+        db,
+        "--scan-allowlist",
+        &live,
+        "--resolve",
+        &again,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(ws.root.join("deploy-again/base/hello.yaml")).unwrap(),
+        base
+    );
+
     // A user's file keeps its comments and layout; only the reference changes.
     let user = tmp.path().join("user.yaml");
     let text = "# hand-written\nspec:\n  containers:\n    - name: hello   # the greeter\n      image: kiln://hello\n";

@@ -67,26 +67,44 @@ pub fn run(ws: &Workspace, args: &K8sArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn resolve(ws: &Workspace, args: &ResolveArgs) -> Result<ExitCode, Error> {
+fn resolved(
+    ws: &Workspace,
+    path: &std::path::Path,
+    to: &str,
+) -> Result<Vec<(PathBuf, String)>, resolve::ResolveError> {
     let record = resolve::load_record(&ws.root)?;
-    let files = resolve::yaml_files(&args.file)?;
+    let files = resolve::yaml_files(path)?;
     let is_service = |n: &str| {
         ws.recipe(n)
             .is_some_and(|r| r.kind == crate::recipe::Kind::Service)
     };
-    let resolved = resolve::resolve_files(&files, is_service, &args.to, &record)?;
+    resolve::resolve_files(&files, is_service, to, &record)
+}
+
+/// `kiln resolve -i`, also run by `kiln push --resolve`.
+pub fn resolve_in_place(
+    ws: &Workspace,
+    path: &std::path::Path,
+    to: &str,
+) -> Result<(), resolve::ResolveError> {
+    let files = resolved(ws, path, to)?;
+    resolve::write_in_place(&files)?;
+    eprintln!("kiln: resolve: rewrote {} file(s)", files.len());
+    Ok(())
+}
+
+pub fn resolve(ws: &Workspace, args: &ResolveArgs) -> Result<ExitCode, Error> {
     if args.in_place {
-        resolve::write_in_place(&resolved)?;
-        eprintln!("kiln: resolve: rewrote {} file(s)", resolved.len());
-    } else {
-        let texts: Vec<&str> = resolved.iter().map(|(_, t)| t.as_str()).collect();
-        // Separate files as YAML documents; a file that already ends a document needs no more.
-        for (i, t) in texts.iter().enumerate() {
-            if i > 0 && !t.starts_with("---") {
-                println!("---");
-            }
-            print!("{t}");
+        resolve_in_place(ws, &args.file, &args.to)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let resolved = resolved(ws, &args.file, &args.to)?;
+    // Separate files as YAML documents; a file that already starts one needs no more.
+    for (i, (_, t)) in resolved.iter().enumerate() {
+        if i > 0 && !t.starts_with("---") {
+            println!("---");
         }
+        print!("{t}");
     }
     Ok(ExitCode::SUCCESS)
 }

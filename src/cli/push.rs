@@ -50,6 +50,10 @@ pub struct PushArgs {
     /// The scan's --allowlist (with --scan-db).
     #[arg(long, value_name = "FILE")]
     pub scan_allowlist: Option<std::path::PathBuf>,
+    /// After a successful push, rewrite kiln://SERVICE in these YAML files (or a directory of
+    /// them) to the digests just pushed, as `kiln resolve -i` does.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub resolve: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -236,6 +240,13 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     if let Err(e) = crate::deploy::resolve::record_pushes(&ws.root, &args.to, &pushed) {
         failed = true;
         output::print_error(&e);
+    }
+    if let (Some(path), false) = (&args.resolve, failed) {
+        let resolved = super::k8s::resolve_in_place(ws, path, &args.to);
+        if let Err(e) = resolved {
+            failed = true;
+            output::print_error(&e);
+        }
     }
     if args.json {
         println!(

@@ -5,8 +5,10 @@
 
 mod build;
 mod cache;
+mod k8s;
 mod output;
 mod push;
+mod scan;
 mod test;
 
 use std::path::PathBuf;
@@ -103,6 +105,12 @@ pub enum Cmd {
     /// Check, collect or describe the shared cache ($KILN_CACHE).
     #[command(subcommand)]
     Cache(cache::CacheCmd),
+    /// Write Kubernetes manifests for services (a Kustomize layout with -o DIR).
+    K8s(k8s::K8sArgs),
+    /// Rewrite kiln://SERVICE image references to the digests `kiln push` recorded.
+    Resolve(k8s::ResolveArgs),
+    /// Check the Debian packages in service images against an OSV database.
+    Scan(scan::ScanArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -134,6 +142,12 @@ pub enum Error {
     Workspace(#[from] WorkspaceError),
     #[error(transparent)]
     Driver(#[from] crate::driver::DriverError),
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
+    #[error(transparent)]
+    Resolve(#[from] crate::deploy::resolve::ResolveError),
+    #[error(transparent)]
+    Scan(#[from] crate::scan::ScanError),
     #[error("{0}")]
     Failed(String),
 }
@@ -146,6 +160,17 @@ impl CliError for Error {
             Error::Driver(crate::driver::DriverError::Toolchain(_)) => 2,
             Error::Driver(crate::driver::DriverError::CacheConfig(_)) => 2,
             Error::Driver(_) => 1,
+            Error::Deploy(
+                crate::deploy::DeployError::UnknownService(_)
+                | crate::deploy::DeployError::NotAService { .. }
+                | crate::deploy::DeployError::NoPorts { .. },
+            ) => 2,
+            Error::Deploy(_) => 1,
+            Error::Resolve(crate::deploy::resolve::ResolveError::UnknownService { .. }) => 2,
+            Error::Resolve(_) => 1,
+            // Could not scan (bad database or allowlist, no image yet): not a finding, so not 1.
+            Error::Scan(crate::scan::ScanError::Write { .. }) => 1,
+            Error::Scan(_) => 2,
             Error::Failed(_) => 1,
         }
     }
@@ -258,6 +283,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
                 Ok(ExitCode::from(1))
             }
         }
+        Cmd::K8s(args) => k8s::run(&ws, &args).map_err(boxed),
+        Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
+        Cmd::Scan(args) => scan::run(&ws, &args).map_err(boxed),
         Cmd::Lock => {
             let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e.to_string())))?;
             eprintln!("kiln: wrote {}", path.display());

@@ -41,6 +41,19 @@ pub struct PushArgs {
     pub no_attach: bool,
     #[arg(long)]
     pub json: bool,
+    /// Scan the images against this OSV database first and push nothing if the scan fails.
+    #[arg(long, value_name = "PATH")]
+    pub scan_db: Option<std::path::PathBuf>,
+    /// The scan's --fail-on (with --scan-db).
+    #[arg(long, value_name = "SEVERITY", default_value = "high", value_parser = super::scan::parse_severity)]
+    pub scan_fail_on: crate::scan::cvss::Severity,
+    /// The scan's --allowlist (with --scan-db).
+    #[arg(long, value_name = "FILE")]
+    pub scan_allowlist: Option<std::path::PathBuf>,
+    /// After a successful push, rewrite kiln://SERVICE in these YAML files (or a directory of
+    /// them) to the digests just pushed, as `kiln resolve -i` does.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub resolve: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,6 +115,25 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     super::build::report_failures(&outcome);
     if outcome.failed || !outcome.image_errors.is_empty() {
         return Ok(ExitCode::from(1));
+    }
+
+    // The gate: nothing goes up, not even the images that pass, when any image fails the scan,
+    // so a release is either entirely scanned-clean or not published.
+    if let Some(db) = &args.scan_db {
+        let opts = super::scan::ScanOptions {
+            db: db.clone(),
+            fail_on: args.scan_fail_on,
+            allowlist: args.scan_allowlist.clone(),
+            max_db_age: super::scan::DEFAULT_MAX_DB_AGE_DAYS,
+        };
+        let report = super::scan::gate(ws, &names, &opts, false)?;
+        if report.failed() {
+            eprintln!(
+                "kiln: push: nothing pushed: the scan found a fixable {} or worse finding",
+                args.scan_fail_on.as_str()
+            );
+            return Ok(ExitCode::from(1));
+        }
     }
 
     // The labels the build just used; the tags must agree with them.
@@ -198,6 +230,23 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
                 failed = true;
                 output::print_error(&e);
             }
+        }
+    }
+    // What `kiln resolve --to` pins manifests to: only images that went up, failed ones keep
+    // their previous entry.
+    let pushed: Vec<(String, String)> = reports
+        .iter()
+        .map(|r| (r.service.clone(), r.reference.clone()))
+        .collect();
+    if let Err(e) = crate::deploy::resolve::record_pushes(&ws.root, &args.to, &pushed) {
+        failed = true;
+        output::print_error(&e);
+    }
+    if let (Some(path), false) = (&args.resolve, failed) {
+        let resolved = super::k8s::resolve_in_place(ws, path, &args.to);
+        if let Err(e) = resolved {
+            failed = true;
+            output::print_error(&e);
         }
     }
     if args.json {

@@ -4,12 +4,14 @@
 //! globs, paths) happens here; validation across files (unknown dependencies, cycles) happens in
 //! [`crate::graph`]. Every error carries the file, line and column.
 
+pub mod deploy;
 pub mod diag;
 pub mod reader;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+pub use deploy::DeploySection;
 pub use diag::Diagnostic;
 use reader::{Source, Spanned, TableReader};
 
@@ -133,6 +135,8 @@ pub struct Recipe {
     pub image: ImageSection,
     pub depends_on: Vec<Spanned<String>>,
     pub test: TestSection,
+    /// `[deploy]`: replicas, resources, autoscaling and ingress for `kiln k8s`.
+    pub deploy: DeploySection,
     /// The file's text, kept to render errors found later (unknown deps, cycles).
     pub source_text: String,
 }
@@ -168,6 +172,7 @@ const TOP_KEYS: &[&str] = &[
     "image",
     "service",
     "test",
+    "deploy",
 ];
 const IMAGE_KEYS: &[&str] = &[
     "entrypoint",
@@ -346,6 +351,16 @@ pub fn parse(root: &Path, rel_file: &str, name: &str, text: String) -> Result<Re
         }
         None => Vec::new(),
     };
+    let deploy = match r.table("deploy", deploy::DEPLOY_KEYS)? {
+        Some(t) if kind != Kind::Service => {
+            return Err(src.error(
+                t.table_span().or(r.key_span("deploy")),
+                "only services have a [deploy] section",
+            ))
+        }
+        Some(t) => deploy::read(&t)?,
+        None => DeploySection::default(),
+    };
     let test = match r.table("test", TEST_KEYS)? {
         Some(t) => {
             t.finish()?;
@@ -409,6 +424,7 @@ pub fn parse(root: &Path, rel_file: &str, name: &str, text: String) -> Result<Re
         image,
         depends_on,
         test,
+        deploy,
         source_text: src.text.clone(),
     })
 }

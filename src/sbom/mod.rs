@@ -25,7 +25,7 @@ mod license;
 mod provenance;
 mod purl;
 mod spdx;
-mod time;
+pub(crate) mod time;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

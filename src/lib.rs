@@ -7,6 +7,7 @@ pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod closure;
+pub mod debian;
 pub mod digest;
 pub mod dpkg;
 pub mod driver;

@@ -80,8 +80,8 @@ pub fn verify_clearsigned(
     fs::read(&output).map_err(io_err(&output))
 }
 
-/// The most telling status line (BADSIG, NO_PUBKEY, EXPKEYSIG, NODATA, ...), else gpgv's
-/// last stderr line.
+/// The most telling status line (BADSIG before NO_PUBKEY before ERRSIG, which gpgv also
+/// prints for a missing key), else gpgv's last stderr line.
 fn failure_detail(status: &str, stderr: &str) -> String {
     const KEYWORDS: [&str; 7] = [
         "BADSIG",
@@ -89,14 +89,16 @@ fn failure_detail(status: &str, stderr: &str) -> String {
         "EXPKEYSIG",
         "REVKEYSIG",
         "EXPSIG",
-        "ERRSIG",
         "NODATA",
+        "ERRSIG",
     ];
-    for l in status.lines() {
-        if let Some(rest) = l.strip_prefix("[GNUPG:] ") {
-            if KEYWORDS.iter().any(|k| rest.starts_with(k)) {
-                return rest.to_string();
-            }
+    let lines: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("[GNUPG:] "))
+        .collect();
+    for k in KEYWORDS {
+        if let Some(l) = lines.iter().find(|l| l.starts_with(k)) {
+            return l.to_string();
         }
     }
     stderr

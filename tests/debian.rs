@@ -323,6 +323,50 @@ fn md5_of(bytes: &[u8]) -> String {
 }
 
 #[test]
+fn trees_unpack_from_xz_zstd_and_gzip_members() {
+    let server = FileServer::start(archive().mirror.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let pkgs = resolve(
+        &server,
+        &archive().keyring,
+        cache.path(),
+        &["libgood", "libalt", "provider"],
+    )
+    .unwrap();
+    let trees = with_archive(&server.url, &archive().keyring, cache.path(), |a| {
+        a.trees(&pkgs)
+    })
+    .unwrap();
+    for (p, t) in pkgs.iter().zip(&trees) {
+        let deb = archive().mirror.join(&p.filename);
+        let members = std::process::Command::new("ar")
+            .arg("t")
+            .arg(&deb)
+            .output()
+            .unwrap();
+        let readme = t.root().join(format!("usr/share/doc/{}/README", p.name));
+        assert_eq!(
+            fs::read_to_string(&readme).unwrap(),
+            format!("{} {}\n", p.name, p.version),
+            "{}",
+            String::from_utf8_lossy(&members.stdout)
+        );
+    }
+    let member = |name: &str| {
+        let p = pkgs.iter().find(|p| p.name == name).unwrap();
+        let out = std::process::Command::new("ar")
+            .arg("t")
+            .arg(archive().mirror.join(&p.filename))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(member("libalt").contains("data.tar.zst"));
+    assert!(member("provider").contains("data.tar.gz"));
+    assert!(member("libgood").contains("data.tar.xz"));
+}
+
+#[test]
 fn the_root_stacks_trees_once_and_repairs_an_interrupted_build() {
     let server = FileServer::start(archive().mirror.clone());
     let cache = tempfile::tempdir().unwrap();

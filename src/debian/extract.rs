@@ -98,6 +98,13 @@ pub fn tree_dir(downloads: &Downloads, deb: &Digest) -> PathBuf {
         .join(deb.hex())
 }
 
+/// The tree of a .deb digest, if the cache has it (complete: trees appear only by rename).
+pub fn existing_tree(downloads: &Downloads, deb: &Digest) -> Option<Tree> {
+    let dir = tree_dir(downloads, deb);
+    let control = serde_json::from_slice(&fs::read(dir.join("control.json")).ok()?).ok()?;
+    Some(Tree { dir, control })
+}
+
 /// The tree of the .deb at `deb_path` (whose digest the caller has checked), unpacked unless
 /// the cache already has it.
 pub fn tree_for(
@@ -111,10 +118,8 @@ pub fn tree_for(
         let (deb, path) = (name.clone(), path.to_path_buf());
         move |source| ExtractError::Write { deb, path, source }
     };
-    if let Ok(bytes) = fs::read(dir.join("control.json")) {
-        if let Ok(control) = serde_json::from_slice(&bytes) {
-            return Ok(Tree { dir, control });
-        }
+    if let Some(tree) = existing_tree(downloads, digest) {
+        return Ok(tree);
     }
     let staging = downloads
         .staging_dir("tree")

@@ -132,12 +132,8 @@ impl Archive<'_> {
                 version: p.version.clone(),
                 source: Box::new(e),
             };
-            let dir = extract::tree_dir(&self.downloads, &p.sha256);
-            if let Some(control) = std::fs::read(dir.join("control.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
-                out.push(Tree { dir, control });
+            if let Some(tree) = extract::existing_tree(&self.downloads, &p.sha256) {
+                out.push(tree);
                 continue;
             }
             let deb = self.fetch(p)?;

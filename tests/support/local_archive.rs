@@ -5,8 +5,8 @@
 //!
 //! Packages (suite `stable`, component `main`, amd64):
 //! - `app 1.0`: Pre-Depends `base-lib`; Depends `libgood (>= 2) | libalt`, `virt-thing`
-//! - `libgood 1.0` and `libgood 2.0`; `libalt 1.0` (never chosen)
-//! - `provider 1.0`: Provides `virt-thing`
+//! - `libgood 1.0` and `libgood 2.0`; `libalt 1.0` (never chosen; data.tar.zst)
+//! - `provider 1.0`: Provides `virt-thing` (data.tar.gz; the others use xz)
 //! - `base-lib 1.0`: `Source: base-src (0.9-1)`, ships `/lib/libbase.so.1` (usr-merge) and a
 //!   symlink `/usr/lib/libbase.so`
 //! - `must-have 1.0`: Essential; `needs-new 1.0`: Depends `libgood (>= 3)` (unsatisfiable)
@@ -40,7 +40,7 @@ fn sh(dir: &Path, script: &str) {
 }
 
 const BUILD: &str = r#"
-deb() { # name version extra-control-lines
+deb() { # name version extra-control-lines [compression]
   local d="src/$1-$2"
   mkdir -p "$d/DEBIAN" "$d/usr/share/doc/$1"
   printf 'Package: %s\nVersion: %s\nArchitecture: amd64\nMaintainer: kiln <t@kiln.invalid>\nDescription: test package %s\n%b' \
@@ -48,7 +48,7 @@ deb() { # name version extra-control-lines
   echo "$1 $2" > "$d/usr/share/doc/$1/README"
   (cd "$d" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs md5sum > DEBIAN/md5sums)
   mkdir -p mirror/pool/main
-  dpkg-deb --root-owner-group -Zxz --build "$d" "mirror/pool/main/$1_$2_amd64.deb" >/dev/null
+  dpkg-deb --root-owner-group "-Z${4:-xz}" --build "$d" "mirror/pool/main/$1_$2_amd64.deb" >/dev/null
 }
 mkdir -p src/base-lib-1.0/lib src/base-lib-1.0/usr/lib
 echo 'not really a library' > src/base-lib-1.0/lib/libbase.so.1
@@ -57,8 +57,8 @@ deb base-lib 1.0 'Source: base-src (0.9-1)\n'
 deb app 1.0 'Pre-Depends: base-lib\nDepends: libgood (>= 2) | libalt, virt-thing\n'
 deb libgood 1.0 ''
 deb libgood 2.0 ''
-deb libalt 1.0 ''
-deb provider 1.0 'Provides: virt-thing\n'
+deb libalt 1.0 '' zstd
+deb provider 1.0 'Provides: virt-thing\n' gzip
 deb must-have 1.0 'Essential: yes\n'
 deb needs-new 1.0 'Depends: libgood (>= 3)\n'
 cd mirror

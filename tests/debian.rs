@@ -579,3 +579,51 @@ fn unsafe_paths_in_a_deb_are_refused_and_leave_nothing_behind() {
         "staging removed"
     );
 }
+
+fn kiln_resolve(server_url: &str, cache: &Path, packages: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["toolchain", "resolve", "--suite", "stable", "--keyring"])
+        .arg(&archive().keyring)
+        .args(packages)
+        .env("KILN_DEBIAN_MIRROR", server_url)
+        .env("KILN_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn kiln_toolchain_resolve_prints_the_pinned_set_and_names_unknown_packages() {
+    let server = FileServer::start(archive().mirror.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let out = kiln_resolve(&server.url, cache.path(), &["app"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: toml::Value = toml::from_str(&String::from_utf8(out.stdout.clone()).unwrap()).unwrap();
+    let list = doc["debian"]["package"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["app", "base-lib", "libgood", "provider"]);
+    let base = &list[1];
+    let deb = archive().mirror.join(base["filename"].as_str().unwrap());
+    let (digest, size) = Digest::of_file(&deb).unwrap();
+    assert_eq!(base["sha256"].as_str().unwrap(), digest.to_string());
+    assert_eq!(base["size"].as_integer().unwrap() as u64, size);
+    assert_eq!(base["source"].as_str(), Some("base-src"));
+    assert_eq!(base["source_version"].as_str(), Some("0.9-1"));
+    // Same inputs, same bytes.
+    assert_eq!(
+        kiln_resolve(&server.url, cache.path(), &["app"]).stdout,
+        out.stdout
+    );
+
+    let bad = kiln_resolve(&server.url, cache.path(), &["libgod"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("no package named \"libgod\" in the index; nearest: libgood"),
+        "{stderr}"
+    );
+    assert!(bad.stdout.is_empty());
+}

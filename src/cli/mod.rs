@@ -7,6 +7,7 @@ mod build;
 mod output;
 mod push;
 mod test;
+mod toolchain;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,9 @@ pub enum Cmd {
     },
     /// Record toolchain fingerprints and package versions in kiln.lock.
     Lock,
+    /// Toolchain roots from pinned Debian packages.
+    #[command(subcommand)]
+    Toolchain(toolchain::ToolchainCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -157,6 +161,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
     if let Cmd::Login(args) = &cli.command {
         return push::login(args).map_err(boxed);
     }
+    if let Cmd::Toolchain(cmd) = &cli.command {
+        return toolchain::run(cmd).map_err(|e| Box::new(e) as Box<dyn CliErrorBox>);
+    }
     let ws = load_workspace(&cli.dir).map_err(boxed)?;
     match cli.command {
         Cmd::Build(args) => build::run(&ws, &args).map_err(boxed),
@@ -203,7 +210,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             json,
         } => test::run(&ws, &targets, jobs(j), rerun, json).map_err(boxed),
         Cmd::Push(args) => push::run(&ws, &args).map_err(boxed),
-        Cmd::Login(_) => unreachable!("handled before loading a workspace"),
+        Cmd::Login(_) | Cmd::Toolchain(_) => unreachable!("handled before loading a workspace"),
         Cmd::Inspect { service, json } => build::inspect(&ws, &service, json).map_err(boxed),
         Cmd::Verify {
             services,

@@ -1,0 +1,91 @@
+//! `kiln toolchain resolve`: the pinned package set of a toolchain root, resolved from the
+//! archive's signed index and printed as the `[[debian.package]]` tables a lock will hold.
+//! Needs no workspace; nothing is written except the index cache in `$KILN_CACHE`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::CliError;
+use crate::debian::http::{HttpError, ReqwestHttp};
+use crate::debian::resolve::ResolveError;
+use crate::debian::signature::DEBIAN_KEYRING;
+use crate::debian::sources::{self, SourcesError, MIRROR_ENV};
+use crate::debian::store::Downloads;
+use crate::debian::{locked, Archive, DebianError};
+use crate::exec::ProcessRunner;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ToolchainCmd {
+    /// Resolve the dependency closure of Debian packages and print it as `[[debian.package]]`.
+    Resolve(ResolveArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ResolveArgs {
+    /// Root packages (e.g. g++-12 libc6-dev libstdc++-12-dev).
+    #[arg(required = true)]
+    pub packages: Vec<String>,
+    /// Suites to read, in order (repeatable).
+    #[arg(long = "suite", default_values_t = ["bookworm".to_string(), "bookworm-updates".to_string(), "bookworm-security".to_string()])]
+    pub suites: Vec<String>,
+    #[arg(long, default_value = "amd64")]
+    pub arch: String,
+    #[arg(long, default_value = "main")]
+    pub component: String,
+    /// Keyring the InRelease files must be signed by.
+    #[arg(long, default_value = DEBIAN_KEYRING)]
+    pub keyring: PathBuf,
+    /// Also include every `Essential: yes` package and its closure.
+    #[arg(long)]
+    pub with_essential: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error(transparent)]
+    Sources(#[from] SourcesError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Debian(#[from] DebianError),
+}
+
+impl CliError for ToolchainError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            // Bad input: a package or suite that does not exist.
+            ToolchainError::Sources(SourcesError::NoMirror { .. }) => 2,
+            ToolchainError::Debian(DebianError::Resolve(ResolveError::Unknown { .. })) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub fn run(cmd: &ToolchainCmd) -> Result<ExitCode, ToolchainError> {
+    let ToolchainCmd::Resolve(args) = cmd;
+    let env_mirror = std::env::var(MIRROR_ENV).ok();
+    let mut mirrors = BTreeMap::new();
+    for s in &args.suites {
+        let m = sources::mirror_for(s, env_mirror.as_deref(), Path::new("/etc/apt"))?;
+        mirrors.insert(s.clone(), m);
+    }
+    let http = ReqwestHttp::new()?;
+    let archive = Archive {
+        http: &http,
+        runner: &ProcessRunner,
+        keyring: args.keyring.clone(),
+        downloads: Downloads::new(&crate::cache::default_dir()),
+        mirrors,
+        component: args.component.clone(),
+        architecture: args.arch.clone(),
+    };
+    let packages = archive.resolve(&args.suites, &args.packages, args.with_essential)?;
+    print!("{}", locked::to_toml(&packages));
+    eprintln!(
+        "kiln: {} package(s), set digest {}",
+        packages.len(),
+        locked::set_digest(&packages)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -31,9 +31,13 @@ fn with_archive<T>(mirror: &str, keyring: &Path, cache: &Path, f: impl FnOnce(&A
         runner: &ProcessRunner,
         keyring: keyring.to_path_buf(),
         downloads: Downloads::new(cache),
-        mirrors: BTreeMap::from([("stable".to_string(), mirror.to_string())]),
+        mirrors: BTreeMap::from([
+            ("stable".to_string(), mirror.to_string()),
+            ("hashed".to_string(), mirror.to_string()),
+        ]),
         component: "main".into(),
         architecture: "amd64".into(),
+        now: unix_now(),
     };
     f(&a)
 }
@@ -197,6 +201,56 @@ fn a_packages_file_that_does_not_match_the_signed_digest_is_refused() {
         .flatten()
         .flatten()
         .all(|d| fs::read_dir(d.path()).unwrap().next().is_none()));
+}
+
+#[test]
+fn by_hash_indexes_are_fetched_by_hash_and_expired_ones_refused() {
+    let server = FileServer::start(archive().mirror.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let release = fs::read_to_string(archive().mirror.join("dists/hashed/Release")).unwrap();
+    assert!(release.contains("Acquire-By-Hash: yes"), "{release}");
+    let got = with_archive(&server.url, &archive().keyring, cache.path(), |a| {
+        a.resolve(&["hashed".into()], &["app".into()], false)
+    })
+    .unwrap();
+    assert_eq!(got.len(), 4);
+    let hex = release
+        .lines()
+        .skip_while(|l| !l.starts_with("SHA256:"))
+        .find(|l| l.ends_with(" main/binary-amd64/Packages.xz"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let by_hash = format!("/dists/hashed/main/binary-amd64/by-hash/SHA256/{hex}");
+    assert_eq!(server.requests(&by_hash), 1);
+    assert_eq!(
+        server.requests("/dists/hashed/main/binary-amd64/Packages.xz"),
+        0
+    );
+
+    // Two days on, the signed index has expired (Valid-Until is one day after its Date).
+    let http = ReqwestHttp::new().unwrap();
+    let later = Archive {
+        http: &http,
+        runner: &ProcessRunner,
+        keyring: archive().keyring.clone(),
+        downloads: Downloads::new(cache.path()),
+        mirrors: BTreeMap::from([("hashed".to_string(), server.url.clone())]),
+        component: "main".into(),
+        architecture: "amd64".into(),
+        now: unix_now() + 2 * 86_400,
+    };
+    let e = later
+        .resolve(&["hashed".into()], &["app".into()], false)
+        .unwrap_err();
+    assert!(
+        matches!(e, DebianError::Index(IndexError::Stale { .. })),
+        "{}",
+        chain(&e)
+    );
+    assert!(chain(&e).contains("stale or replayed"), "{}", chain(&e));
 }
 
 #[test]
@@ -626,4 +680,11 @@ fn kiln_toolchain_resolve_prints_the_pinned_set_and_names_unknown_packages() {
         "{stderr}"
     );
     assert!(bad.stdout.is_empty());
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

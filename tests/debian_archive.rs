@@ -49,6 +49,7 @@ fn gxx_12_from_bookworm_compiles_and_runs_hello_world_in_the_sandbox() {
         mirrors,
         component: "main".into(),
         architecture: "amd64".into(),
+        now: unix_now(),
     };
     let suites: Vec<String> = SUITES.iter().map(|s| s.to_string()).collect();
     let roots: Vec<String> = ["g++-12", "libc6-dev", "libstdc++-12-dev"]
@@ -134,4 +135,11 @@ fn gxx_12_from_bookworm_compiles_and_runs_hello_world_in_the_sandbox() {
         .unwrap();
     assert!(!touch.success);
     assert!(!root.join("usr/bin/x").exists());
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

@@ -79,6 +79,7 @@ pub fn run(cmd: &ToolchainCmd) -> Result<ExitCode, ToolchainError> {
         mirrors,
         component: args.component.clone(),
         architecture: args.arch.clone(),
+        now: unix_now(),
     };
     let packages = archive.resolve(&args.suites, &args.packages, args.with_essential)?;
     print!("{}", locked::to_toml(&packages));
@@ -88,4 +89,11 @@ pub fn run(cmd: &ToolchainCmd) -> Result<ExitCode, ToolchainError> {
         locked::set_digest(&packages)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The clock, read here at the edge: only `Valid-Until` checks use it, never any output.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

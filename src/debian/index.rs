@@ -4,6 +4,7 @@
 //! 1. `dists/<suite>/InRelease` is fetched and verified with gpgv (see [`super::signature`]);
 //!    only the signed text is read on, and its `Suite` or `Codename` must be the suite asked
 //!    for (a validly signed Release of another suite is a replay, not an answer).
+//!    A `Valid-Until` in the past is refused (see [`super::release`]).
 //! 2. Its `SHA256` list gives the digest and size of `<component>/binary-<arch>/Packages.xz`.
 //! 3. That file is taken from `$KILN_CACHE` by digest when present and intact, else fetched
 //!    (from `by-hash/SHA256/<hex>` when the Release says `Acquire-By-Hash: yes`, so a mirror
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use super::control::{self, ControlError, Paragraph};
 use super::http::{Http, HttpError};
 use super::relation::{self, Dependency, Relation};
+use super::release::{check_fresh, ReleaseError};
 use super::signature::{self, SignatureError};
 use super::store::{DownloadError, Downloads};
 use super::version::Version;
@@ -79,6 +81,12 @@ pub enum IndexError {
         found: String,
         wanted: String,
     },
+    #[error("checking the freshness of suite {suite}")]
+    Stale {
+        suite: String,
+        #[source]
+        source: ReleaseError,
+    },
     #[error("{url} does not list {path} (is the component or architecture right?)")]
     NotListed { url: String, path: String },
     #[error("{url}: malformed SHA256 line {line:?}")]
@@ -122,6 +130,8 @@ pub struct SuiteSpec {
     pub suite: String,
     pub component: String,
     pub architecture: String,
+    /// The current time (seconds since the epoch), for `Valid-Until`.
+    pub now: i64,
 }
 
 /// Fetches, verifies and parses one suite's Packages index.
@@ -167,6 +177,12 @@ pub fn load_suite(
             wanted: spec.suite.clone(),
         });
     }
+    check_fresh(release.get("Valid-Until"), spec.now, &url).map_err(|source| {
+        IndexError::Stale {
+            suite: suite.clone(),
+            source,
+        }
+    })?;
     let path = format!(
         "{}/binary-{}/Packages.xz",
         spec.component, spec.architecture

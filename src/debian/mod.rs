@@ -3,8 +3,8 @@
 //! the trees into a toolchain root, and run programs inside it with bubblewrap.
 //!
 //! One concept a file: `version` (Debian version ordering), `control` (deb822), `relation`
-//! (Depends/Provides), `sources` (which mirror serves a suite), `http` (the transport seam),
-//! `signature` (gpgv), `index` (InRelease → Packages), `resolve` (the closure), `locked` (what a
+//! (Depends/Provides), `release` (Valid-Until), `sources` (which mirror serves a suite), `http`
+//! (the transport seam), `signature` (gpgv), `index` (InRelease → Packages), `resolve` (the closure), `locked` (what a
 //! lock pins and the set digest), `store` (the cache layout and checked downloads), `extract`
 //! (.deb → tree), `root` (trees → root), `sandbox` (bwrap). [`Archive`] strings them together.
 
@@ -14,6 +14,7 @@ pub mod http;
 pub mod index;
 pub mod locked;
 pub mod relation;
+pub mod release;
 pub mod resolve;
 pub mod root;
 pub mod sandbox;
@@ -73,6 +74,8 @@ pub struct Archive<'a> {
     pub mirrors: BTreeMap<String, String>,
     pub component: String,
     pub architecture: String,
+    /// The current time (seconds since the epoch), for `Valid-Until`; callers pass the clock.
+    pub now: i64,
 }
 
 impl Archive<'_> {
@@ -92,6 +95,7 @@ impl Archive<'_> {
                 suite: suite.clone(),
                 component: self.component.clone(),
                 architecture: self.architecture.clone(),
+                now: self.now,
             };
             all.extend(index::load_suite(
                 &spec,

@@ -10,6 +10,8 @@
 //! - `base-lib 1.0`: `Source: base-src (0.9-1)`, ships `/lib/libbase.so.1` (usr-merge) and a
 //!   symlink `/usr/lib/libbase.so`
 //! - `must-have 1.0`: Essential; `needs-new 1.0`: Depends `libgood (>= 3)` (unsatisfiable)
+//!
+//! Suite `hashed` lists the same packages, with `Acquire-By-Hash: yes` and a `Valid-Until`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,6 +75,14 @@ export GNUPGHOME="$PWD/../gnupg"
 mkdir -m 700 "$GNUPGHOME"
 gpg --batch --quiet --pinentry-mode loopback --passphrase '' --quick-gen-key 'kiln test archive <t@kiln.invalid>' ed25519 sign never 2>/dev/null
 gpg --batch --quiet --pinentry-mode loopback --passphrase '' --clearsign -o dists/stable/InRelease dists/stable/Release
+# A second suite over the same pool, the way Debian publishes: files also by hash, and a
+# Valid-Until one day after its Date.
+mkdir -p dists/hashed/main/binary-amd64
+cp dists/stable/main/binary-amd64/Packages* dists/hashed/main/binary-amd64/
+apt-ftparchive -o APT::FTPArchive::DoByHash=true -o APT::FTPArchive::Release::Suite=hashed \
+  -o APT::FTPArchive::Release::ValidTime=86400 release dists/hashed > ../Release
+mv ../Release dists/hashed/Release
+gpg --batch --quiet --pinentry-mode loopback --passphrase '' --clearsign -o dists/hashed/InRelease dists/hashed/Release
 gpg --batch --export > ../keyring.gpg
 gpgconf --kill gpg-agent
 "#;

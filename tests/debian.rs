@@ -289,7 +289,16 @@ fn a_corrupted_deb_is_refused_and_fetched_again() {
         // The mirror serves a damaged file twice in a row: refused, nothing stored.
         server.corrupt(&url_path, 2);
         let e = a.fetch(p).unwrap_err();
-        assert!(chain(&e).contains("the signed index says"), "{}", chain(&e));
+        assert!(
+            chain(&e).starts_with("fetching libalt 1.0\ncaused by: "),
+            "{}",
+            chain(&e)
+        );
+        assert!(
+            chain(&e).contains(&format!("expected {} bytes with {}", p.size, p.sha256)),
+            "{}",
+            chain(&e)
+        );
         assert!(!a.downloads.blob_path(&p.sha256).exists());
         // Damaged once: the retry gets the good copy.
         server.corrupt(&url_path, 1);
@@ -305,6 +314,35 @@ fn a_corrupted_deb_is_refused_and_fetched_again() {
         // Intact in the cache: no request.
         a.fetch(p).unwrap();
         assert_eq!(server.requests(&url_path), 5);
+    });
+}
+
+#[test]
+fn an_edited_lock_entry_is_caught_naming_the_package() {
+    let server = FileServer::start(archive().mirror.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let pkgs = resolve(&server, &archive().keyring, cache.path(), &["libgood"]).unwrap();
+    with_archive(&server.url, &archive().keyring, cache.path(), |a| {
+        // A version edited by hand: the .deb's own control data disagrees.
+        let mut edited = pkgs.clone();
+        edited[0].version = "2.1".into();
+        let e = a.trees(&edited).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the lock says libgood has Version \"2.1\", but its .deb (sha256 as locked) says \"2.0\""
+        );
+        // A sha256 edited by hand: the download does not match it, and the package is named.
+        let mut edited = pkgs.clone();
+        edited[0].sha256 = Digest::of(b"something else");
+        let e = a.trees(&edited).unwrap_err();
+        assert!(
+            chain(&e).starts_with("fetching libgood 2.0\n"),
+            "{}",
+            chain(&e)
+        );
+        assert!(!a.downloads.blob_path(&edited[0].sha256).exists());
+        // The untouched entry still works.
+        assert_eq!(a.trees(&pkgs).unwrap()[0].control.version, "2.0");
     });
 }
 

@@ -22,11 +22,19 @@ use kiln::exec::ProcessRunner;
 
 const SUITES: [&str; 3] = ["bookworm", "bookworm-updates", "bookworm-security"];
 
+/// `$KILN_TEST_DEB_CACHE`, else `/var/cache/kiln-test-debs` when this user may write there,
+/// else `~/.cache/kiln-test-debs`.
 fn shared_cache() -> PathBuf {
-    std::env::var_os("KILN_TEST_DEB_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/kiln-test-debs"))
+    if let Some(d) = std::env::var_os("KILN_TEST_DEB_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let system = PathBuf::from("/var/cache/kiln-test-debs");
+    if fs::create_dir_all(&system).is_ok() && tempfile::tempdir_in(&system).is_ok() {
+        return system;
+    }
+    dirs::cache_dir()
+        .expect("a home directory")
+        .join("kiln-test-debs")
 }
 
 #[test]

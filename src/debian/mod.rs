@@ -60,6 +60,36 @@ pub enum DebianError {
     },
     #[error(transparent)]
     Root(#[from] RootError),
+    #[error("the lock says {package} has {field} {locked:?}, but its .deb (sha256 as locked) says {actual:?}")]
+    LockMismatch {
+        package: String,
+        field: &'static str,
+        locked: String,
+        actual: String,
+    },
+}
+
+/// The sha256 pins the bytes; this catches a lock whose other fields were edited (or written
+/// from a different index) so they no longer describe those bytes.
+fn check_control(p: &LockedPackage, tree: &Tree) -> Result<(), DebianError> {
+    let c = &tree.control;
+    for (field, locked, actual) in [
+        ("Package", &p.name, &c.package),
+        ("Version", &p.version, &c.version),
+        ("Architecture", &p.architecture, &c.architecture),
+        ("Source", &p.source, &c.source),
+        ("source version", &p.source_version, &c.source_version),
+    ] {
+        if locked != actual {
+            return Err(DebianError::LockMismatch {
+                package: p.name.clone(),
+                field,
+                locked: locked.clone(),
+                actual: actual.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A Debian archive as kiln uses it: where each suite comes from, how to fetch and verify, and
@@ -136,12 +166,15 @@ impl Archive<'_> {
                 version: p.version.clone(),
                 source: Box::new(e),
             };
-            if let Some(tree) = extract::existing_tree(&self.downloads, &p.sha256) {
-                out.push(tree);
-                continue;
-            }
-            let deb = self.fetch(p)?;
-            out.push(extract::tree_for(&self.downloads, &deb, &p.sha256).map_err(context)?);
+            let tree = match extract::existing_tree(&self.downloads, &p.sha256) {
+                Some(tree) => tree,
+                None => {
+                    let deb = self.fetch(p)?;
+                    extract::tree_for(&self.downloads, &deb, &p.sha256).map_err(context)?
+                }
+            };
+            check_control(p, &tree)?;
+            out.push(tree);
         }
         Ok(out)
     }

@@ -25,7 +25,7 @@ const ATTEMPTS: usize = 2;
 pub enum DownloadError {
     #[error(transparent)]
     Http(#[from] HttpError),
-    #[error("{url}: got {got_size} bytes with {got}, the signed index says {want_size} bytes with {want}")]
+    #[error("{url}: got {got_size} bytes with {got}, expected {want_size} bytes with {want}")]
     Mismatch {
         url: String,
         want: Digest,
@@ -187,5 +187,96 @@ fn make_writable(path: &Path) {
                 make_writable(&e.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Serves scripted bodies in order; `None` fails half-way through the body, like a
+    /// connection reset.
+    struct Scripted(Mutex<Vec<Option<Vec<u8>>>>);
+
+    impl Http for Scripted {
+        fn get(&self, url: &str, sink: &mut dyn Write) -> Result<u64, HttpError> {
+            match self.0.lock().unwrap().remove(0) {
+                Some(body) => {
+                    sink.write_all(&body).unwrap();
+                    Ok(body.len() as u64)
+                }
+                None => {
+                    sink.write_all(b"partial").unwrap();
+                    Err(HttpError::Body {
+                        url: url.to_string(),
+                        source: io::Error::from(io::ErrorKind::ConnectionReset),
+                    })
+                }
+            }
+        }
+    }
+
+    fn staged_files(d: &Downloads) -> usize {
+        let blobs = d.root().join("blobs");
+        fs::read_dir(&blobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| fs::read_dir(e.path()).unwrap().count())
+            .sum()
+    }
+
+    #[test]
+    fn a_broken_transfer_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Downloads::new(dir.path());
+        let http = Scripted(Mutex::new(vec![None]));
+        let want = Digest::of(b"the deb");
+        let e = d.get(&http, "http://m/a.deb", &want, 7).unwrap_err();
+        assert!(
+            matches!(e, DownloadError::Http(HttpError::Body { .. })),
+            "{e}"
+        );
+        assert_eq!(staged_files(&d), 0);
+    }
+
+    #[test]
+    fn one_bad_copy_is_retried_and_two_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Downloads::new(dir.path());
+        let want = Digest::of(b"the deb");
+        let http = Scripted(Mutex::new(vec![
+            Some(b"the deX".to_vec()),
+            Some(b"the deb".to_vec()),
+        ]));
+        let path = d.get(&http, "http://m/a.deb", &want, 7).unwrap();
+        assert_eq!(fs::read(path).unwrap(), b"the deb");
+        let other = Digest::of(b"other");
+        let http = Scripted(Mutex::new(vec![
+            Some(b"stale".to_vec()),
+            Some(b"stale".to_vec()),
+        ]));
+        let e = d.get(&http, "http://m/b.deb", &other, 5).unwrap_err();
+        assert!(
+            matches!(e, DownloadError::Mismatch { got_size: 5, .. }),
+            "{e}"
+        );
+        assert_eq!(staged_files(&d), 1);
+    }
+
+    #[test]
+    fn only_dead_processes_staging_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Downloads::new(dir.path());
+        let mine = d.staging_dir("tree").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = d.tmp_dir().join(format!("tree-{dead}-x"));
+        fs::create_dir_all(stale.join("root/usr")).unwrap();
+        assert_eq!(d.sweep_stale().unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(mine.path().exists());
     }
 }

@@ -673,12 +673,7 @@ fn unsafe_paths_in_a_deb_are_refused_and_leave_nothing_behind() {
 }
 
 fn kiln_resolve(server_url: &str, cache: &Path, packages: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["toolchain", "resolve", "--suite", "stable", "--keyring"])
-        .arg(&archive().keyring)
-        .args(packages)
-        .env("KILN_DEBIAN_MIRROR", server_url)
-        .env("KILN_CACHE", cache)
+    kiln_toolchain(server_url, cache, "resolve", packages)
         .output()
         .unwrap()
 }
@@ -725,4 +720,92 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+fn kiln_toolchain(
+    server_url: &str,
+    cache: &Path,
+    cmd: &str,
+    packages: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.args(["toolchain", cmd, "--suite", "stable", "--keyring"])
+        .arg(&archive().keyring)
+        .args(packages)
+        .env("KILN_DEBIAN_MIRROR", server_url)
+        .env("KILN_CACHE", cache);
+    c
+}
+
+#[test]
+fn a_run_killed_mid_download_is_repaired_by_the_next() {
+    let server = FileServer::start(archive().mirror.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let pkgs = resolve(&server, &archive().keyring, cache.path(), &["app"]).unwrap();
+    let path_of = |name: &str| {
+        format!(
+            "/{}",
+            pkgs.iter().find(|p| p.name == name).unwrap().filename
+        )
+    };
+    // Trees are made in name order: app and base-lib are complete when libgood's download hangs.
+    let held = path_of("libgood");
+    server.hold(&held);
+    let mut child = kiln_toolchain(&server.url, cache.path(), "root", &["app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp = cache.path().join("debian/tmp");
+    let staging = |pid: u32| {
+        fs::read_dir(&tmp)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("fetch-{pid}-"))
+            })
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while (server.requests(&held) == 0 || staging(child.id()) == 0)
+        && start.elapsed() < std::time::Duration::from_secs(120)
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kiln exited before the held download"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(staging(child.id()), 1, "kiln is mid-download");
+    let pid = child.id();
+    child.kill().unwrap(); // SIGKILL: no destructor, no cleanup
+    child.wait().unwrap();
+    assert_eq!(
+        staging(pid),
+        1,
+        "the killed run left its half download behind"
+    );
+    server.release();
+
+    let out = kiln_toolchain(&server.url, cache.path(), "root", &["app"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(root.join("usr/share/doc/libgood/README").is_file());
+    assert_eq!(staging(pid), 0, "swept");
+    assert!(
+        fs::read_dir(&tmp).unwrap().next().is_none(),
+        "nothing left in staging"
+    );
+    // Complete trees from the killed run were kept; only the interrupted .deb was fetched again.
+    assert_eq!(server.requests(&path_of("app")), 1);
+    assert_eq!(server.requests(&held), 2);
 }

@@ -1,6 +1,7 @@
 //! `kiln toolchain resolve`: the pinned package set of a toolchain root, resolved from the
 //! archive's signed index and printed as the `[[debian.package]]` tables a lock will hold.
-//! Needs no workspace; nothing is written except the index cache in `$KILN_CACHE`.
+//! `kiln toolchain root` goes on to fetch, unpack and materialise that root and prints its
+//! path. Neither needs a workspace; both write only to `$KILN_CACHE/debian/`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use crate::exec::ProcessRunner;
 pub enum ToolchainCmd {
     /// Resolve the dependency closure of Debian packages and print it as `[[debian.package]]`.
     Resolve(ResolveArgs),
+    /// Resolve, fetch and materialise the toolchain root of Debian packages; prints its path.
+    Root(ResolveArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -63,7 +66,7 @@ impl CliError for ToolchainError {
 }
 
 pub fn run(cmd: &ToolchainCmd) -> Result<ExitCode, ToolchainError> {
-    let ToolchainCmd::Resolve(args) = cmd;
+    let (ToolchainCmd::Resolve(args) | ToolchainCmd::Root(args)) = cmd;
     let env_mirror = std::env::var(MIRROR_ENV).ok();
     let mut mirrors = BTreeMap::new();
     for s in &args.suites {
@@ -82,6 +85,12 @@ pub fn run(cmd: &ToolchainCmd) -> Result<ExitCode, ToolchainError> {
         now: unix_now(),
     };
     let packages = archive.resolve(&args.suites, &args.packages, args.with_essential)?;
+    if let ToolchainCmd::Root(_) = cmd {
+        let (set, root) = archive.root(&packages)?;
+        println!("{}", root.display());
+        eprintln!("kiln: toolchain root {set} ({} package(s))", packages.len());
+        return Ok(ExitCode::SUCCESS);
+    }
     print!("{}", locked::to_toml(&packages));
     eprintln!(
         "kiln: {} package(s), set digest {}",

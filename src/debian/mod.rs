@@ -199,6 +199,13 @@ impl Archive<'_> {
         if dir.is_dir() {
             return Ok((set, dir));
         }
+        // Leftovers of a killed run (half a download, half a tree) go before new work starts.
+        self.downloads
+            .sweep_stale()
+            .map_err(|source| RootError::Io {
+                path: self.downloads.tmp_dir(),
+                source,
+            })?;
         let trees = self.trees(packages)?;
         Ok((set, root::materialise(&self.downloads, &set, &trees)?))
     }

@@ -141,9 +141,13 @@ impl Downloads {
         }
         let dir = path.parent().expect("blob path has a parent");
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Downloads land in a pid-named staging directory, not next to the blob: a process
+        // killed mid-transfer then leaves nothing that the next run's sweep does not remove.
+        let staging = self.staging_dir("fetch").map_err(io_err(&self.tmp_dir()))?;
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+            let mut tmp =
+                tempfile::NamedTempFile::new_in(staging.path()).map_err(io_err(staging.path()))?;
             let mut sink = HashingFile {
                 file: tmp.as_file_mut(),
                 hasher: Hasher::new(),

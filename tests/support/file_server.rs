@@ -1,6 +1,7 @@
 //! A loopback HTTP server for a directory (a local Debian mirror), one request per connection,
-//! that counts requests per path and can corrupt the next N responses for a path, so tests can
-//! prove a bad download is refused and a good one fetched again.
+//! that counts requests per path, can corrupt the next N responses for a path (so tests can
+//! prove a bad download is refused and a good one fetched again) and can hold a response
+//! half-sent (so a test can kill a client mid-transfer).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,7 +15,12 @@ use std::time::Duration;
 struct State {
     requests: BTreeMap<String, usize>,
     corrupt: BTreeMap<String, usize>,
+    /// Paths whose responses wait (the headers and half the body sent) until released.
+    held: Vec<String>,
 }
+
+/// How long a held response waits for [`FileServer::release`] at most.
+const HOLD_LIMIT: Duration = Duration::from_secs(120);
 
 pub struct FileServer {
     pub url: String,
@@ -65,6 +71,15 @@ impl FileServer {
         *self.state.lock().unwrap().requests.get(path).unwrap_or(&0)
     }
 
+    /// Responses for `path` send half their body, then wait until [`FileServer::release`].
+    pub fn hold(&self, path: &str) {
+        self.state.lock().unwrap().held.push(path.to_string());
+    }
+
+    pub fn release(&self) {
+        self.state.lock().unwrap().held.clear();
+    }
+
     /// The next `times` responses for `path` carry one flipped byte.
     pub fn corrupt(&self, path: &str, times: usize) {
         self.state
@@ -90,6 +105,7 @@ fn serve(mut conn: TcpStream, dir: &std::path::Path, state: &Mutex<State>) {
     let head = String::from_utf8_lossy(&head);
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     let mut body = None;
+    let held;
     {
         let mut s = state.lock().unwrap();
         *s.requests.entry(path.clone()).or_default() += 1;
@@ -104,6 +120,20 @@ fn serve(mut conn: TcpStream, dir: &std::path::Path, state: &Mutex<State>) {
                 body = Some(bytes);
             }
         }
+        held = s.held.contains(&path);
+    }
+    if let (true, Some(b)) = (held, &body) {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            b.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(&b[..b.len() / 2]);
+        let start = std::time::Instant::now();
+        while state.lock().unwrap().held.contains(&path) && start.elapsed() < HOLD_LIMIT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
     }
     let _ = match body {
         Some(b) => conn

@@ -151,3 +151,56 @@ fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+#[test]
+#[ignore = "uses the real Debian archive; run with --ignored"]
+fn the_workspace_cxx_toolchain_resolves_from_bookworm() {
+    // Resolution only (the index is cached; no .deb is fetched), through the CLI, from this
+    // repository's own toolchains/gcc.toml.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "toolchain",
+            "resolve",
+            "--toolchain",
+            "gcc",
+        ])
+        .env("KILN_CACHE", shared_cache())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let names: Vec<&str> = doc["debian"]["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for needed in [
+        "g++-12",
+        "libwxbase3.2-1",
+        "wx3.2-headers",
+        "libstdc++6",
+        "libc6",
+    ] {
+        assert!(names.contains(&needed), "{needed} missing from {names:?}");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "toolchain",
+            "resolve",
+            "--toolchain",
+            "gc",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("there are: gcc, gnat"));
+}

@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         return push::login(args).map_err(boxed);
     }
     if let Cmd::Toolchain(cmd) = &cli.command {
-        return toolchain::run(cmd).map_err(|e| Box::new(e) as Box<dyn CliErrorBox>);
+        return toolchain::run(cmd, &cli.dir).map_err(|e| Box::new(e) as Box<dyn CliErrorBox>);
     }
     let ws = load_workspace(&cli.dir).map_err(boxed)?;
     match cli.command {

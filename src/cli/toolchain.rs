@@ -27,8 +27,11 @@ pub enum ToolchainCmd {
 #[derive(clap::Args, Debug)]
 pub struct ResolveArgs {
     /// Root packages (e.g. g++-12 libc6-dev libstdc++-12-dev).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "toolchain")]
     pub packages: Vec<String>,
+    /// Also take the `packages` of this workspace toolchain (`toolchains/NAME.toml`) as roots.
+    #[arg(long, value_name = "NAME")]
+    pub toolchain: Option<String>,
     /// Suites to read, in order (repeatable).
     #[arg(long = "suite", default_values_t = ["bookworm".to_string(), "bookworm-updates".to_string(), "bookworm-security".to_string()])]
     pub suites: Vec<String>,
@@ -52,6 +55,10 @@ pub enum ToolchainError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Debian(#[from] DebianError),
+    #[error(transparent)]
+    Workspace(#[from] super::Error),
+    #[error("no toolchain named {name:?} in toolchains/ (there are: {known})")]
+    UnknownToolchain { name: String, known: String },
 }
 
 impl CliError for ToolchainError {
@@ -60,13 +67,26 @@ impl CliError for ToolchainError {
             // Bad input: a package or suite that does not exist.
             ToolchainError::Sources(SourcesError::NoMirror { .. }) => 2,
             ToolchainError::Debian(DebianError::Resolve(ResolveError::Unknown { .. })) => 2,
+            ToolchainError::UnknownToolchain { .. } => 2,
+            ToolchainError::Workspace(e) => e.exit_code(),
             _ => 1,
         }
     }
 }
 
-pub fn run(cmd: &ToolchainCmd) -> Result<ExitCode, ToolchainError> {
+pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, ToolchainError> {
     let (ToolchainCmd::Resolve(args) | ToolchainCmd::Root(args)) = cmd;
+    let mut roots = args.packages.clone();
+    if let Some(name) = &args.toolchain {
+        let ws = super::load_workspace(dir)?;
+        let Some(tc) = ws.toolchains.get(name) else {
+            return Err(ToolchainError::UnknownToolchain {
+                name: name.clone(),
+                known: ws.toolchains.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        roots.extend(tc.packages.iter().cloned());
+    }
     let env_mirror = std::env::var(MIRROR_ENV).ok();
     let mut mirrors = BTreeMap::new();
     for s in &args.suites {
@@ -84,7 +104,7 @@ pub fn run(cmd: &ToolchainCmd) -> Result<ExitCode, ToolchainError> {
         architecture: args.arch.clone(),
         now: unix_now(),
     };
-    let packages = archive.resolve(&args.suites, &args.packages, args.with_essential)?;
+    let packages = archive.resolve(&args.suites, &roots, args.with_essential)?;
     if let ToolchainCmd::Root(_) = cmd {
         let (set, root) = archive.root(&packages)?;
         println!("{}", root.display());

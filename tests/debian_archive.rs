@@ -1,7 +1,8 @@
 //! One test against the real Debian archive: resolve g++-12 (+ libc6-dev, libstdc++-12-dev) for
 //! bookworm amd64 from the mirror the machine's apt sources name (or `KILN_DEBIAN_MIRROR`),
 //! verify against debian-archive-keyring, materialise the toolchain root, and compile and run a
-//! C++ program inside bubblewrap with that root as `/`.
+//! C++ program inside bubblewrap with that root as `/`; the same for gnat-12 and an Ada program;
+//! and resolve this repository's own `toolchains/gcc.toml`.
 //!
 //! It needs the network, so it is ignored by default; run it with
 //! `cargo test --test debian_archive -- --ignored`. Downloads (about 80 MB) are shared by every
@@ -37,16 +38,12 @@ fn shared_cache() -> PathBuf {
         .join("kiln-test-debs")
 }
 
-#[test]
-#[ignore = "uses the real Debian archive; run with --ignored"]
-fn gxx_12_from_bookworm_compiles_and_runs_hello_world_in_the_sandbox() {
+fn with_bookworm<T>(f: impl FnOnce(&Archive) -> T) -> T {
     let env_mirror = std::env::var(MIRROR_ENV).ok();
     let mut mirrors = BTreeMap::new();
     for s in SUITES {
-        mirrors.insert(
-            s.to_string(),
-            mirror_for(s, env_mirror.as_deref(), Path::new("/etc/apt")).unwrap(),
-        );
+        let m = mirror_for(s, env_mirror.as_deref(), Path::new("/etc/apt")).unwrap();
+        mirrors.insert(s.to_string(), m);
     }
     let http = ReqwestHttp::new().unwrap();
     let archive = Archive {
@@ -59,7 +56,21 @@ fn gxx_12_from_bookworm_compiles_and_runs_hello_world_in_the_sandbox() {
         architecture: "amd64".into(),
         now: unix_now(),
     };
-    let suites: Vec<String> = SUITES.iter().map(|s| s.to_string()).collect();
+    f(&archive)
+}
+
+fn suites() -> Vec<String> {
+    SUITES.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+#[ignore = "uses the real Debian archive; run with --ignored"]
+fn gxx_12_from_bookworm_compiles_and_runs_hello_world_in_the_sandbox() {
+    with_bookworm(gxx_hello)
+}
+
+fn gxx_hello(archive: &Archive) {
+    let suites = suites();
     let roots: Vec<String> = ["g++-12", "libc6-dev", "libstdc++-12-dev"]
         .map(String::from)
         .to_vec();
@@ -150,6 +161,41 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+#[test]
+#[ignore = "uses the real Debian archive; run with --ignored"]
+fn gnat_12_from_bookworm_builds_and_runs_ada_in_the_sandbox() {
+    with_bookworm(|archive| {
+        let packages = archive
+            .resolve(&suites(), &["gnat-12".to_string()], false)
+            .unwrap();
+        let (_, root) = archive.root(&packages).unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        fs::write(
+            ws.path().join("hello.adb"),
+            "with Ada.Text_IO;\nprocedure Hello is\nbegin\n   Ada.Text_IO.Put_Line (\"hello from gnat\");\nend Hello;\n",
+        )
+        .unwrap();
+        let sandbox = Sandbox::new(&root, ws.path(), 0).unwrap();
+        let out = sandbox
+            .run(
+                &ProcessRunner,
+                "/usr/bin/gnatmake-12",
+                &["hello.adb".to_string()],
+                "/ws",
+            )
+            .unwrap();
+        assert!(
+            out.success,
+            "gnatmake failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = sandbox
+            .run(&ProcessRunner, "/ws/hello", &[], "/ws")
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&run.stdout), "hello from gnat\n");
+    })
 }
 
 #[test]

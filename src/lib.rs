@@ -8,6 +8,7 @@ pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod closure;
+pub mod debian;
 pub mod deploy;
 pub mod digest;
 pub mod dpkg;

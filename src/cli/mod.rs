@@ -10,6 +10,7 @@ mod output;
 mod push;
 mod scan;
 mod test;
+mod toolchain;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +112,9 @@ pub enum Cmd {
     Resolve(k8s::ResolveArgs),
     /// Check the Debian packages in service images against an OSV database.
     Scan(scan::ScanArgs),
+    /// Toolchain roots from pinned Debian packages.
+    #[command(subcommand)]
+    Toolchain(toolchain::ToolchainCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -198,6 +202,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
     if let Cmd::Cache(cmd) = &cli.command {
         return cache::run(cmd).map_err(boxed);
     }
+    if let Cmd::Toolchain(cmd) = &cli.command {
+        return toolchain::run(cmd, &cli.dir).map_err(|e| Box::new(e) as Box<dyn CliErrorBox>);
+    }
     let ws = load_workspace(&cli.dir).map_err(boxed)?;
     match cli.command {
         Cmd::Build(args) => build::run(&ws, &args).map_err(boxed),
@@ -245,7 +252,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             keep_going,
         } => test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed),
         Cmd::Push(args) => push::run(&ws, &args).map_err(boxed),
-        Cmd::Login(_) | Cmd::Cache(_) => unreachable!("handled before loading a workspace"),
+        Cmd::Login(_) | Cmd::Cache(_) | Cmd::Toolchain(_) => {
+            unreachable!("handled before loading a workspace")
+        }
         Cmd::Inspect { service, json } => build::inspect(&ws, &service, json).map_err(boxed),
         Cmd::Verify {
             services,

@@ -1,0 +1,128 @@
+//! `kiln toolchain resolve`: the pinned package set of a toolchain root, resolved from the
+//! archive's signed index and printed as the `[[debian.package]]` tables a lock will hold.
+//! `kiln toolchain root` goes on to fetch, unpack and materialise that root and prints its
+//! path. Neither needs a workspace; both write only to `$KILN_CACHE/debian/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::CliError;
+use crate::debian::http::{HttpError, ReqwestHttp};
+use crate::debian::resolve::ResolveError;
+use crate::debian::signature::DEBIAN_KEYRING;
+use crate::debian::sources::{self, SourcesError, MIRROR_ENV};
+use crate::debian::store::Downloads;
+use crate::debian::{locked, Archive, DebianError};
+use crate::exec::ProcessRunner;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ToolchainCmd {
+    /// Resolve the dependency closure of Debian packages and print it as `[[debian.package]]`.
+    Resolve(ResolveArgs),
+    /// Resolve, fetch and materialise the toolchain root of Debian packages; prints its path.
+    Root(ResolveArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ResolveArgs {
+    /// Root packages (e.g. g++-12 libc6-dev libstdc++-12-dev).
+    #[arg(required_unless_present = "toolchain")]
+    pub packages: Vec<String>,
+    /// Also take the `packages` of this workspace toolchain (`toolchains/NAME.toml`) as roots.
+    #[arg(long, value_name = "NAME")]
+    pub toolchain: Option<String>,
+    /// Suites to read, in order (repeatable).
+    #[arg(long = "suite", default_values_t = ["bookworm".to_string(), "bookworm-updates".to_string(), "bookworm-security".to_string()])]
+    pub suites: Vec<String>,
+    #[arg(long, default_value = "amd64")]
+    pub arch: String,
+    #[arg(long, default_value = "main")]
+    pub component: String,
+    /// Keyring the InRelease files must be signed by.
+    #[arg(long, default_value = DEBIAN_KEYRING)]
+    pub keyring: PathBuf,
+    /// Also include every `Essential: yes` package and its closure.
+    #[arg(long)]
+    pub with_essential: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error(transparent)]
+    Sources(#[from] SourcesError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Debian(#[from] DebianError),
+    #[error(transparent)]
+    Workspace(#[from] super::Error),
+    #[error("no toolchain named {name:?} in toolchains/ (there are: {known})")]
+    UnknownToolchain { name: String, known: String },
+}
+
+impl CliError for ToolchainError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            // Bad input: a package or suite that does not exist.
+            ToolchainError::Sources(SourcesError::NoMirror { .. }) => 2,
+            ToolchainError::Debian(DebianError::Resolve(ResolveError::Unknown { .. })) => 2,
+            ToolchainError::UnknownToolchain { .. } => 2,
+            ToolchainError::Workspace(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
+pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, ToolchainError> {
+    let (ToolchainCmd::Resolve(args) | ToolchainCmd::Root(args)) = cmd;
+    let mut roots = args.packages.clone();
+    if let Some(name) = &args.toolchain {
+        let ws = super::load_workspace(dir)?;
+        let Some(tc) = ws.toolchains.get(name) else {
+            return Err(ToolchainError::UnknownToolchain {
+                name: name.clone(),
+                known: ws.toolchains.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        roots.extend(tc.packages.iter().cloned());
+    }
+    let env_mirror = std::env::var(MIRROR_ENV).ok();
+    let mut mirrors = BTreeMap::new();
+    for s in &args.suites {
+        let m = sources::mirror_for(s, env_mirror.as_deref(), Path::new("/etc/apt"))?;
+        mirrors.insert(s.clone(), m);
+    }
+    let http = ReqwestHttp::new()?;
+    let archive = Archive {
+        http: &http,
+        runner: &ProcessRunner,
+        keyring: args.keyring.clone(),
+        downloads: Downloads::new(&crate::cache::default_dir()),
+        mirrors,
+        component: args.component.clone(),
+        architecture: args.arch.clone(),
+        now: unix_now(),
+    };
+    let packages = archive.resolve(&args.suites, &roots, args.with_essential)?;
+    if let ToolchainCmd::Root(_) = cmd {
+        let (set, root) = archive.root(&packages)?;
+        println!("{}", root.display());
+        eprintln!("kiln: toolchain root {set} ({} package(s))", packages.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", locked::to_toml(&packages));
+    eprintln!(
+        "kiln: {} package(s), set digest {}",
+        packages.len(),
+        locked::set_digest(&packages)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The clock, read here at the edge: only `Valid-Until` checks use it, never any output.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -55,10 +55,17 @@ pub enum ToolchainError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Debian(#[from] DebianError),
+    /// Boxed: the CLI's error is large, and this one travels by value.
     #[error(transparent)]
-    Workspace(#[from] super::Error),
+    Workspace(Box<super::Error>),
     #[error("no toolchain named {name:?} in toolchains/ (there are: {known})")]
     UnknownToolchain { name: String, known: String },
+}
+
+impl From<super::Error> for ToolchainError {
+    fn from(e: super::Error) -> Self {
+        ToolchainError::Workspace(Box::new(e))
+    }
 }
 
 impl CliError for ToolchainError {

@@ -22,7 +22,7 @@ import probes
 from imagefacts import (dep_closure, dpkg_db, extract_image, layout_manifest, package_files,
                         per_file_gzip, tar_gz_size)
 from methods import (METHOD_COLD, METHOD_COMMON, METHOD_DEMO, METHOD_IMAGES, METHOD_LAYER,
-                     METHOD_MEM, METHOD_NOOP, METHOD_PUSH, METHOD_REASSEMBLE, METHOD_SBOM,
+                     METHOD_CACHE, METHOD_MEM, METHOD_NOOP, METHOD_PUSH, METHOD_REASSEMBLE, METHOD_SBOM,
                      METHOD_VERIFY, METHOD_WARM)
 from probes import gnu_time_maxrss, hyperfine, log, peak_rss, sh, timed, uptime
 import registry
@@ -33,8 +33,11 @@ BENCH = os.path.join(REPO, "bench")
 KILN = os.path.join(REPO, "target/release/kiln")
 LAYER_BENCH = os.path.join(REPO, "target/release/examples/layer_bench")
 PUSH_BENCH = os.path.join(REPO, "target/release/examples/push_bench")
+# The same kiln with the hashing of cache reads compiled out (feature `bench-unverified`): the
+# anchor of the verified-restore cost, built by scripts/bench; never used for anything else.
+KILN_UNVERIFIED = os.path.join(REPO, "target/bench-unverified/release/kiln")
 STEPS = ["cold", "noop", "warm", "memory", "images", "reassemble", "layer", "push", "bigpush",
-         "demo", "sbom", "verify"]
+         "demo", "sbom", "verify", "cache"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,6 +573,70 @@ def verify(ws):
 
 
 # ---------------------------------------------------------------------------------------------
+# 12. The cache: what verified restores cost, and garbage collection of 1 GB
+
+
+def cache(ws, runs):
+    ws.build()
+    log(f"verified vs unverified restores, warm build after kiln clean ({runs} runs)")
+    verified = " ".join(ws.kiln("build", "-j2")) + " >/dev/null"
+    unverified = " ".join([KILN_UNVERIFIED] + ws.kiln("build", "-j2")[1:]) + " >/dev/null"
+    res = hyperfine([verified, unverified], runs, warmup=1, prepare=" ".join(ws.kiln("clean")),
+                    env=ws.env(), name="verify-cost")
+    ratio = res[0]["mean"] / res[1]["mean"]
+    R.row("warm cache after `kiln clean`, 16 services, with images: every restore verified vs "
+          "hashing compiled out", fmt_hf(res[0]), fmt_hf(res[1]), f"{ratio:.2f}×", "≤ 1.1×",
+          ratio <= 1.1)
+    ws.build()
+
+    pristine = os.path.join(W.tmp, "cache-gc-pristine")
+    shutil.copytree(ws.cache, pristine, symlinks=True)
+    total, files = fill_cas(pristine, 1_000_000_000)
+    work = os.path.join(W.tmp, "cache-gc")
+    prepare = f"rm -rf {shlex.quote(work)} && cp -al {shlex.quote(pristine)} {shlex.quote(work)}"
+    env = dict(os.environ, KILN_CACHE=work)
+    log(f"gc of a {mb(total)} cache ({files} files), {runs} runs")
+    res = hyperfine([f"{KILN} cache gc --max-size 500MB --grace 0s >/dev/null",
+                     f"du -sb {shlex.quote(work)} >/dev/null"], runs, prepare=prepare, env=env,
+                    name="gc")
+    R.row(f"`kiln cache gc --max-size 500MB` of a {mb(total)} cache ({files} files) vs `du -sb` "
+          "walking the same tree", fmt_hf(res[0]), fmt_hf(res[1]),
+          f"{res[0]['mean'] / res[1]['mean']:.1f}×", "(information)", None)
+    sh(["bash", "-c", prepare])
+    dt, r = timed([KILN, "cache", "gc", "--max-size", "500MB", "--grace", "0s"], env=env)
+    left = int(sh(["du", "-sb", os.path.join(work, "cas")]).split()[0])
+    if left > 500_000_000:
+        raise SystemExit(f"bench: gc left {left} bytes of blobs, over its 500 MB limit")
+    shutil.rmtree(work)
+    shutil.rmtree(pristine)
+
+
+def fill_cas(cache_dir, size):
+    """Adds random CAS blobs, named by their digest, until the cache holds `size` bytes; their
+    mtimes are spread over the last 30 days so LRU order is well defined. Returns (bytes, files
+    added)."""
+    import hashlib
+    rng = random.Random(14)
+    total = int(sh(["du", "-sb", cache_dir]).split()[0])
+    files = 0
+    base = time.time() - 30 * 86400
+    while total < size:
+        n = int(4096 * (512 ** rng.random()))  # log-uniform, 4 KiB .. 2 MiB
+        data = rng.randbytes(n)
+        hexd = hashlib.sha256(data).hexdigest()
+        d = os.path.join(cache_dir, "cas", hexd[:2])
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, hexd)
+        with open(path, "wb") as f:
+            f.write(data)
+        t = base + rng.random() * 29 * 86400
+        os.utime(path, (t, t))
+        total += n
+        files += 1
+    return total, files
+
+
+# ---------------------------------------------------------------------------------------------
 # Report
 
 
@@ -690,6 +757,7 @@ def report(args, started, load_start, load_end):
         md.append("The demo failed:\n\n```\n" + W.demo_failure + "\n```\n")
     md.append("### 10. SBOM and status.d cost\n" + METHOD_SBOM)
     md.append("### 11. `kiln verify`\n" + METHOD_VERIFY)
+    md.append("### 12. The cache: verified restores and garbage collection\n" + METHOD_CACHE)
     if W.notes:
         md.append("## Not measured in this run\n\n" + "\n".join(f"- {n}" for n in W.notes) + "\n")
     md.append(ANALYSIS)
@@ -765,6 +833,7 @@ def main():
             step("demo", demo, ws, 1 if q else 2)
             step("sbom", sbom)
             step("verify", verify, ws)
+            step("cache", cache, ws, 2 if q else 5)
         memory_row()
         skipped = [s for s in STEPS if s not in only]
         if skipped:

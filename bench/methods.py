@@ -102,3 +102,14 @@ METHOD_VERIFY = """`kiln verify -j2` of all 16 services once (the workspace is a
 its own build is a no-op; it then copies the tracked files, builds them cold with an empty cache
 and compares every blob), against the cold `kiln build -j2` with images of section 1.
 """
+
+METHOD_CACHE = """Verified restores: with the 16 services built and the cache warm, hyperfine (prepare
+`kiln clean`) times `kiln build -j2` twice: the kiln under test, which hashes every blob, action
+output and layer it reads back from the cache, and the same source built with the
+`bench-unverified` feature (`target/bench-unverified`), which compiles that hashing out and is
+built only as this anchor. Target: ≤ 1.1×. Garbage collection: the workspace's real cache is
+padded with random CAS blobs (log-uniform 4 KiB to 2 MiB, mtimes spread over 30 days) to 1 GB;
+each run starts from a hard-linked copy of it and `kiln cache gc --max-size 500MB --grace 0s`
+brings it under 500 MB (checked after the timed runs); `du -sb` of the same tree, a plain walk
+with one stat per file, is the anchor.
+"""

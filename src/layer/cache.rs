@@ -205,6 +205,9 @@ impl LayerCache {
 
 /// Hashes a layer's blob; the digest it really has when that is not the recorded one.
 fn check_blob(layer: &Layer) -> Result<(), Digest> {
+    if !crate::cache::VERIFY_READS {
+        return Ok(());
+    }
     match Digest::of_file(&layer.blob) {
         Ok((d, _)) if d == layer.digest => Ok(()),
         Ok((d, _)) => Err(d),

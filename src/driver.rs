@@ -27,7 +27,7 @@ pub enum DriverError {
     Toolchain(#[from] crate::toolchain::ToolchainError),
     #[error(transparent)]
     CacheConfig(#[from] crate::cache::config::ConfigError),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         source: std::io::Error,
@@ -578,7 +578,7 @@ fn assemble_unless_fresh(
             }
         }
     }
-    let img = image::assemble(req).map_err(|e| e.to_string())?;
+    let img = image::assemble(req).map_err(|e| crate::error::chain(&e))?;
     if let Ok(v) = serde_json::to_value(&img) {
         state
             .lock()

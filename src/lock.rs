@@ -158,7 +158,7 @@ pub enum LockError {
     Driver(#[from] DriverError),
     #[error("building the services to learn their packages failed:\n{0}")]
     Build(String),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

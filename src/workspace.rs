@@ -21,7 +21,7 @@ pub enum WorkspaceError {
     NotFound(PathBuf),
     #[error("{0}")]
     Recipe(Box<Diagnostic>),
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -78,7 +78,7 @@ pub struct Executor<'a> {
 pub enum ActionError {
     #[error("{0}")]
     Failed(String),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         source: std::io::Error,
@@ -171,7 +171,7 @@ impl Executor<'_> {
                             ActionReport {
                                 outcome: Outcome::Failed,
                                 millis: start.elapsed().as_millis(),
-                                stderr: e.to_string(),
+                                stderr: crate::error::chain(&e),
                                 command,
                             }
                         }

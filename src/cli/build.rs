@@ -11,7 +11,7 @@ use crate::workspace::Workspace;
 
 pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
     if args.locked {
-        crate::lock::check(ws).map_err(|e| Error::Failed(e.to_string()))?;
+        crate::lock::check(ws).map_err(|e| Error::Lock(Box::new(e)))?;
     }
     let opts = BuildOptions {
         targets: args.targets.clone(),

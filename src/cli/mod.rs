@@ -152,6 +152,10 @@ pub enum Error {
     Resolve(#[from] crate::deploy::resolve::ResolveError),
     #[error(transparent)]
     Scan(#[from] crate::scan::ScanError),
+    #[error(transparent)]
+    Lock(Box<crate::lock::LockError>),
+    #[error(transparent)]
+    Verify(Box<crate::verify::VerifyError>),
     #[error("{0}")]
     Failed(String),
 }
@@ -175,7 +179,7 @@ impl CliError for Error {
             // Could not scan (bad database or allowlist, no image yet): not a finding, so not 1.
             Error::Scan(crate::scan::ScanError::Write { .. }) => 1,
             Error::Scan(_) => 2,
-            Error::Failed(_) => 1,
+            Error::Lock(_) | Error::Verify(_) | Error::Failed(_) => 1,
         }
     }
 }
@@ -267,7 +271,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
                     V::Usage(m) => Error::Driver(crate::driver::DriverError::Usage(m)),
                     V::Driver(d) => Error::Driver(d),
                     V::Workspace(w) => Error::Workspace(w),
-                    e => Error::Failed(e.to_string()),
+                    e => Error::Verify(Box::new(e)),
                 })
             })?;
             if json {
@@ -296,7 +300,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
         Cmd::Scan(args) => scan::run(&ws, &args).map_err(boxed),
         Cmd::Lock => {
-            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Failed(e.to_string())))?;
+            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Lock(Box::new(e))))?;
             eprintln!("kiln: wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }

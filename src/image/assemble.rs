@@ -83,7 +83,7 @@ pub fn assemble_with(
         layers.iter().map(|(l, d)| (l.diff_id, d.clone())).collect();
     let config_json = to_json(&image_config(req, &history));
     let config_digest = Digest::of(&config_json);
-    let created = super::config::rfc3339(req.source_date_epoch);
+    let created = crate::rfc3339::rfc3339(req.source_date_epoch);
     let (manifest_type, config_type, layer_type) = layout::media_types(req.format);
     let mut manifest = Manifest {
         schema_version: 2,

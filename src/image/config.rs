@@ -73,7 +73,7 @@ pub struct History {
 
 /// Builds the configuration for `req` with the layers' diff_ids and history texts, in order.
 pub fn image_config(req: &ImageRequest, layers: &[(Digest, String)]) -> ImageConfig {
-    let created = rfc3339(req.source_date_epoch);
+    let created = crate::rfc3339::rfc3339(req.source_date_epoch);
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
         ("LANG".into(), "C.UTF-8".into()),
@@ -145,39 +145,5 @@ pub fn image_config(req: &ImageRequest, layers: &[(Digest, String)]) -> ImageCon
                 created_by: text.clone(),
             })
             .collect(),
-    }
-}
-
-/// `secs` since the epoch as RFC 3339 UTC (`2024-01-02T03:04:05Z`), independent of TZ.
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_known_points() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -197,14 +197,6 @@ pub enum PushError {
 }
 
 impl PushError {
-    /// The registry error underneath, for callers that want the OCI code or HTTP status.
-    pub fn registry_error(&self) -> Option<&RegistryError> {
-        match self {
-            PushError::Registry { source, .. } => Some(source.as_ref()),
-            _ => None,
-        }
-    }
-
     /// The blob being uploaded when the push failed.
     pub fn blob(&self) -> Option<Digest> {
         match self {

@@ -258,10 +258,6 @@ impl Transport {
             .unwrap_or(false)
     }
 
-    pub fn has_credential(&self) -> bool {
-        self.credential.is_some()
-    }
-
     pub fn challenge(&self) -> Challenge {
         self.challenge.read().unwrap().clone()
     }

@@ -141,7 +141,7 @@ impl Inventory {
             description: r.description.clone(),
             image_digest: img.digest,
             image_purl: oci_purl(&r.name, &img.digest, &r.version),
-            created: super::time::rfc3339(input.meta.source_date_epoch),
+            created: crate::rfc3339::rfc3339(input.meta.source_date_epoch),
             components,
             files,
         })

@@ -25,9 +25,7 @@ mod license;
 mod provenance;
 mod purl;
 mod spdx;
-pub(crate) mod time;
-
-use std::collections::BTreeMap;
+pub(crate) use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::image::ImageResult;
@@ -37,7 +35,6 @@ use crate::vcs::Meta;
 
 pub use inventory::Inventory;
 pub use purl::deb_purl;
-pub use time::rfc3339;
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
@@ -45,7 +42,7 @@ pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         source: std::io::Error,

@@ -1,5 +1,5 @@
 //! Calendar dates as days since 1970-01-01: OSV `modified` times and allowlist expiry dates.
-//! By hand, like `sbom::time`, since it is all the date arithmetic the scan needs.
+//! By hand, like `crate::rfc3339`, since it is all the date arithmetic the scan needs.
 
 /// `YYYY-MM-DD`, optionally followed by `T…` (the time of day is ignored), to days since the
 /// Unix epoch. `None` unless the date exists in the proleptic Gregorian calendar.
@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn days_round_trip_through_the_sbom_formatter() {
         for days in [-1, 0, 59, 60, 365, 11_016, 19_782, 20_000, 47_482] {
-            let text = crate::sbom::time::rfc3339(days * 86_400);
+            let text = crate::rfc3339::rfc3339(days * 86_400);
             assert_eq!(parse_days(&text), Some(days), "{text}");
         }
         assert_eq!(parse_days("2024-02-29"), Some(19_782));

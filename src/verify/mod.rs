@@ -91,7 +91,7 @@ pub enum VerifyError {
     Image(#[from] ImageError),
     #[error("{path}: not valid JSON: {detail}")]
     BadJson { path: PathBuf, detail: String },
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

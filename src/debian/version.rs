@@ -293,4 +293,67 @@ mod tests {
             Err(VersionError::Character { bad: ':', .. })
         ));
     }
+
+    #[test]
+    fn orders_pairs_as_dpkg_does() {
+        use std::cmp::Ordering::*;
+        // Each pair checked against `dpkg --compare-versions` on Debian 12.
+        for (a, b, want) in [
+            ("1.0", "1.0", Equal),
+            ("1.0", "1.0-0", Equal),
+            ("1.0~rc1", "1.0", Less),
+            ("1.0~~", "1.0~", Less),
+            ("1.0~", "1.0", Less),
+            ("1.0", "1.0+deb12u1", Less),
+            ("1.0a", "1.0", Greater),
+            ("1.0a", "1.0+", Less),
+            ("1:0.9", "2.0", Greater),
+            ("0:2.0", "2.0", Equal),
+            ("2.36-9+deb12u14", "2.36-9+deb12u9", Greater),
+            ("2.36-9+deb12u4", "2.36-9+deb12u10", Less),
+            ("1.2.13.dfsg-1", "1:1.2.13.dfsg-1", Less),
+            ("10.42-1+deb12u2", "10.42-1", Greater),
+            ("1.001", "1.1", Equal),
+            ("1.0-1~bpo12+1", "1.0-1", Less),
+            ("3.2.2+dfsg-2", "3.2.2+dfsg-2~deb12u1", Greater),
+            ("1.2-3-4", "1.2-3-5", Less),
+        ] {
+            assert_eq!(v(a).cmp(&v(b)), want, "{a} vs {b}");
+            assert_eq!(v(b).cmp(&v(a)), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    /// The same pairs through dpkg itself, where it is installed (it is on every Debian).
+    #[test]
+    fn agrees_with_dpkg_itself() {
+        let pairs = [
+            ("1.0~rc1", "1.0"),
+            ("1.0a", "1.0+"),
+            ("1:0.9", "2.0"),
+            ("2.36-9+deb12u4", "2.36-9+deb12u10"),
+            ("1.0-1~bpo12+1", "1.0-1"),
+            ("1.001", "1.1"),
+            ("3.2.2+dfsg-2", "3.2.2+dfsg-2~deb12u1"),
+        ];
+        for (a, b) in pairs {
+            for (op, want) in [
+                ("lt", std::cmp::Ordering::Less),
+                ("eq", std::cmp::Ordering::Equal),
+                ("gt", std::cmp::Ordering::Greater),
+            ] {
+                let Ok(st) = std::process::Command::new("dpkg")
+                    .args(["--compare-versions", a, op, b])
+                    .status()
+                else {
+                    return;
+                };
+                assert_eq!(
+                    st.success(),
+                    v(a).cmp(&v(b)) == want,
+                    "dpkg says {a} {op} {b} is {}",
+                    st.success()
+                );
+            }
+        }
+    }
 }

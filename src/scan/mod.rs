@@ -15,14 +15,13 @@
 pub mod allowlist;
 pub mod cvss;
 pub mod date;
-pub mod debversion;
 pub mod osv;
 pub mod sarif;
 
 use std::path::Path;
 
+use crate::debian::version::Version as DebVersion;
 use cvss::Severity;
-use debversion::DebVersion;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -172,8 +171,8 @@ pub fn scan_image(
     let mut findings = Vec::new();
     for p in packages {
         let (src_v, bin_v) = (
-            DebVersion::parse(&p.source_version),
-            DebVersion::parse(&p.version),
+            p.source_version.parse::<DebVersion>().ok(),
+            p.version.parse::<DebVersion>().ok(),
         );
         for vuln in &db.vulnerabilities {
             for a in &vuln.affected {
@@ -188,8 +187,8 @@ pub fn scan_image(
                     continue;
                 };
                 let fixed = a.fixed_after(v).map(|f| {
-                    if f.epoch > 0 {
-                        format!("{}:{}", f.epoch, join(&f))
+                    if f.epoch() > 0 {
+                        format!("{}:{}", f.epoch(), join(&f))
                     } else {
                         join(&f)
                     }
@@ -245,10 +244,9 @@ pub fn scan_image(
 }
 
 fn join(v: &DebVersion) -> String {
-    if v.revision.is_empty() {
-        v.upstream.clone()
-    } else {
-        format!("{}-{}", v.upstream, v.revision)
+    match v.revision() {
+        None | Some("") => v.upstream().to_string(),
+        Some(r) => format!("{}-{r}", v.upstream()),
     }
 }
 

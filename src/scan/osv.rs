@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::cvss::{self, Severity};
-use super::debversion::DebVersion;
+use crate::debian::version::Version as DebVersion;
 
 /// The ecosystem kiln images come from (the base layer is Debian 12).
 pub const ECOSYSTEM: &str = "Debian:12";
@@ -177,7 +177,7 @@ fn severity_of(vectors: &[&RawSeverity], labels: &[&serde_json::Value]) -> (Seve
 }
 
 fn version(file: &str, s: &str) -> Result<DebVersion, DbError> {
-    DebVersion::parse(s).ok_or_else(|| DbError::Invalid {
+    s.parse::<DebVersion>().map_err(|_| DbError::Invalid {
         file: file.into(),
         problem: format!("`{s}` is not a Debian version"),
     })
@@ -232,7 +232,7 @@ pub fn parse_record(file: &str, text: &[u8]) -> Result<Option<Vulnerability>, Db
             versions: a
                 .versions
                 .iter()
-                .filter_map(|v| DebVersion::parse(v))
+                .filter_map(|v| v.parse::<DebVersion>().ok())
                 .collect(),
             severity,
             score,
@@ -365,7 +365,7 @@ mod tests {
     use super::*;
 
     fn v(s: &str) -> DebVersion {
-        DebVersion::parse(s).unwrap()
+        s.parse::<DebVersion>().ok().unwrap()
     }
 
     fn record(events: &str) -> Vulnerability {

@@ -75,6 +75,9 @@ pub struct BuildOutcome {
     pub images: BTreeMap<String, ImageResult>,
     /// The checkout's revision and time the images were labelled with (when images were built).
     pub meta: Option<crate::vcs::Meta>,
+    /// Cache upkeep that failed without failing the build (the file-digest memo or the
+    /// statistics could not be saved): said once each, since they cost speed, not correctness.
+    pub upkeep: Vec<String>,
     /// Damaged cache blobs found (removed, and their actions rerun), each once.
     pub damage: Vec<crate::cache::Damage>,
     /// The automatic collection after the build, when the cache was over its limits.
@@ -377,7 +380,12 @@ fn build_impl(
         .unwrap()
         .save(&state_path)
         .map_err(io_err("saving out/.kiln/state.json"))?;
-    let _ = stat.save();
+    let mut upkeep = Vec::new();
+    if let Err(e) = stat.save() {
+        upkeep.push(format!(
+            "could not save the file-digest memo (the next build hashes again): {e}"
+        ));
+    }
     let damage = cache.damage();
     let mut counts = crate::cache::stats::BuildStats {
         damaged: damage.len() as u64,
@@ -393,7 +401,9 @@ fn build_impl(
         }
     }
     // Statistics and collection are the cache's upkeep: neither may fail a finished build.
-    let _ = crate::cache::stats::record(cache.root(), &counts);
+    if let Err(e) = crate::cache::stats::record(cache.root(), &counts) {
+        upkeep.push(format!("could not record the cache statistics: {e}"));
+    }
     let gc = auto_gc(&cache, &limits);
     phases.mark("cache upkeep");
     Ok(BuildOutcome {
@@ -402,6 +412,7 @@ fn build_impl(
         image_errors,
         images,
         meta: built_meta,
+        upkeep,
         damage,
         gc,
     })

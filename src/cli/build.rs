@@ -75,6 +75,9 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
 /// One warning per damaged blob the build had to throw away, and what the automatic
 /// collection did.
 pub fn report_cache(outcome: &BuildOutcome) {
+    for u in &outcome.upkeep {
+        eprintln!("kiln: warning: {u}");
+    }
     for d in &outcome.damage {
         eprintln!("kiln: warning: {d}; removed it and rebuilt what it held");
     }

@@ -168,8 +168,10 @@ pub fn assemble_with(
     for p in &planned {
         packages.extend(p.packages.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    // Losing the memo only costs hashing next time.
-    let _ = super::host_digests(&req.cache_dir).save();
+    // Losing the memo only costs hashing next time: a warning, not a failed image.
+    if let Err(e) = super::host_digests(&req.cache_dir).save() {
+        eprintln!("kiln: warning: could not save the host file-digest memo: {e}");
+    }
     Ok(ImageResult {
         layout: req.layout_dir.clone(),
         digest: manifest_digest,

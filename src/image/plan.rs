@@ -53,7 +53,7 @@ pub struct PlannedLayer<'a> {
     pub origins: BTreeMap<String, Origin>,
     pub packages: BTreeMap<String, DebPackage>,
     db: &'a Database,
-    host_digests: Option<&'static crate::cache::stat::StatCache>,
+    host_digests: Option<std::sync::Arc<crate::cache::stat::StatCache>>,
 }
 
 impl<'a> PlannedLayer<'a> {
@@ -177,7 +177,7 @@ pub fn plan<'a>(
     let mut service = PlannedLayer::new("service", db, mtime);
     let memo = Some(super::host_digests(&req.cache_dir));
     for l in [&mut base_layer, &mut runtime, &mut workspace, &mut service] {
-        l.host_digests = memo;
+        l.host_digests = memo.clone();
     }
 
     base::add_generated(&mut base_layer, req.ca_certificates)?;

@@ -11,10 +11,10 @@ use crate::build::state::State;
 use crate::build::{ActionReport, Executor, Outcome, Progress};
 use crate::cache::stat::StatCache;
 use crate::cache::Cache;
+use crate::diag::did_you_mean;
 use crate::exec::Runner;
 use crate::graph;
 use crate::image::{self, ImageRequest, ImageResult};
-use crate::recipe::diag::did_you_mean;
 use crate::recipe::{Kind, Language, Recipe};
 use crate::toolchain::{SystemFlags, Toolchain};
 use crate::workspace::Workspace;
@@ -173,7 +173,7 @@ pub struct Prepared {
 }
 
 pub fn prepare(ws: &Workspace, roots: &[usize], cache_dir: &Path) -> Result<Prepared, DriverError> {
-    let order = graph::build_order(ws, roots);
+    let order = graph::build_order(&ws.graph(), roots);
     let toolchains = resolve_toolchains(ws, &order, cache_dir)?;
     let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();
     for &i in &order {
@@ -467,7 +467,7 @@ pub fn image_request(
     let r = &ws.recipes[i];
     let root = &ws.root;
     let binary = root.join(plan::product_path(r));
-    let workspace_libs = graph::link_closure(ws, i)
+    let workspace_libs = graph::link_closure(&ws.graph(), i)
         .into_iter()
         .filter(|&j| ws.recipes[j].shared)
         .map(|j| root.join(plan::product_path(&ws.recipes[j])))
@@ -611,7 +611,7 @@ fn write_sbom(
     let r = &ws.recipes[i];
     let mut toolchains = Vec::new();
     let mut recipes = Vec::new();
-    for j in graph::build_order(ws, &[i]) {
+    for j in graph::build_order(&ws.graph(), &[i]) {
         let rj = &ws.recipes[j];
         let tc = &prepared.toolchains[&rj.toolchain.value];
         if !toolchains.iter().any(|(n, _)| n == &tc.spec.name) {

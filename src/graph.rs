@@ -3,16 +3,37 @@
 //! Two kinds of edge: `deps` (build time: compile against and link a library) and
 //! `[service] depends_on` (run time: deployment order and readiness). Both must be acyclic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use crate::recipe::diag::did_you_mean;
+use crate::diag::did_you_mean;
 use crate::recipe::{Diagnostic, Kind, Recipe};
-use crate::workspace::Workspace;
+use crate::toolchain::ToolchainSpec;
 
-pub fn validate(ws: &Workspace) -> Result<(), Diagnostic> {
+/// The recipes and toolchains of a workspace, as the graph sees them: the workspace builds one
+/// (`Workspace::graph`), so this module never needs the workspace itself.
+#[derive(Clone, Copy)]
+pub struct Graph<'a> {
+    /// Sorted by name.
+    pub recipes: &'a [Recipe],
+    pub toolchains: &'a BTreeMap<String, ToolchainSpec>,
+}
+
+impl<'a> Graph<'a> {
+    pub fn recipe(&self, name: &str) -> Option<&'a Recipe> {
+        self.index(name).map(|i| &self.recipes[i])
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.recipes
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+    }
+}
+
+pub fn validate(ws: &Graph<'_>) -> Result<(), Diagnostic> {
     let names: Vec<&str> = ws.recipes.iter().map(|r| r.name.as_str()).collect();
-    for r in &ws.recipes {
+    for r in ws.recipes {
         if !ws.toolchains.contains_key(&r.toolchain.value) {
             let known: Vec<&str> = ws.toolchains.keys().map(String::as_str).collect();
             return Err(r
@@ -86,7 +107,7 @@ pub fn validate(ws: &Workspace) -> Result<(), Diagnostic> {
 }
 
 fn check_cycles(
-    ws: &Workspace,
+    ws: &Graph<'_>,
     edges: impl Fn(&Recipe) -> &Vec<crate::recipe::reader::Spanned<String>>,
     what: &str,
 ) -> Result<(), Diagnostic> {
@@ -142,10 +163,10 @@ fn check_cycles(
 }
 
 /// Recipe indices in build order (dependencies first), restricted to `roots` and what they need.
-pub fn build_order(ws: &Workspace, roots: &[usize]) -> Vec<usize> {
+pub fn build_order(ws: &Graph<'_>, roots: &[usize]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    fn visit(ws: &Workspace, i: usize, seen: &mut BTreeSet<usize>, out: &mut Vec<usize>) {
+    fn visit(ws: &Graph<'_>, i: usize, seen: &mut BTreeSet<usize>, out: &mut Vec<usize>) {
         if !seen.insert(i) {
             return;
         }
@@ -163,7 +184,7 @@ pub fn build_order(ws: &Workspace, roots: &[usize]) -> Vec<usize> {
 }
 
 /// Transitive library dependencies of a recipe, in link order (a library before what it uses).
-pub fn link_closure(ws: &Workspace, i: usize) -> Vec<usize> {
+pub fn link_closure(ws: &Graph<'_>, i: usize) -> Vec<usize> {
     let mut order = build_order(ws, &[i]);
     order.pop();
     order.reverse();
@@ -171,14 +192,14 @@ pub fn link_closure(ws: &Workspace, i: usize) -> Vec<usize> {
 }
 
 /// Deployment tiers of the services: tier 0 needs nothing at run time, tier n needs tier < n.
-pub fn deploy_tiers(ws: &Workspace) -> Vec<Vec<&str>> {
+pub fn deploy_tiers<'a>(ws: &Graph<'a>) -> Vec<Vec<&'a str>> {
     let services: Vec<&Recipe> = ws
         .recipes
         .iter()
         .filter(|r| r.kind == Kind::Service)
         .collect();
     let mut tier: Vec<Option<usize>> = vec![None; ws.recipes.len()];
-    fn depth(ws: &Workspace, i: usize, tier: &mut Vec<Option<usize>>) -> usize {
+    fn depth(ws: &Graph<'_>, i: usize, tier: &mut Vec<Option<usize>>) -> usize {
         if let Some(t) = tier[i] {
             return t;
         }
@@ -206,9 +227,9 @@ pub fn deploy_tiers(ws: &Workspace) -> Vec<Vec<&str>> {
 
 /// The graph in Graphviz DOT: solid edges are build dependencies, dashed ones run-time ones;
 /// services are ranked by deployment tier.
-pub fn to_dot(ws: &Workspace) -> String {
+pub fn to_dot(ws: &Graph<'_>) -> String {
     let mut s = String::from("digraph kiln {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
-    for r in &ws.recipes {
+    for r in ws.recipes {
         let shape = match r.kind {
             Kind::Library => "box",
             Kind::Service => "ellipse",
@@ -223,7 +244,7 @@ pub fn to_dot(ws: &Workspace) -> String {
             r.kind.as_str()
         );
     }
-    for r in &ws.recipes {
+    for r in ws.recipes {
         for d in &r.deps {
             let _ = writeln!(s, "  \"{}\" -> \"{}\";", r.name, d.value);
         }

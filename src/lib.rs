@@ -10,6 +10,7 @@ pub mod cli;
 pub mod closure;
 pub mod debian;
 pub mod deploy;
+pub mod diag;
 pub mod digest;
 pub mod dpkg;
 pub mod driver;

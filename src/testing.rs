@@ -44,7 +44,7 @@ pub fn run_test(
         &plan::product_path(r).to_string_lossy(),
         &Digest::of_file(&bin)?.0,
     );
-    for j in graph::link_closure(ws, i) {
+    for j in graph::link_closure(&ws.graph(), i) {
         if ws.recipes[j].shared {
             let p = plan::product_path(&ws.recipes[j]);
             k.input(&p.to_string_lossy(), &Digest::of_file(&ws.root.join(&p))?.0);

@@ -82,20 +82,23 @@ impl Workspace {
             recipes,
             toolchains,
         };
-        graph::validate(&ws)?;
+        graph::validate(&ws.graph())?;
         Ok(ws)
     }
 
+    /// The recipes and toolchains as the target graph sees them.
+    pub fn graph(&self) -> graph::Graph<'_> {
+        graph::Graph {
+            recipes: &self.recipes,
+            toolchains: &self.toolchains,
+        }
+    }
+
     pub fn recipe(&self, name: &str) -> Option<&Recipe> {
-        self.recipes
-            .binary_search_by(|r| r.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.recipes[i])
+        self.graph().recipe(name)
     }
 
     pub fn index(&self, name: &str) -> Option<usize> {
-        self.recipes
-            .binary_search_by(|r| r.name.as_str().cmp(name))
-            .ok()
+        self.graph().index(name)
     }
 }

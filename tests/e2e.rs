@@ -246,7 +246,7 @@ fn sixteen_services_build_push_run_and_stop() {
 
     // Pull every image and run it, in deployment order (kiln graph's tiers).
     let ws = kiln::workspace::Workspace::load(&root).unwrap();
-    let tiers = kiln::graph::deploy_tiers(&ws);
+    let tiers = kiln::graph::deploy_tiers(&ws.graph());
     let mut containers = Containers {
         podman_conf: tempfile::tempdir().unwrap(),
         names: Vec::new(),

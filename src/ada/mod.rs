@@ -28,7 +28,7 @@ pub mod unit;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::recipe::Diagnostic;
+use crate::diag::Diagnostic;
 pub use unit::{parse, ParseError, Unit, UnitKind};
 
 /// Why a set of Ada files cannot be turned into compilation units.
@@ -184,7 +184,7 @@ pub fn compilation_units(root: &Path, files: &[PathBuf]) -> Result<Vec<PathBuf>,
         {
             if !seen.contains_key(&(false, parent.as_str())) {
                 let bodies = seen.keys().filter(|(spec, _)| !spec).map(|(_, name)| *name);
-                let help = crate::recipe::diag::did_you_mean(parent, bodies);
+                let help = crate::diag::did_you_mean(parent, bodies);
                 let bytes = std::fs::read(root.join(&s.path)).unwrap_or_default();
                 let d = diagnostic(
                     &s.path,

@@ -98,7 +98,7 @@ pub struct Context<'a> {
 /// System libraries of a recipe and of every library it links, in a stable order.
 pub fn inherited_system_libs(ws: &Workspace, i: usize) -> Vec<SystemLib> {
     let mut libs = ws.recipes[i].system_libs.clone();
-    for j in graph::link_closure(ws, i) {
+    for j in graph::link_closure(&ws.graph(), i) {
         for l in &ws.recipes[j].system_libs {
             if !libs.contains(l) {
                 libs.push(l.clone());
@@ -131,7 +131,7 @@ fn plan_cxx(cx: &Context, p: &mut Plan, i: usize) {
     let r = &ws.recipes[i];
     let tc = &cx.toolchains[&r.toolchain.value];
     let sys = &cx.system_flags[&i];
-    let closure = graph::link_closure(ws, i);
+    let closure = graph::link_closure(&ws.graph(), i);
 
     let mut includes: Vec<String> = r
         .include_dirs
@@ -277,7 +277,7 @@ fn plan_ada(cx: &Context, p: &mut Plan, i: usize) {
     let r = &ws.recipes[i];
     let tc = &cx.toolchains[&r.toolchain.value];
     let sys = &cx.system_flags[&i];
-    let closure = graph::link_closure(ws, i);
+    let closure = graph::link_closure(&ws.graph(), i);
 
     let mut search: Vec<PathBuf> = r.source_dirs.clone();
     for src in &r.sources {

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::recipe::diag::Diagnostic;
+use crate::diag::Diagnostic;
 use crate::recipe::parse_size;
 use crate::recipe::reader::{Source, TableReader};
 

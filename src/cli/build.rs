@@ -196,10 +196,9 @@ fn write_archive(
 
 pub fn inspect(ws: &Workspace, service: &str, json: bool) -> Result<ExitCode, Error> {
     let r = ws.recipe(service).ok_or_else(|| {
-        let help =
-            crate::recipe::diag::did_you_mean(service, ws.recipes.iter().map(|r| r.name.as_str()))
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
+        let help = crate::diag::did_you_mean(service, ws.recipes.iter().map(|r| r.name.as_str()))
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
         Error::Driver(driver::DriverError::Usage(format!(
             "no service named `{service}`{help}"
         )))

@@ -244,7 +244,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Graph => {
-            print!("{}", crate::graph::to_dot(&ws));
+            print!("{}", crate::graph::to_dot(&ws.graph()));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CompileCommands => build::compile_commands(&ws).map_err(boxed),

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::plan::PlannedLayer;
+use super::planned::PlannedLayer;
 use super::ImageError;
 
 /// uid and gid of the `nonroot` user every service runs as (the distroless convention).

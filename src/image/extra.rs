@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::plan::PlannedLayer;
+use super::planned::PlannedLayer;
 use super::safety::{check_destination, check_symlink};
 use super::{ImageError, ImageRequest};
 use crate::dpkg::Origin;

@@ -18,6 +18,7 @@ mod extra;
 mod inspect;
 pub mod layout;
 pub mod plan;
+pub mod planned;
 pub mod safety;
 pub mod strip;
 
@@ -201,7 +202,13 @@ mod memo_tests {
     fn each_cache_directory_has_its_own_host_digest_memo() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let first = super::host_digests(a.path());
-        assert!(std::sync::Arc::ptr_eq(&first, &super::host_digests(a.path())));
-        assert!(!std::sync::Arc::ptr_eq(&first, &super::host_digests(b.path())));
+        assert!(std::sync::Arc::ptr_eq(
+            &first,
+            &super::host_digests(a.path())
+        ));
+        assert!(!std::sync::Arc::ptr_eq(
+            &first,
+            &super::host_digests(b.path())
+        ));
     }
 }

@@ -5,7 +5,7 @@
 //! [`crate::graph`]. Every error carries the file, line and column.
 
 pub mod deploy;
-pub mod diag;
+pub use crate::diag;
 pub mod reader;
 
 use std::collections::BTreeMap;

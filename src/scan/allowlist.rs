@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use crate::recipe::diag::Diagnostic;
+use crate::diag::Diagnostic;
 use crate::recipe::reader::{Source, TableReader};
 
 const TOP_KEYS: &[&str] = &["allow"];

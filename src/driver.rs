@@ -573,17 +573,12 @@ fn assemble_unless_fresh(
     state: &Mutex<State>,
 ) -> Result<(ImageResult, bool), String> {
     let key = image_key(req, stat).map_err(|e| format!("reading the image's inputs: {e}"))?;
-    let index = req.layout_dir.join("index.json");
+    let index = req.layout_dir.join(crate::oci::layout::INDEX_FILE);
     if let Some((k, v)) = state.lock().unwrap().images.get(&req.service) {
         if *k == key && index.is_file() {
             if let Ok(img) = serde_json::from_value::<ImageResult>(v.clone()) {
                 // The manifest blob the state names must still be in the layout.
-                if req
-                    .layout_dir
-                    .join("blobs/sha256")
-                    .join(img.digest.hex())
-                    .is_file()
-                {
+                if crate::oci::layout::blob_path(&req.layout_dir, &img.digest).is_file() {
                     return Ok((img, true));
                 }
             }

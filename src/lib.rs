@@ -20,6 +20,7 @@ pub mod graph;
 pub mod image;
 pub mod layer;
 pub mod lock;
+pub mod oci;
 pub mod recipe;
 pub mod registry;
 pub mod rfc3339;

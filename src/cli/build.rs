@@ -204,7 +204,7 @@ pub fn inspect(ws: &Workspace, service: &str, json: bool) -> Result<ExitCode, Er
         )))
     })?;
     let layout = ws.root.join("out/images").join(&r.name);
-    if !layout.join("index.json").is_file() {
+    if !layout.join(crate::oci::layout::INDEX_FILE).is_file() {
         return Err(Error::Failed(format!(
             "no image for `{service}` in {}: run `kiln build {service}` first",
             layout.display()

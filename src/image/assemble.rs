@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::budget::{self, Breakdown, LayerSize, SizeRecord};
 use super::config::image_config;
-use super::layout::{self, descriptor, to_json, Blob, Index, Manifest, Platform};
+use super::layout;
 use super::plan::{plan, Stripped};
 use super::planned::PlannedLayer;
 use super::strip::Binutils;
@@ -17,6 +17,8 @@ use crate::digest::Digest;
 use crate::dpkg::{Database, Origin};
 use crate::layer::cache::{write_atomic, LayerCache, Lookup};
 use crate::layer::EntryKind;
+use crate::oci::layout::Blob;
+use crate::oci::{self, media_type, to_json, Descriptor, Index, Manifest, Platform};
 
 /// Assembles `req` against this machine's libraries and dpkg database.
 pub fn assemble(req: &ImageRequest) -> Result<ImageResult, ImageError> {
@@ -89,13 +91,15 @@ pub fn assemble_with(
     let mut manifest = Manifest {
         schema_version: 2,
         media_type: manifest_type.into(),
-        config: descriptor(config_type, config_digest, config_json.len() as u64),
+        artifact_type: None,
+        config: Descriptor::new(config_type, config_digest, config_json.len() as u64),
         layers: layers
             .iter()
-            .map(|(l, _)| descriptor(layer_type, l.digest, l.compressed_size))
+            .map(|(l, _)| Descriptor::new(layer_type, l.digest, l.compressed_size))
             .collect(),
+        subject: None,
         annotations: [
-            ("org.opencontainers.image.created", created),
+            (oci::CREATED, created),
             ("org.opencontainers.image.revision", req.revision.clone()),
             ("org.opencontainers.image.source", req.source.clone()),
             ("org.opencontainers.image.title", req.service.clone()),
@@ -110,17 +114,18 @@ pub fn assemble_with(
     }
     let manifest_json = to_json(&manifest);
     let manifest_digest = Digest::of(&manifest_json);
-    let mut index_entry = descriptor(manifest_type, manifest_digest, manifest_json.len() as u64);
+    let mut index_entry =
+        Descriptor::new(manifest_type, manifest_digest, manifest_json.len() as u64);
     index_entry.platform = Some(Platform {
         architecture: "amd64".into(),
         os: "linux".into(),
     });
     index_entry
         .annotations
-        .insert(layout::REF_NAME.into(), req.version.clone());
+        .insert(oci::REF_NAME.into(), req.version.clone());
     let index = Index {
         schema_version: 2,
-        media_type: layout::INDEX_MEDIA_TYPE.into(),
+        media_type: media_type::IMAGE_INDEX.into(),
         manifests: vec![index_entry],
     };
 
@@ -156,7 +161,7 @@ pub fn assemble_with(
         (manifest_digest, Blob::Bytes(&manifest_json)),
     ];
     blobs.extend(layers.iter().map(|(l, _)| (l.digest, Blob::File(&l.blob))));
-    layout::write_layout(&req.layout_dir, &index, &blobs)?;
+    oci::layout::write(&req.layout_dir, &index, &blobs)?;
     let record_path = budget::record_path(&req.layout_dir);
     write_atomic(&record_path, &to_json(&record))
         .map_err(ImageError::io("writing", &record_path))?;

@@ -40,7 +40,7 @@ pub fn write_docker_archive_many(
     images: &[(std::path::PathBuf, String)],
     out_path: &Path,
 ) -> Result<(), ImageError> {
-    let blob_name = |d: &crate::digest::Digest| format!("blobs/sha256/{}", d.hex());
+    let blob_name = crate::oci::layout::blob_name;
     let mut manifest = Vec::new();
     let mut blobs = std::collections::BTreeMap::new();
     for (layout_dir, repo_tag) in images {
@@ -74,9 +74,11 @@ pub fn write_docker_archive_many(
     let werr = ImageError::io("writing", out_path);
     let write = || -> io::Result<File> {
         let mut builder = tar::Builder::new(io::BufWriter::new(tmp.reopen()?));
-        for d in ["blobs/", "blobs/sha256/"] {
+        let blobs_dir = crate::oci::layout::BLOBS_DIR;
+        let top = blobs_dir.split('/').next().unwrap_or(blobs_dir);
+        for d in [format!("{top}/"), format!("{blobs_dir}/")] {
             builder.append(
-                &header(d, 0, tar::EntryType::Directory, 0o755)?,
+                &header(&d, 0, tar::EntryType::Directory, 0o755)?,
                 io::empty(),
             )?;
         }

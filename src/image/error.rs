@@ -50,8 +50,8 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a valid OCI image layout: {reason}")]
-    BadLayout { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Layout(#[from] crate::oci::LayoutError),
 }
 
 impl ImageError {

@@ -101,7 +101,7 @@ pub fn inspect(layout_dir: &Path) -> Result<Inspection, ImageError> {
         reference: image
             .manifest_descriptor
             .annotations
-            .get(super::layout::REF_NAME)
+            .get(crate::oci::REF_NAME)
             .cloned(),
         digest: image.manifest_descriptor.digest,
         config_digest: image.manifest.config.digest,

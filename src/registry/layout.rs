@@ -6,41 +6,13 @@
 //! image index whose child manifests are in the same layout.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::upload::{Blob, BlobSource};
 use crate::digest::Digest;
+use crate::oci::{layout, media_type, Descriptor};
 
-pub const MEDIA_TYPE_IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_IMAGE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MEDIA_TYPE_DOCKER_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum LayoutError {
-    #[error("reading {path}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("parsing {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path} names {count} manifests; a pushed layout must name exactly one")]
-    NotOneManifest { path: PathBuf, count: usize },
-    #[error("blob {digest} is missing from the layout ({path})")]
-    MissingBlob { digest: Digest, path: PathBuf },
-    #[error("blob {digest} in the layout is {actual} bytes, but its descriptor says {expected}")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("manifest {digest} in the layout does not hash to its digest")]
-    ManifestDigest { digest: Digest },
-    #[error("manifest {digest} has unsupported media type {media_type:?}")]
-    MediaType { digest: Digest, media_type: String },
-}
+use crate::oci::LayoutError;
 
 /// A manifest to PUT: its exact bytes and the media type to send as `Content-Type`.
 #[derive(Clone, Debug)]
@@ -66,14 +38,7 @@ impl LayoutImage {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: Digest,
-    size: u64,
-}
-
+/// Any manifest-like document: an image manifest (config + layers) or an index (manifests).
 #[derive(serde::Deserialize)]
 struct ManifestShape {
     #[serde(rename = "mediaType", default)]
@@ -86,111 +51,50 @@ struct ManifestShape {
     manifests: Vec<Descriptor>,
 }
 
-pub fn blob_path(layout: &Path, digest: &Digest) -> PathBuf {
-    layout.join("blobs/sha256").join(digest.hex())
-}
-
-fn parse_err(path: &Path, e: impl std::fmt::Display) -> LayoutError {
-    LayoutError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-pub fn read_layout(layout: &Path) -> Result<LayoutImage, LayoutError> {
-    let index_path = layout.join("index.json");
-    let bytes = std::fs::read(&index_path).map_err(|source| LayoutError::Io {
-        path: index_path.clone(),
-        source,
-    })?;
-    let index: ManifestShape =
-        serde_json::from_slice(&bytes).map_err(|e| parse_err(&index_path, e))?;
-    if index.manifests.len() != 1 {
-        return Err(LayoutError::NotOneManifest {
-            path: index_path,
-            count: index.manifests.len(),
-        });
-    }
+pub fn read_layout(dir: &Path) -> Result<LayoutImage, LayoutError> {
+    let top = layout::read_index(dir)?;
     let mut out = LayoutImage {
         blobs: Vec::new(),
         manifests: Vec::new(),
     };
     let mut seen = BTreeSet::new();
-    collect(layout, &index.manifests[0], &mut out, &mut seen, 0)?;
+    collect(dir, &top, &mut out, &mut seen, 0)?;
     Ok(out)
 }
 
 fn collect(
-    layout: &Path,
+    dir: &Path,
     desc: &Descriptor,
     out: &mut LayoutImage,
     seen: &mut BTreeSet<Digest>,
     depth: usize,
 ) -> Result<(), LayoutError> {
-    let path = blob_path(layout, &desc.digest);
-    let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => LayoutError::MissingBlob {
-            digest: desc.digest,
-            path: path.clone(),
-        },
-        _ => LayoutError::Io {
-            path: path.clone(),
-            source,
-        },
-    })?;
-    if Digest::of(&bytes) != desc.digest {
-        return Err(LayoutError::ManifestDigest {
-            digest: desc.digest,
-        });
-    }
-    let shape: ManifestShape = serde_json::from_slice(&bytes).map_err(|e| parse_err(&path, e))?;
+    let (shape, bytes): (ManifestShape, _) = layout::read_json(dir, desc)?;
     let media_type = if desc.media_type.is_empty() {
         shape.media_type.clone().unwrap_or_default()
     } else {
         desc.media_type.clone()
     };
-    match media_type.as_str() {
-        MEDIA_TYPE_IMAGE_INDEX | MEDIA_TYPE_DOCKER_LIST if depth == 0 => {
-            for child in &shape.manifests {
-                collect(layout, child, out, seen, depth + 1)?;
+    if media_type::is_index(&media_type) && depth == 0 {
+        for child in &shape.manifests {
+            collect(dir, child, out, seen, depth + 1)?;
+        }
+    } else if media_type::is_image_manifest(&media_type) {
+        for d in shape.config.iter().chain(shape.layers.iter()) {
+            if !seen.insert(d.digest) {
+                continue;
             }
+            out.blobs.push(Blob {
+                digest: d.digest,
+                size: d.size,
+                source: BlobSource::File(layout::sized_blob(dir, d)?),
+            });
         }
-        MEDIA_TYPE_IMAGE_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST => {
-            for d in shape.config.iter().chain(shape.layers.iter()) {
-                if !seen.insert(d.digest) {
-                    continue;
-                }
-                let p = blob_path(layout, &d.digest);
-                let meta = std::fs::metadata(&p).map_err(|source| match source.kind() {
-                    std::io::ErrorKind::NotFound => LayoutError::MissingBlob {
-                        digest: d.digest,
-                        path: p.clone(),
-                    },
-                    _ => LayoutError::Io {
-                        path: p.clone(),
-                        source,
-                    },
-                })?;
-                if meta.len() != d.size {
-                    return Err(LayoutError::SizeMismatch {
-                        digest: d.digest,
-                        expected: d.size,
-                        actual: meta.len(),
-                    });
-                }
-                out.blobs.push(Blob {
-                    digest: d.digest,
-                    size: d.size,
-                    source: BlobSource::File(p),
-                });
-            }
-        }
-        _ => {
-            return Err(LayoutError::MediaType {
-                digest: desc.digest,
-                media_type,
-            })
-        }
+    } else {
+        return Err(LayoutError::MediaType {
+            digest: desc.digest,
+            media_type,
+        });
     }
     out.manifests.push(ManifestBlob {
         media_type,

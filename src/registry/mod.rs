@@ -27,18 +27,20 @@ pub mod upload;
 
 use std::path::PathBuf;
 
+pub use crate::oci::LayoutError;
 pub use credentials::{Credential, CredentialError, CredentialSources};
 pub use error::{OciError, RegistryError};
-pub use layout::LayoutError;
 pub use login::{login, read_password, LoginError, LoginOptions};
 pub use push::push_all;
 pub use reference::{Reference, ReferenceError};
 pub use referrers::{
     index_entries, list_referrers, push_referrer, push_referrers, Artifact, ArtifactContent,
-    Descriptor, ReferrerReport,
+    ReferrerReport,
 };
 pub use transport::RetryPolicy;
 pub use upload::UploadTuning;
+
+use crate::oci::Descriptor;
 
 use crate::digest::Digest;
 

@@ -16,44 +16,15 @@ use reqwest::{Method, StatusCode};
 use super::auth::repository_scope;
 use super::body::{read_limited, MANIFEST_LIMIT};
 use super::error::{redact_url, RegistryError};
-use super::layout::{ManifestBlob, MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST};
+use super::layout::ManifestBlob;
 use super::push::{connect, push_shared_blob, put_manifest};
 use super::transport::{status_error, Request, Transport};
 use super::upload::{Blob, BlobSource};
 use super::{PushError, PushOptions, PushStep};
 use crate::digest::Digest;
-
-/// The spec's empty JSON config `{}` used by artifacts that have no config of their own.
-pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-
-/// An OCI content descriptor.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(
-        rename = "artifactType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub artifact_type: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl Descriptor {
-    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest,
-            size,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
-        }
-    }
-}
+use crate::oci::media_type::{EMPTY, IMAGE_INDEX, IMAGE_MANIFEST};
+use crate::oci::Descriptor;
+use crate::oci::Manifest;
 
 #[derive(Clone, Debug)]
 pub enum ArtifactContent {
@@ -121,32 +92,18 @@ fn artifact_manifest(
     content: &Blob,
     subject: &Descriptor,
 ) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Manifest<'a> {
-        #[serde(rename = "schemaVersion")]
-        schema_version: u32,
-        #[serde(rename = "mediaType")]
-        media_type: &'a str,
-        #[serde(rename = "artifactType")]
-        artifact_type: &'a str,
-        config: Descriptor,
-        layers: Vec<Descriptor>,
-        subject: &'a Descriptor,
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        annotations: &'a BTreeMap<String, String>,
-    }
     let m = Manifest {
         schema_version: 2,
-        media_type: MEDIA_TYPE_IMAGE_MANIFEST,
-        artifact_type: &artifact.artifact_type,
-        config: Descriptor::new(MEDIA_TYPE_EMPTY, config.digest, config.size),
+        media_type: IMAGE_MANIFEST.to_string(),
+        artifact_type: Some(artifact.artifact_type.clone()),
+        config: Descriptor::new(EMPTY, config.digest, config.size),
         layers: vec![Descriptor::new(
             &artifact.media_type,
             content.digest,
             content.size,
         )],
-        subject,
-        annotations: &artifact.annotations,
+        subject: Some(subject.clone()),
+        annotations: artifact.annotations.clone(),
     };
     serde_json::to_vec(&m).expect("manifest serializes")
 }
@@ -208,7 +165,7 @@ fn push_one_referrer(
     let config = Blob::from_bytes(b"{}".to_vec());
     let bytes = artifact_manifest(artifact, &config, &content, subject);
     let manifest = ManifestBlob {
-        media_type: MEDIA_TYPE_IMAGE_MANIFEST.to_string(),
+        media_type: IMAGE_MANIFEST.to_string(),
         digest: Digest::of(&bytes),
         bytes,
     };
@@ -253,11 +210,7 @@ fn push_one_referrer(
     {
         return Ok(report);
     }
-    let mut entry = Descriptor::new(
-        MEDIA_TYPE_IMAGE_MANIFEST,
-        manifest.digest,
-        manifest.bytes.len() as u64,
-    );
+    let mut entry = Descriptor::new(IMAGE_MANIFEST, manifest.digest, manifest.bytes.len() as u64);
     entry.artifact_type = Some(artifact.artifact_type.clone());
     entry.annotations = artifact.annotations.clone();
     let tag = fallback_tag(&subject.digest);
@@ -275,7 +228,7 @@ fn push_one_referrer(
         list.push(serde_json::to_value(&entry).expect("descriptor serializes"));
         let bytes = serde_json::to_vec(&index).expect("index serializes");
         let m = ManifestBlob {
-            media_type: MEDIA_TYPE_IMAGE_INDEX.to_string(),
+            media_type: IMAGE_INDEX.to_string(),
             digest: Digest::of(&bytes),
             bytes,
         };
@@ -316,7 +269,7 @@ fn query_referrers_api(
         url.clone(),
         vec![repository_scope(repository, "pull")],
     )
-    .header(ACCEPT, MEDIA_TYPE_IMAGE_INDEX);
+    .header(ACCEPT, IMAGE_INDEX);
     let resp = t.send(&req)?;
     match resp.status() {
         StatusCode::OK => {
@@ -361,9 +314,10 @@ fn read_fallback_index(
         url.clone(),
         vec![repository_scope(repository, "pull,push")],
     )
-    .header(ACCEPT, MEDIA_TYPE_IMAGE_INDEX);
+    .header(ACCEPT, IMAGE_INDEX);
     let resp = t.send(&req)?;
-    let empty = serde_json::json!({ "schemaVersion": 2, "mediaType": MEDIA_TYPE_IMAGE_INDEX, "manifests": [] });
+    let empty =
+        serde_json::json!({ "schemaVersion": 2, "mediaType": IMAGE_INDEX, "manifests": [] });
     match resp.status() {
         StatusCode::OK => {
             let reported = resp

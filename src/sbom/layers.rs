@@ -40,7 +40,7 @@ pub fn sha1_of_files<'a>(
             let found = match read_cached(&entry) {
                 Some(found) => found,
                 None => {
-                    let blob = img.layout.join("blobs/sha256").join(layer.digest.hex());
+                    let blob = crate::oci::layout::blob_path(&img.layout, &layer.digest);
                     let found = sha1_in_layer(&blob)?;
                     write_cached(&entry, &found)?;
                     found

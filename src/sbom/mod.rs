@@ -29,16 +29,13 @@ pub(crate) use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::image::ImageResult;
+use crate::oci::media_type;
 use crate::recipe::Recipe;
 use crate::registry::{Artifact, ArtifactContent};
 use crate::vcs::Meta;
 
 pub use inventory::Inventory;
 pub use purl::deb_purl;
-
-pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
-pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
-pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
@@ -115,8 +112,8 @@ pub fn write_for_image(input: &SbomInput) -> Result<Vec<PathBuf>, SbomError> {
     let spdx = to_bytes(&spdx::document(&inv));
     let cdx = to_bytes(&cyclonedx::document(&inv));
     let byproducts = [
-        (&paths.spdx, SPDX_MEDIA_TYPE, &spdx),
-        (&paths.cyclonedx, CYCLONEDX_MEDIA_TYPE, &cdx),
+        (&paths.spdx, media_type::SPDX, &spdx),
+        (&paths.cyclonedx, media_type::CYCLONEDX, &cdx),
     ]
     .map(|(p, media_type, bytes)| provenance::Byproduct {
         name: file_name(p),
@@ -170,11 +167,11 @@ pub fn artifacts(root: &Path, service: &str) -> Result<Vec<Artifact>, SbomError>
     }
     let created = spdx::created_of(&paths.spdx)?;
     let mut annotations = BTreeMap::new();
-    annotations.insert("org.opencontainers.image.created".to_string(), created);
+    annotations.insert(crate::oci::CREATED.to_string(), created);
     Ok([
-        (paths.spdx, SPDX_MEDIA_TYPE),
-        (paths.cyclonedx, CYCLONEDX_MEDIA_TYPE),
-        (paths.provenance, IN_TOTO_MEDIA_TYPE),
+        (paths.spdx, media_type::SPDX),
+        (paths.cyclonedx, media_type::CYCLONEDX),
+        (paths.provenance, media_type::IN_TOTO),
     ]
     .into_iter()
     .map(|(path, media_type)| Artifact {

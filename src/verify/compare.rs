@@ -15,6 +15,7 @@ use super::json::{self, FieldDiff};
 use super::layer::diff_layers;
 use super::{Mismatch, VerifyError};
 use crate::image::layout::{read_layout, LoadedImage};
+use crate::oci::layout;
 
 /// How many field differences one mismatch lists before summarising the rest.
 const MAX_FIELDS: usize = 4;
@@ -125,7 +126,7 @@ pub fn layouts(
         }
     }
     let index = |dir: &Path| -> Result<Value, VerifyError> {
-        let p = dir.join("index.json");
+        let p = dir.join(layout::INDEX_FILE);
         let bytes = std::fs::read(&p).map_err(VerifyError::io("reading", &p))?;
         serde_json::from_slice(&bytes).map_err(|e| VerifyError::BadJson {
             path: p,
@@ -136,7 +137,11 @@ pub fn layouts(
         manifest_differs && (p == "manifests[0].digest" || p == "manifests[0].size")
     });
     if !fields.is_empty() {
-        out.push(mismatch("index.json".into(), None, summarise(&fields)));
+        out.push(mismatch(
+            layout::INDEX_FILE.into(),
+            None,
+            summarise(&fields),
+        ));
     }
 
     // Whatever the structure does not explain (a stray blob, a different oci-layout file).
@@ -152,20 +157,24 @@ pub fn layouts(
 /// files, as (artifact, detail).
 fn raw_differences(a: &Path, b: &Path) -> Result<Vec<(String, String)>, VerifyError> {
     let names = |dir: &Path| -> Result<BTreeSet<String>, VerifyError> {
-        let blobs = dir.join("blobs/sha256");
+        let blobs = dir.join(layout::BLOBS_DIR);
         let mut set = BTreeSet::new();
         for e in std::fs::read_dir(&blobs).map_err(VerifyError::io("listing", &blobs))? {
             let e = e.map_err(VerifyError::io("listing", &blobs))?;
-            set.insert(format!("blobs/sha256/{}", e.file_name().to_string_lossy()));
+            set.insert(format!(
+                "{}/{}",
+                layout::BLOBS_DIR,
+                e.file_name().to_string_lossy()
+            ));
         }
-        set.insert("index.json".into());
-        set.insert("oci-layout".into());
+        set.insert(layout::INDEX_FILE.into());
+        set.insert(layout::OCI_LAYOUT_FILE.into());
         Ok(set)
     };
     let (na, nb) = (names(a)?, names(b)?);
     let mut out = Vec::new();
     for n in na.union(&nb) {
-        let what = n.replace("blobs/sha256/", "blob sha256:");
+        let what = n.replace(&format!("{}/", layout::BLOBS_DIR), "blob sha256:");
         match (na.contains(n), nb.contains(n)) {
             (true, false) => out.push((what, "present in the original layout only".into())),
             (false, true) => out.push((what, "present in the rebuilt layout only".into())),

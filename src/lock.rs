@@ -214,7 +214,7 @@ pub fn write(ws: &Workspace) -> Result<PathBuf, LockError> {
             outcome
                 .image_errors
                 .iter()
-                .map(|(s, e)| format!("image for `{s}`: {e}")),
+                .map(|(s, e)| format!("image for `{s}`: {}", crate::error::chain(e))),
         );
         if outcome.failed || !problems.is_empty() {
             return Err(LockError::Build(problems.join("\n")));

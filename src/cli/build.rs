@@ -76,7 +76,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
 /// collection did.
 pub fn report_cache(outcome: &BuildOutcome) {
     for u in &outcome.upkeep {
-        eprintln!("kiln: warning: {u}");
+        eprintln!("kiln: warning: {}", crate::error::chain(u));
     }
     for d in &outcome.damage {
         eprintln!("kiln: warning: {d}; removed it and rebuilt what it held");
@@ -86,7 +86,7 @@ pub fn report_cache(outcome: &BuildOutcome) {
             "kiln: cache over its limits: {}",
             super::cache::describe_gc(r)
         ),
-        Some(Err(e)) => eprintln!("kiln: warning: {e}"),
+        Some(Err(e)) => eprintln!("kiln: warning: {}", crate::error::chain(e)),
         None => {}
     }
 }
@@ -121,7 +121,10 @@ pub fn report_failures(outcome: &BuildOutcome) {
         eprintln!("{line}");
     }
     for (service, e) in &outcome.image_errors {
-        eprintln!("kiln: error: image for `{service}`: {e}");
+        eprintln!(
+            "kiln: error: image for `{service}`: {}",
+            crate::error::chain(e)
+        );
     }
 }
 
@@ -153,6 +156,7 @@ pub fn compile_commands(ws: &Workspace) -> Result<ExitCode, Error> {
     let roots: Vec<usize> = (0..ws.recipes.len()).collect();
     let prepared = driver::prepare(ws, &roots, &cache_dir)?;
     let root = ws.root.to_string_lossy();
+    let ide = format!("{}/", crate::workspace::OutDir::relative().ide().display());
     let mut entries = Vec::new();
     for a in &prepared.plan.actions {
         if !a.kind.ends_with("compile") {
@@ -163,7 +167,7 @@ pub fn compile_commands(ws: &Workspace) -> Result<ExitCode, Error> {
         args.extend(
             a.argv
                 .iter()
-                .map(|x| x.replace("$OUT/", "out/.kiln/ide/").replace("$WS", &root)),
+                .map(|x| x.replace("$OUT/", &ide).replace("$WS", &root)),
         );
         entries.push(serde_json::json!({
             "directory": root,
@@ -203,7 +207,7 @@ pub fn inspect(ws: &Workspace, service: &str, json: bool) -> Result<ExitCode, Er
             "no service named `{service}`{help}"
         )))
     })?;
-    let layout = ws.root.join("out/images").join(&r.name);
+    let layout = ws.out().image(&r.name);
     if !layout.join(crate::oci::layout::INDEX_FILE).is_file() {
         return Err(Error::Failed(format!(
             "no image for `{service}` in {}: run `kiln build {service}` first",

@@ -5,12 +5,15 @@
 
 mod build;
 mod cache;
+mod clean;
 mod k8s;
+mod lock;
 mod output;
 mod push;
 mod scan;
 mod test;
 mod toolchain;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -156,6 +159,8 @@ pub enum Error {
     Lock(Box<crate::lock::LockError>),
     #[error(transparent)]
     Verify(Box<crate::verify::VerifyError>),
+    #[error(transparent)]
+    Clean(Box<clean::CleanError>),
     #[error("{0}")]
     Failed(String),
 }
@@ -179,7 +184,7 @@ impl CliError for Error {
             // Could not scan (bad database or allowlist, no image yet): not a finding, so not 1.
             Error::Scan(crate::scan::ScanError::Write { .. }) => 1,
             Error::Scan(_) => 2,
-            Error::Lock(_) | Error::Verify(_) | Error::Failed(_) => 1,
+            Error::Lock(_) | Error::Verify(_) | Error::Clean(_) | Error::Failed(_) => 1,
         }
     }
 }
@@ -212,37 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
     let ws = load_workspace(&cli.dir).map_err(boxed)?;
     match cli.command {
         Cmd::Build(args) => build::run(&ws, &args).map_err(boxed),
-        Cmd::Clean => {
-            let out = ws.root.join("out");
-            let _lock = crate::driver::lock_workspace(&ws.root).map_err(|e| boxed(e.into()))?;
-            // Keep the lock file itself until we are done; remove everything else.
-            for entry in std::fs::read_dir(&out).into_iter().flatten().flatten() {
-                if entry.file_name() == ".kiln" {
-                    for inner in std::fs::read_dir(entry.path())
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                    {
-                        if inner.file_name() != "lock" {
-                            let _ = std::fs::remove_dir_all(inner.path())
-                                .or_else(|_| std::fs::remove_file(inner.path()));
-                        }
-                    }
-                    continue;
-                }
-                let p = entry.path();
-                let _ = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-            }
-            eprintln!(
-                "kiln: removed out/ (the cache in {} is kept)",
-                crate::cache::default_dir().display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Clean => clean::run(&ws).map_err(boxed),
         Cmd::Graph => {
             print!("{}", crate::graph::to_dot(&ws.graph()));
             Ok(ExitCode::SUCCESS)
@@ -264,46 +239,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             services,
             jobs: j,
             json,
-        } => {
-            let report = crate::verify::verify(&ws, &services, jobs(j)).map_err(|e| {
-                use crate::verify::VerifyError as V;
-                boxed(match e {
-                    V::Usage(m) => Error::Driver(crate::driver::DriverError::Usage(m)),
-                    V::Driver(d) => Error::Driver(d),
-                    V::Workspace(w) => Error::Workspace(w),
-                    e => Error::Verify(Box::new(e)),
-                })
-            })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            }
-            if report.mismatches.is_empty() {
-                eprintln!(
-                    "kiln: verify: {} service image(s) rebuilt bit for bit",
-                    report.services.len()
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                for m in &report.mismatches {
-                    eprintln!("kiln: verify: {m}");
-                }
-                if let Some(kept) = &report.kept {
-                    eprintln!("kiln: verify: the rebuild is kept in {}", kept.display());
-                }
-                Ok(ExitCode::from(1))
-            }
-        }
+        } => verify::run(&ws, &services, jobs(j), json).map_err(boxed),
         Cmd::K8s(args) => k8s::run(&ws, &args).map_err(boxed),
         Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
         Cmd::Scan(args) => scan::run(&ws, &args).map_err(boxed),
-        Cmd::Lock => {
-            let path = crate::lock::write(&ws).map_err(|e| boxed(Error::Lock(Box::new(e))))?;
-            eprintln!("kiln: wrote {}", path.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Lock => lock::run(&ws).map_err(boxed),
     }
 }
 

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use super::SCHEME;
 
-pub const RECORD: &str = "out/pushed.json";
+/// Where the record lives: `out/pushed.json`.
+fn record_path(root: &Path) -> PathBuf {
+    crate::workspace::OutDir::of(root).pushed()
+}
 const RECORD_VERSION: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,14 +73,18 @@ pub fn destination_key(to: &str) -> String {
 pub type Record = BTreeMap<String, BTreeMap<String, String>>;
 
 pub fn load_record(root: &Path) -> Result<Record, ResolveError> {
-    let path = root.join(RECORD);
+    let path = record_path(root);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::new()),
         Err(e) => return Err(io("reading", &path)(e)),
     };
     let bad = |reason: String| ResolveError::BadRecord {
-        path: RECORD.into(),
+        path: path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string(),
         reason,
     };
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
@@ -99,7 +106,7 @@ pub fn record_pushes(
         entry.insert(service.clone(), reference.clone());
     }
     let doc = serde_json::json!({ "version": RECORD_VERSION, "destinations": record });
-    let path = root.join(RECORD);
+    let path = record_path(root);
     let dir = path.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
@@ -334,7 +341,7 @@ mod tests {
         assert_eq!(r["r:5000/a"]["x"], "r:5000/a/x@sha256:1");
         assert_eq!(r["r:5000/a"]["y"], "r:5000/a/y@sha256:3");
         assert_eq!(r["r:5000/b"]["x"], "r:5000/b/x@sha256:2");
-        std::fs::write(dir.path().join(RECORD), "{\"version\": 9}").unwrap();
+        std::fs::write(record_path(dir.path()), "{\"version\": 9}").unwrap();
         assert!(matches!(
             load_record(dir.path()),
             Err(ResolveError::BadRecord { .. })

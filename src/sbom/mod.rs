@@ -33,6 +33,7 @@ use crate::oci::media_type;
 use crate::recipe::Recipe;
 use crate::registry::{Artifact, ArtifactContent};
 use crate::vcs::Meta;
+use crate::workspace::OutDir;
 
 pub use inventory::Inventory;
 pub use purl::deb_purl;
@@ -88,12 +89,11 @@ pub struct Paths {
 
 impl Paths {
     pub fn of(root: &Path, service: &str) -> Paths {
+        let out = OutDir::of(root);
         Paths {
-            spdx: root.join("out/sbom").join(format!("{service}.spdx.json")),
-            cyclonedx: root.join("out/sbom").join(format!("{service}.cdx.json")),
-            provenance: root
-                .join("out/provenance")
-                .join(format!("{service}.intoto.json")),
+            spdx: out.spdx(service),
+            cyclonedx: out.cyclonedx(service),
+            provenance: out.provenance(service),
         }
     }
 }

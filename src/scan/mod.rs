@@ -21,6 +21,7 @@ pub mod sarif;
 use std::path::Path;
 
 use crate::debian::version::Version as DebVersion;
+use crate::workspace::OutDir;
 use cvss::Severity;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +57,8 @@ pub struct Package {
 
 /// The Debian packages of a service's image, from its CycloneDX SBOM.
 pub fn image_packages(root: &Path, service: &str) -> Result<Vec<Package>, ScanError> {
-    let rel = format!("out/sbom/{service}.cdx.json");
-    let path = root.join(&rel);
+    let path = OutDir::of(root).cyclonedx(service);
+    let rel = relative(root, &path);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -267,9 +268,17 @@ pub fn scan(
     Ok(report)
 }
 
+/// `path` relative to the workspace `root`, as reports name it.
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Writes `out/scan/scan.json` and `out/scan/scan.sarif` (temp file + rename each).
 pub fn write_outputs(root: &Path, report: &Report) -> Result<Vec<String>, ScanError> {
-    let dir = root.join("out/scan");
+    let dir = OutDir::of(root).scan();
     let werr = |path: &Path| {
         let path = path.display().to_string();
         move |source| ScanError::Write { path, source }
@@ -283,7 +292,7 @@ pub fn write_outputs(root: &Path, report: &Report) -> Result<Vec<String>, ScanEr
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(werr(&dir))?;
         std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(werr(&path))?;
         tmp.persist(&path).map_err(|e| werr(&path)(e.error))?;
-        written.push(format!("out/scan/{name}"));
+        written.push(relative(root, &path));
     }
     Ok(written)
 }

@@ -57,7 +57,7 @@ pub fn document(report: &Report) -> Value {
                     f.image, f.severity.as_str(), f.id,
                 ) },
                 "locations": [{
-                    "physicalLocation": { "artifactLocation": { "uri": format!("out/sbom/{}.cdx.json", f.image) } },
+                    "physicalLocation": { "artifactLocation": { "uri": crate::workspace::OutDir::relative().cyclonedx(&f.image) } },
                     "logicalLocations": [{ "name": f.package.name, "fullyQualifiedName": format!("{}/{}", f.image, f.package.name), "kind": "package" }],
                 }],
                 "partialFingerprints": { "kiln/v1": format!("{}/{}/{}", f.image, f.package.name, f.id) },

@@ -228,7 +228,7 @@ fn build(
         }
     }
     for (service, e) in &outcome.image_errors {
-        problems.push(format!("image for `{service}`: {e}"));
+        problems.push(format!("image for `{service}`: {}", crate::error::chain(e)));
     }
     if outcome.failed || !problems.is_empty() {
         return Err(VerifyError::Build {

@@ -1,7 +1,14 @@
-//! A workspace: the directory holding `recipes/` and `toolchains/`, loaded and cross-checked.
+//! A workspace: the directory holding `recipes/` and `toolchains/`, loaded and cross-checked;
+//! the `out/` directory it builds into ([`OutDir`]) and the lock that serialises writers to it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+mod lock;
+mod out_dir;
+
+pub use lock::{lock, LockError, WorkspaceLock};
+pub use out_dir::OutDir;
 
 use crate::graph;
 use crate::recipe::{self, Diagnostic, Recipe};
@@ -100,5 +107,10 @@ impl Workspace {
 
     pub fn index(&self, name: &str) -> Option<usize> {
         self.graph().index(name)
+    }
+
+    /// The workspace's `out/` directory.
+    pub fn out(&self) -> OutDir {
+        OutDir::of(&self.root)
     }
 }

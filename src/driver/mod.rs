@@ -1,0 +1,238 @@
+//! One build, end to end: workspace -> toolchains -> plan -> execution -> images.
+//!
+//! The CLI's `build`, `test`, `verify` and `push` all start here. [`select`] turns names into
+//! targets and a plan, the executor ([`crate::build`]) runs the plan's actions, [`images`]
+//! assembles the services' images and SBOMs, [`report`] tallies what happened per target and
+//! [`upkeep`] looks after the cache afterwards. This file only sequences them.
+
+mod images;
+mod phases;
+mod report;
+mod select;
+mod upkeep;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::build::state::State;
+use crate::build::{Executor, Outcome, Progress};
+use crate::cache::gc::GcReport;
+use crate::cache::stat::StatCache;
+use crate::cache::Cache;
+use crate::exec::Runner;
+use crate::image::ImageResult;
+use crate::recipe::Kind;
+use crate::vcs::Meta;
+use crate::workspace::Workspace;
+
+pub use images::{default_budget, image_request, ImagePhaseError};
+pub use report::TargetReport;
+pub use select::{prepare, resolve_toolchains, select, Prepared};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Toolchain(#[from] crate::toolchain::ToolchainError),
+    #[error(transparent)]
+    CacheConfig(#[from] crate::cache::config::ConfigError),
+    #[error(transparent)]
+    Lock(#[from] crate::workspace::LockError),
+    #[error("{context}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DriverError {
+    let context = context.into();
+    move |source| DriverError::Io { context, source }
+}
+
+pub struct BuildOptions {
+    pub targets: Vec<String>,
+    pub jobs: usize,
+    /// Assemble images for the services built.
+    pub images: bool,
+    pub cache_dir: PathBuf,
+    /// Build everything that does not depend on a failure (`-k`).
+    pub keep_going: bool,
+}
+
+/// Cache upkeep that went wrong without failing the build: it costs speed, not correctness.
+#[derive(Debug, thiserror::Error)]
+pub enum UpkeepError {
+    #[error("could not save the file-digest memo (the next build hashes again)")]
+    SaveMemo(#[source] std::io::Error),
+    #[error("could not record the cache statistics")]
+    RecordStats(#[source] std::io::Error),
+    #[error("listing the cache")]
+    ListCache(#[source] std::io::Error),
+    #[error("collecting the cache")]
+    Collect(#[source] std::io::Error),
+}
+
+pub struct BuildOutcome {
+    pub targets: Vec<TargetReport>,
+    pub failed: bool,
+    pub image_errors: Vec<(String, ImagePhaseError)>,
+    pub images: BTreeMap<String, ImageResult>,
+    /// The checkout's revision and time the images were labelled with (when images were built).
+    pub meta: Option<Meta>,
+    /// Cache upkeep that failed without failing the build, said once each.
+    pub upkeep: Vec<UpkeepError>,
+    /// Damaged cache blobs found (removed, and their actions rerun), each once.
+    pub damage: Vec<crate::cache::Damage>,
+    /// The automatic collection after the build, when the cache was over its limits.
+    pub gc: Option<Result<GcReport, UpkeepError>>,
+}
+
+pub fn build(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+) -> Result<BuildOutcome, DriverError> {
+    build_selected(ws, opts, runner, progress, false)
+}
+
+/// Like [`build`]; with `tests`, an empty target list means every test instead of every
+/// library and service.
+pub fn build_selected(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    tests: bool,
+) -> Result<BuildOutcome, DriverError> {
+    build_impl(ws, opts, runner, progress, tests, None)
+}
+
+/// Like [`build`], with the source metadata (revision, SOURCE_DATE_EPOCH, source URL) given
+/// instead of read from the workspace: `kiln verify` rebuilds a copy that has no `.git`.
+pub fn build_with_meta(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    meta: &Meta,
+) -> Result<BuildOutcome, DriverError> {
+    build_impl(ws, opts, runner, progress, false, Some(meta))
+}
+
+fn build_impl(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    tests: bool,
+    meta: Option<&Meta>,
+) -> Result<BuildOutcome, DriverError> {
+    let (root, out) = (ws.root.as_path(), ws.out());
+    let phases = phases::Phases::start();
+    let roots = select(ws, &opts.targets, |r| (r.kind == Kind::Test) == tests)?;
+    let _lock = crate::workspace::lock(root)?;
+    let cache = Cache::open(opts.cache_dir.clone()).map_err(io_err(format!(
+        "opening the cache {}",
+        opts.cache_dir.display()
+    )))?;
+    // Read first: a bad limit is a usage error before anything is built.
+    let limits = crate::cache::config::load(cache.root())?;
+    let prepared = prepare(ws, &roots, &opts.cache_dir)?;
+    phases.mark("plan");
+    let stat = StatCache::load(out.stat_memo());
+    let state = Mutex::new(State::load(&out.state()));
+    let exec = Executor {
+        root,
+        cache: &cache,
+        stat: &stat,
+        toolchains: &prepared.toolchains,
+        runner,
+        progress,
+        jobs: opts.jobs,
+        keep_going: opts.keep_going,
+    };
+    phases.mark("load state");
+    let reports = exec.run(&prepared.plan, &state);
+    phases.mark("actions");
+    let failed = reports.iter().any(|r| r.outcome == Outcome::Failed);
+    let mut targets = report::tally(ws, &prepared, &reports);
+
+    let mut images = images::Images::default();
+    let mut built_meta = None;
+    // With -k, the services whose binaries were built still get their images.
+    if opts.images && (!failed || opts.keep_going) {
+        let built = |i: &usize| {
+            let actions = &prepared.plan.targets[i].actions;
+            actions.iter().all(|&a| {
+                matches!(
+                    reports[a].outcome,
+                    Outcome::Fresh | Outcome::Cached | Outcome::Ran
+                )
+            })
+        };
+        let services: Vec<usize> = (prepared.order.iter().copied())
+            .filter(|&i| ws.recipes[i].kind == Kind::Service)
+            .filter(built)
+            .collect();
+        let meta = meta.cloned().unwrap_or_else(|| Meta::of(root));
+        let phase = images::ImagePhase {
+            ws,
+            prepared: &prepared,
+            meta: &meta,
+            stat: &stat,
+            state: &state,
+            cache_dir: &opts.cache_dir,
+            jobs: opts.jobs,
+        };
+        images = images::build_images(&phase, &services);
+        built_meta = Some(meta);
+    }
+    for (name, img) in &images.built {
+        for d in &img.damage {
+            cache.record_damage(d.clone());
+        }
+        if let Some(t) = targets.iter_mut().find(|t| &t.name == name) {
+            t.image = Some(serde_json::json!({
+                "layout": img.layout,
+                "digest": img.digest,
+                "compressed_size": img.compressed_size,
+                "uncompressed_size": img.uncompressed_size,
+                "budget": img.budget,
+            }));
+        }
+    }
+    phases.mark("images");
+
+    let state_path = out.state();
+    state
+        .lock()
+        .unwrap()
+        .save(&state_path)
+        .map_err(io_err(format!("saving {}", state_path.display())))?;
+    let mut upkeep = Vec::new();
+    upkeep.extend(stat.save().err().map(UpkeepError::SaveMemo));
+    let damage = cache.damage();
+    let counts = report::counts(&reports, damage.len());
+    // Statistics and collection are the cache's upkeep: neither may fail a finished build.
+    upkeep.extend(
+        crate::cache::stats::record(cache.root(), &counts)
+            .err()
+            .map(UpkeepError::RecordStats),
+    );
+    let gc = upkeep::auto_gc(&cache, &limits);
+    phases.mark("cache upkeep");
+    Ok(BuildOutcome {
+        targets,
+        failed,
+        image_errors: images.errors,
+        images: images.built,
+        meta: built_meta,
+        upkeep,
+        damage,
+        gc,
+    })
+}

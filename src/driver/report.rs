@@ -1,0 +1,86 @@
+//! What the build did per target, tallied from the executor's per-action reports.
+
+use std::path::PathBuf;
+
+use super::select::Prepared;
+use crate::build::{ActionReport, Outcome};
+use crate::cache::stats::BuildStats;
+use crate::recipe::Kind;
+use crate::workspace::Workspace;
+
+#[derive(Debug, serde::Serialize)]
+pub struct TargetReport {
+    pub name: String,
+    pub kind: Kind,
+    pub outputs: Vec<PathBuf>,
+    pub actions_run: usize,
+    pub actions_cached: usize,
+    pub actions_fresh: usize,
+    /// Actions not started because something they need failed (or the build stopped).
+    pub skipped: usize,
+    /// Ids of the actions that ran a command.
+    pub ran: Vec<String>,
+    pub duration_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub failures: Vec<(String, ActionReport)>,
+}
+
+/// One report per target, in build order.
+pub fn tally(ws: &Workspace, prepared: &Prepared, reports: &[ActionReport]) -> Vec<TargetReport> {
+    let mut targets = Vec::new();
+    for &i in &prepared.order {
+        let r = &ws.recipes[i];
+        let tp = &prepared.plan.targets[&i];
+        let mut t = TargetReport {
+            name: r.name.clone(),
+            kind: r.kind,
+            outputs: tp.product.iter().cloned().collect(),
+            actions_run: 0,
+            actions_cached: 0,
+            actions_fresh: 0,
+            skipped: 0,
+            ran: Vec::new(),
+            duration_ms: 0,
+            image: None,
+            failures: Vec::new(),
+        };
+        for &a in &tp.actions {
+            let rep = &reports[a];
+            t.duration_ms += rep.millis;
+            match rep.outcome {
+                Outcome::Ran => {
+                    t.actions_run += 1;
+                    t.ran.push(prepared.plan.actions[a].id.clone());
+                }
+                Outcome::Cached => t.actions_cached += 1,
+                Outcome::Fresh => t.actions_fresh += 1,
+                Outcome::Failed => t
+                    .failures
+                    .push((prepared.plan.actions[a].id.clone(), rep.clone())),
+                Outcome::Skipped => t.skipped += 1,
+            }
+        }
+        targets.push(t);
+    }
+    targets
+}
+
+/// The cache statistics' view of a build: how many actions came from where.
+pub fn counts(reports: &[ActionReport], damaged: usize) -> BuildStats {
+    let mut counts = BuildStats {
+        damaged: damaged as u64,
+        ..Default::default()
+    };
+    for r in reports {
+        match r.outcome {
+            Outcome::Cached => counts.cached += 1,
+            Outcome::Ran => counts.ran += 1,
+            Outcome::Fresh => counts.fresh += 1,
+            Outcome::Failed => counts.failed += 1,
+            Outcome::Skipped => {}
+        }
+    }
+    counts
+}

@@ -1,0 +1,100 @@
+//! What a build is over: the targets named on the command line, the toolchains they use and the
+//! action plan that builds them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::DriverError;
+use crate::build::plan::{self, Context, Plan};
+use crate::diag::did_you_mean;
+use crate::graph;
+use crate::recipe::Recipe;
+use crate::toolchain::{SystemFlags, Toolchain, ToolchainError};
+use crate::workspace::Workspace;
+
+/// Resolves target names (all when empty) to recipe indices, with suggestions for typos.
+pub fn select(
+    ws: &Workspace,
+    names: &[String],
+    filter: impl Fn(&Recipe) -> bool,
+) -> Result<Vec<usize>, DriverError> {
+    if names.is_empty() {
+        return Ok((0..ws.recipes.len())
+            .filter(|&i| filter(&ws.recipes[i]))
+            .collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            ws.index(n).ok_or_else(|| {
+                let help = did_you_mean(n, ws.recipes.iter().map(|r| r.name.as_str()))
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                DriverError::Usage(format!("no target named `{n}`{help}"))
+            })
+        })
+        .collect()
+}
+
+/// The toolchains the recipes `used` name, probed and fingerprinted.
+pub fn resolve_toolchains(
+    ws: &Workspace,
+    used: &[usize],
+    cache_dir: &Path,
+) -> Result<BTreeMap<String, Toolchain>, DriverError> {
+    let names: BTreeSet<&String> = used
+        .iter()
+        .map(|&i| &ws.recipes[i].toolchain.value)
+        .collect();
+    // Fingerprinting hashes each compiler (tens of MB) the first time: do the toolchains at once.
+    let resolved: Vec<(String, Result<Toolchain, ToolchainError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let spec = &ws.toolchains[*name];
+                (
+                    name.to_string(),
+                    scope.spawn(move || Toolchain::resolve(spec, cache_dir)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(n, h)| (n, h.join().expect("toolchain probe panicked")))
+            .collect()
+    });
+    let mut out = BTreeMap::new();
+    for (name, tc) in resolved {
+        out.insert(name, tc?);
+    }
+    Ok(out)
+}
+
+/// A build ready to run: the targets in build order, their toolchains and the action plan.
+pub struct Prepared {
+    pub order: Vec<usize>,
+    pub toolchains: BTreeMap<String, Toolchain>,
+    pub plan: Plan,
+}
+
+pub fn prepare(ws: &Workspace, roots: &[usize], cache_dir: &Path) -> Result<Prepared, DriverError> {
+    let order = graph::build_order(&ws.graph(), roots);
+    let toolchains = resolve_toolchains(ws, &order, cache_dir)?;
+    let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();
+    for &i in &order {
+        let libs = plan::inherited_system_libs(ws, i);
+        let tc = &toolchains[&ws.recipes[i].toolchain.value];
+        system_flags.insert(i, tc.system_lib_flags(&libs, cache_dir)?);
+    }
+    let cx = Context {
+        ws,
+        toolchains: &toolchains,
+        system_flags: &system_flags,
+    };
+    let plan = plan::plan(&cx, &order);
+    Ok(Prepared {
+        order,
+        toolchains,
+        plan,
+    })
+}

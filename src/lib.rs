@@ -21,6 +21,7 @@ pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod oci;
+pub mod publish;
 pub mod recipe;
 pub mod registry;
 pub mod rfc3339;

@@ -1,4 +1,5 @@
-//! `kiln push` and `kiln login`.
+//! `kiln push` and `kiln login`: arguments in, results printed; the push policy itself is
+//! [`crate::publish`].
 
 use std::process::ExitCode;
 
@@ -7,8 +8,9 @@ use crate::build::Progress;
 use crate::cli::output::{self, Lines, Quiet};
 use crate::driver::{self, BuildOptions};
 use crate::exec::ProcessRunner;
+use crate::publish::{self, Destination, Policy};
 use crate::recipe::Kind;
-use crate::registry::{self, PushImage, PushOptions};
+use crate::registry::{self, PushOptions};
 use crate::workspace::Workspace;
 
 #[derive(clap::Args, Debug)]
@@ -71,21 +73,9 @@ pub struct LoginArgs {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
-/// `REGISTRY[:PORT]/PREFIX` into its two parts.
-pub fn split_destination(to: &str) -> Result<(String, String), String> {
-    let to = to.trim_end_matches('/');
-    let (registry, prefix) = to.split_once('/').unwrap_or((to, ""));
-    if registry.is_empty()
-        || !(registry.contains('.') || registry.contains(':') || registry == "localhost")
-    {
-        return Err(format!("--to {to:?} must start with a registry host (REGISTRY[:PORT]/PREFIX), for example 127.0.0.1:5000/team"));
-    }
-    Ok((registry.to_string(), prefix.to_string()))
-}
-
 pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     let usage = |m: String| Error::Driver(driver::DriverError::Usage(m));
-    let (registry_host, prefix) = split_destination(&args.to).map_err(usage)?;
+    let dest = Destination::parse(&args.to).map_err(|e| usage(e.to_string()))?;
     let selected = driver::select(ws, &args.services, |r| r.kind == Kind::Service)?;
     if let Some(&i) = selected
         .iter()
@@ -141,83 +131,35 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
         .meta
         .clone()
         .unwrap_or_else(|| crate::vcs::Meta::of(&ws.root));
-    let images: Vec<PushImage> = selected
-        .iter()
-        .map(|&i| {
-            let r = &ws.recipes[i];
-            let mut tags = if args.tags.is_empty() {
-                let mut t = vec![r.version.clone()];
-                if meta.short_revision != "unknown" {
-                    t.push(meta.short_revision.clone());
-                }
-                t
-            } else {
-                args.tags.clone()
-            };
-            if args.latest && !tags.iter().any(|t| t == "latest") {
-                tags.push("latest".into());
-            }
-            PushImage {
-                service: r.name.clone(),
-                layout: outcome.images[&r.name].layout.clone(),
-                tags,
-            }
-        })
-        .collect();
-    let mut popts = PushOptions::new(&registry_host);
-    popts.prefix = prefix;
+    let mut popts = PushOptions::new(&dest.registry);
+    popts.prefix = dest.prefix.clone();
     popts.jobs = args.jobs.max(1);
     popts.insecure_registries = args.insecure.clone();
     popts.ca_file = args.ca_file.clone();
-    let safe: String = registry_host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    popts.holders_file = Some(
-        crate::cache::default_dir()
-            .join("registries")
-            .join(format!("{safe}.json")),
-    );
+    popts.holders_file = Some(publish::holders_file(
+        &crate::cache::default_dir(),
+        &dest.registry,
+    ));
+    let policy = Policy {
+        tags: args.tags.clone(),
+        latest: args.latest,
+        attach: !args.no_attach,
+    };
+    let services: Vec<&crate::recipe::Recipe> = selected.iter().map(|&i| &ws.recipes[i]).collect();
+    let published = publish::publish(ws, &popts, &policy, &services, &outcome.images, &meta);
 
-    let results = registry::push_all(&popts, &images);
-    // SBOMs and provenance go up as referrers, images in parallel (each over one connection).
-    let attached: Vec<Option<Result<usize, String>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = images
-            .iter()
-            .zip(&results)
-            .map(|(img, res)| {
-                let popts = &popts;
-                scope.spawn(move || match res {
-                    Ok(rep) if !args.no_attach => {
-                        Some(attach(ws, popts, &img.service, rep).map_err(|e| error_chain(&*e)))
-                    }
-                    _ => None,
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(None))
-            .collect()
-    });
     let mut reports = Vec::new();
     let mut failed = false;
-    for (res, attach_result) in results.into_iter().zip(attached) {
-        match res {
+    for p in published {
+        match p.pushed {
             Ok(rep) => {
-                match attach_result {
+                match p.attached {
                     Some(Ok(n)) if n > 0 && !args.json => {
                         eprintln!("kiln: attached {n} artifact(s) to {}", rep.reference)
                     }
                     Some(Err(e)) => {
                         failed = true;
-                        eprintln!("kiln: error: {e}");
+                        output::print_error(&e);
                     }
                     _ => {}
                 }
@@ -263,28 +205,6 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     })
 }
 
-/// An error and its causes on one line each, for errors gathered from worker threads.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(&format!("\n  caused by: {c}"));
-        cause = c.source();
-    }
-    s
-}
-
-fn attach(
-    ws: &Workspace,
-    opts: &PushOptions,
-    service: &str,
-    rep: &registry::PushReport,
-) -> Result<usize, Box<dyn std::error::Error>> {
-    let artifacts = crate::sbom::artifacts(&ws.root, service)?;
-    registry::push_referrers(opts, service, &rep.descriptor(), &artifacts)?;
-    Ok(artifacts.len())
-}
-
 pub fn login(args: &LoginArgs) -> Result<ExitCode, Error> {
     if !args.password_stdin {
         return Err(Error::Driver(driver::DriverError::Usage(
@@ -315,23 +235,5 @@ pub fn login(args: &LoginArgs) -> Result<ExitCode, Error> {
             output::print_error(&e);
             Ok(ExitCode::from(1))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destinations() {
-        assert_eq!(
-            split_destination("127.0.0.1:5000/team/svc").unwrap(),
-            ("127.0.0.1:5000".into(), "team/svc".into())
-        );
-        assert_eq!(
-            split_destination("localhost").unwrap(),
-            ("localhost".into(), "".into())
-        );
-        assert!(split_destination("team/svc").is_err());
     }
 }

@@ -129,30 +129,6 @@ pub struct Database {
 }
 
 impl Database {
-    /// The database of `root`, loaded once per process and shared: every image of a build asks
-    /// the same question of the same 100k-path index, which is both slow to read and large
-    /// (tens of MB) to hold once per image thread. Reloaded when dpkg's status file changes.
-    pub fn shared(root: &Path) -> Result<std::sync::Arc<Database>, DpkgError> {
-        type Entry = (
-            PathBuf,
-            Option<(u64, std::time::SystemTime)>,
-            std::sync::Arc<Database>,
-        );
-        static SHARED: std::sync::Mutex<Vec<Entry>> = std::sync::Mutex::new(Vec::new());
-        let stamp = std::fs::metadata(root.join("var/lib/dpkg/status"))
-            .ok()
-            .and_then(|m| Some((m.len(), m.modified().ok()?)));
-        // Held while loading, so concurrent image threads wait for one load instead of racing.
-        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, _, db)) = shared.iter().find(|(r, s, _)| r == root && *s == stamp) {
-            return Ok(db.clone());
-        }
-        let db = std::sync::Arc::new(Database::load(root)?);
-        shared.retain(|(r, _, _)| r != root);
-        shared.push((root.to_path_buf(), stamp, db.clone()));
-        Ok(db)
-    }
-
     /// Loads `root/var/lib/dpkg`. A root without a dpkg database yields an empty one: the image
     /// is still correct, only without package attribution.
     pub fn load(root: &Path) -> Result<Database, DpkgError> {

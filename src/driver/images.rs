@@ -12,7 +12,7 @@ use crate::cache::key::KeyBuilder;
 use crate::cache::stat::StatCache;
 use crate::digest::Digest;
 use crate::graph;
-use crate::image::{self, ImageError, ImageRequest, ImageResult};
+use crate::image::{self, ImageContext, ImageError, ImageRequest, ImageResult};
 use crate::oci;
 use crate::recipe::Language;
 use crate::sbom::SbomError;
@@ -46,6 +46,8 @@ pub struct ImagePhase<'a> {
     pub state: &'a Mutex<State>,
     pub cache_dir: &'a Path,
     pub jobs: usize,
+    /// Shared by the images of this build (dpkg database, system-file digests).
+    pub context: &'a ImageContext,
 }
 
 /// Assembles the images of `services` (recipe indices) on up to `jobs` threads; results are
@@ -59,6 +61,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
         state,
         cache_dir,
         jobs,
+        context,
     } = *phase;
     let queue = Mutex::new(services.to_vec());
     let results = Mutex::new(Vec::new());
@@ -67,13 +70,15 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
             scope.spawn(|| {
                 while let Some(i) = queue.lock().unwrap().pop() {
                     let req = image_request(ws, i, prepared, meta, cache_dir);
-                    let res = assemble_unless_fresh(&req, stat, state).and_then(|(img, fresh)| {
-                        if !fresh || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name) {
-                            write_sbom(ws, i, prepared, meta, &img, cache_dir)
-                                .map_err(ImagePhaseError::Sbom)?;
-                        }
-                        Ok(img)
-                    });
+                    let res = assemble_unless_fresh(context, &req, stat, state).and_then(
+                        |(img, fresh)| {
+                            if !fresh || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name) {
+                                write_sbom(ws, i, prepared, meta, &img, cache_dir)
+                                    .map_err(ImagePhaseError::Sbom)?;
+                            }
+                            Ok(img)
+                        },
+                    );
                     results.lock().unwrap().push((i, res));
                 }
             });
@@ -292,6 +297,7 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 
 /// The image, and whether it was already in out/ (true) or had to be assembled.
 fn assemble_unless_fresh(
+    context: &ImageContext,
     req: &ImageRequest,
     stat: &StatCache,
     state: &Mutex<State>,
@@ -308,7 +314,7 @@ fn assemble_unless_fresh(
             }
         }
     }
-    let img = image::assemble(req)?;
+    let img = image::assemble_in(context, req)?;
     if let Ok(v) = serde_json::to_value(&img) {
         state
             .lock()

@@ -21,7 +21,7 @@ use crate::cache::gc::GcReport;
 use crate::cache::stat::StatCache;
 use crate::cache::Cache;
 use crate::exec::Runner;
-use crate::image::ImageResult;
+use crate::image::{ImageContext, ImageResult};
 use crate::recipe::Kind;
 use crate::vcs::Meta;
 use crate::workspace::Workspace;
@@ -67,6 +67,8 @@ pub struct BuildOptions {
 pub enum UpkeepError {
     #[error("could not save the file-digest memo (the next build hashes again)")]
     SaveMemo(#[source] std::io::Error),
+    #[error("could not save the system-file digest memo (the next build hashes again)")]
+    SaveHostMemo(#[source] std::io::Error),
     #[error("could not record the cache statistics")]
     RecordStats(#[source] std::io::Error),
     #[error("listing the cache")]
@@ -162,6 +164,7 @@ fn build_impl(
     let mut targets = report::tally(ws, &prepared, &reports);
 
     let mut images = images::Images::default();
+    let mut upkeep = Vec::new();
     let mut built_meta = None;
     // With -k, the services whose binaries were built still get their images.
     if opts.images && (!failed || opts.keep_going) {
@@ -179,6 +182,7 @@ fn build_impl(
             .filter(built)
             .collect();
         let meta = meta.cloned().unwrap_or_else(|| Meta::of(root));
+        let context = ImageContext::host(&opts.cache_dir.join("layers"));
         let phase = images::ImagePhase {
             ws,
             prepared: &prepared,
@@ -187,8 +191,10 @@ fn build_impl(
             state: &state,
             cache_dir: &opts.cache_dir,
             jobs: opts.jobs,
+            context: &context,
         };
         images = images::build_images(&phase, &services);
+        upkeep.extend(context.save().err().map(UpkeepError::SaveHostMemo));
         built_meta = Some(meta);
     }
     for (name, img) in &images.built {
@@ -213,7 +219,6 @@ fn build_impl(
         .unwrap()
         .save(&state_path)
         .map_err(io_err(format!("saving {}", state_path.display())))?;
-    let mut upkeep = Vec::new();
     upkeep.extend(stat.save().err().map(UpkeepError::SaveMemo));
     let damage = cache.damage();
     let counts = report::counts(&reports, damage.len());

@@ -3,15 +3,13 @@
 //! within budget; the layer cache may gain entries, which is harmless.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::budget::{self, Breakdown, LayerSize, SizeRecord};
 use super::config::image_config;
 use super::layout;
 use super::plan::{plan, Stripped};
 use super::planned::PlannedLayer;
-use super::strip::Binutils;
-use super::{safety, ImageError, ImageFile, ImageRequest, ImageResult, LayerSummary};
+use super::{safety, ImageContext, ImageError, ImageFile, ImageRequest, ImageResult, LayerSummary};
 use crate::closure::Resolver;
 use crate::digest::Digest;
 use crate::dpkg::{Database, Origin};
@@ -20,22 +18,26 @@ use crate::layer::EntryKind;
 use crate::oci::layout::Blob;
 use crate::oci::{self, media_type, to_json, Descriptor, Index, Manifest, Platform};
 
-/// Assembles `req` against this machine's libraries and dpkg database.
+/// Assembles one image against this machine's libraries and dpkg database, in a context of its
+/// own (a build shares one context across its images: [`assemble_in`]).
 pub fn assemble(req: &ImageRequest) -> Result<ImageResult, ImageError> {
-    assemble_with(req, &Binutils::default(), Path::new("/"))
+    let cx = ImageContext::host(&req.cache_dir);
+    let img = assemble_in(&cx, req)?;
+    // Losing the memo only costs hashing next time: a warning, not a failed image.
+    if let Err(e) = cx.save() {
+        eprintln!("kiln: warning: could not save the host file-digest memo: {e}");
+    }
+    Ok(img)
 }
 
-/// [`assemble`] with explicit binutils and dpkg root (a seam for other toolchains and tests).
-pub fn assemble_with(
-    req: &ImageRequest,
-    binutils: &Binutils,
-    dpkg_root: &Path,
-) -> Result<ImageResult, ImageError> {
+/// Assembles `req` with the binutils, dpkg database and digest memo of `cx`.
+pub fn assemble_in(cx: &ImageContext, req: &ImageRequest) -> Result<ImageResult, ImageError> {
+    let binutils = &cx.binutils;
     // Cheap checks first, so a typo in a destination fails before any stripping.
     for extra in &req.extra_files {
         safety::check_destination(&extra.dst)?;
     }
-    let db = Database::shared(dpkg_root)?;
+    let db = cx.database()?;
     let db: &Database = &db;
     let closure = Resolver::new(&req.workspace_libs, &req.library_paths)?
         .resolve(&req.binary, &req.extra_libraries)?;
@@ -65,7 +67,7 @@ pub fn assemble_with(
         workspace_libs,
     };
 
-    let planned = plan(req, &closure, db, &stripped)?;
+    let planned = plan(req, &closure, db, cx.host_digests(), &stripped)?;
     let cache = LayerCache::new(&req.cache_dir).pinning_into(work.path());
     let mut layers = Vec::new();
     let mut damage = Vec::new();
@@ -173,10 +175,6 @@ pub fn assemble_with(
     let mut packages: BTreeMap<String, _> = BTreeMap::new();
     for p in &planned {
         packages.extend(p.packages.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    // Losing the memo only costs hashing next time: a warning, not a failed image.
-    if let Err(e) = super::host_digests(&req.cache_dir).save() {
-        eprintln!("kiln: warning: could not save the host file-digest memo: {e}");
     }
     Ok(ImageResult {
         layout: req.layout_dir.clone(),

@@ -12,6 +12,7 @@ mod assemble;
 pub mod base;
 pub mod budget;
 pub mod config;
+mod context;
 mod docker;
 mod error;
 mod extra;
@@ -28,7 +29,8 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 pub use crate::dpkg::{DebPackage, Origin};
 
-pub use assemble::{assemble, assemble_with};
+pub use assemble::{assemble, assemble_in};
+pub use context::ImageContext;
 pub use docker::{write_docker_archive, write_docker_archive_many};
 pub use error::ImageError;
 pub use inspect::{inspect, FileInspection, Inspection, LayerInspection};
@@ -163,52 +165,8 @@ pub struct ImageFile {
     pub origin: Origin,
 }
 
-/// Digests of system files (libraries, `/etc`), remembered under their file metadata in the
-/// cache across builds: every image of every build hashes the same few MB of libstdc++, wx and
-/// libc otherwise. Only paths under the system prefixes are remembered; stripped temporary
-/// copies and workspace files are hashed each time.
-///
-/// One memo per cache directory: a process that builds against two caches (`kiln verify`'s
-/// independent rebuild) must not let the second read the first's digests.
-pub(crate) fn host_digests(
-    cache_dir: &std::path::Path,
-) -> std::sync::Arc<crate::cache::stat::StatCache> {
-    type Memos = std::collections::BTreeMap<
-        std::path::PathBuf,
-        std::sync::Arc<crate::cache::stat::StatCache>,
-    >;
-    static MEMOS: std::sync::Mutex<Memos> = std::sync::Mutex::new(Memos::new());
-    MEMOS
-        .lock()
-        .unwrap()
-        .entry(cache_dir.to_path_buf())
-        .or_insert_with(|| {
-            std::sync::Arc::new(crate::cache::stat::StatCache::load(
-                cache_dir.join("host-file-digests.json"),
-            ))
-        })
-        .clone()
-}
-
 pub(crate) fn is_system_file(path: &std::path::Path) -> bool {
     ["/usr/", "/lib", "/etc/"]
         .iter()
         .any(|p| path.starts_with(p) || path.to_string_lossy().starts_with(p))
-}
-
-#[cfg(test)]
-mod memo_tests {
-    #[test]
-    fn each_cache_directory_has_its_own_host_digest_memo() {
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let first = super::host_digests(a.path());
-        assert!(std::sync::Arc::ptr_eq(
-            &first,
-            &super::host_digests(a.path())
-        ));
-        assert!(!std::sync::Arc::ptr_eq(
-            &first,
-            &super::host_digests(b.path())
-        ));
-    }
 }

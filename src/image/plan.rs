@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::cache::stat::StatCache;
 use crate::closure::{Closure, Library};
 use crate::dpkg::{self, Database, Origin};
 
@@ -56,11 +57,11 @@ pub fn plan<'a>(
     req: &ImageRequest,
     closure: &Closure,
     db: &'a Database,
+    host_digests: &'a StatCache,
     stripped: &Stripped,
 ) -> Result<Vec<PlannedLayer<'a>>, ImageError> {
     let mtime = req.source_date_epoch;
-    let memo = super::host_digests(&req.cache_dir);
-    let layer = |name| PlannedLayer::new(name, db, mtime, Some(memo.clone()));
+    let layer = |name| PlannedLayer::new(name, db, mtime, host_digests);
     let mut base_layer = layer("base");
     let mut runtime = layer("runtime");
     let mut workspace = layer("workspace");

@@ -19,16 +19,16 @@ pub struct PlannedLayer<'a> {
     pub origins: BTreeMap<String, Origin>,
     pub packages: BTreeMap<String, DebPackage>,
     db: &'a Database,
-    host_digests: Option<std::sync::Arc<crate::cache::stat::StatCache>>,
+    host_digests: &'a crate::cache::stat::StatCache,
 }
 
 impl<'a> PlannedLayer<'a> {
-    /// `host_digests` memoises the digests of system files (see `image::host_digests`).
+    /// `host_digests` memoises the digests of system files (see `ImageContext::host_digests`).
     pub(super) fn new(
         name: &'static str,
         db: &'a Database,
         mtime: i64,
-        host_digests: Option<std::sync::Arc<crate::cache::stat::StatCache>>,
+        host_digests: &'a crate::cache::stat::StatCache,
     ) -> Self {
         PlannedLayer {
             name,
@@ -96,12 +96,12 @@ impl<'a> PlannedLayer<'a> {
         } else {
             0o644
         });
-        let (digest, size) = match &self.host_digests {
-            Some(memo) if super::is_system_file(host) => (
-                memo.digest(host).map_err(ImageError::io("hashing", host))?,
-                meta.len(),
-            ),
-            _ => Digest::of_file(host).map_err(ImageError::io("hashing", host))?,
+        let (digest, size) = if super::is_system_file(host) {
+            let digest =
+                (self.host_digests.digest(host)).map_err(ImageError::io("hashing", host))?;
+            (digest, meta.len())
+        } else {
+            Digest::of_file(host).map_err(ImageError::io("hashing", host))?
         };
         self.spec
             .file(path, Content::Host(host.to_path_buf()), size, digest, mode)

@@ -67,6 +67,10 @@ pub struct PushOptions {
     pub request_timeout: Option<std::time::Duration>,
     /// Host names answered without DNS (see `TransportSettings::resolve`).
     pub resolve: Vec<(String, std::net::SocketAddr)>,
+    /// Which repositories are known to hold which blobs, shared by every push made with these
+    /// options (and their clones): images and referrers of one publication mount from each
+    /// other, and nothing leaks into an unrelated push in the same process.
+    pub holders: std::sync::Arc<push::BlobHolders>,
 }
 
 impl PushOptions {
@@ -84,6 +88,7 @@ impl PushOptions {
             holders_file: None,
             request_timeout: None,
             resolve: Vec::new(),
+            holders: Default::default(),
         }
     }
 

@@ -2,11 +2,11 @@
 //!
 //! Layers shared between services are uploaded once per registry: a per-digest lock makes the
 //! second repository wait for the first upload and then mount it (`?mount=&from=`), which costs
-//! the registry a link instead of the bytes. What this process has pushed where is remembered for
-//! its lifetime, so separate `push_all` calls in one run share layers too.
+//! the registry a link instead of the bytes. What has been pushed where is remembered in the
+//! options' [`BlobHolders`], so separate `push_all` calls with the same options share layers too.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -23,19 +23,21 @@ use crate::digest::Digest;
 
 type Holders = Arc<Mutex<Vec<String>>>;
 
-/// Repositories known (to this process) to hold a blob, per registry and digest. The inner
-/// mutex is held for the whole upload of that blob, which is what serialises shared layers.
-fn known() -> &'static Mutex<HashMap<(String, Digest), Holders>> {
-    static KNOWN: OnceLock<Mutex<HashMap<(String, Digest), Holders>>> = OnceLock::new();
-    KNOWN.get_or_init(Default::default)
+/// Repositories known to hold a blob, per registry and digest. The inner mutex is held for the
+/// whole upload of that blob, which is what serialises shared layers.
+#[derive(Debug, Default)]
+pub struct BlobHolders {
+    known: Mutex<HashMap<(String, Digest), Holders>>,
 }
 
-fn holders(registry: &str, digest: &Digest) -> Holders {
-    let mut known = known().lock().unwrap();
-    known
-        .entry((registry.to_string(), *digest))
-        .or_default()
-        .clone()
+impl BlobHolders {
+    fn of(&self, registry: &str, digest: &Digest) -> Holders {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .entry((registry.to_string(), *digest))
+            .or_default()
+            .clone()
+    }
 }
 
 /// What earlier kiln processes pushed where, so that a later `kiln push` of another service
@@ -54,7 +56,7 @@ fn load_holders(opts: &PushOptions) {
         return;
     };
     for (digest, repos) in file {
-        let h = holders(&opts.registry, &digest);
+        let h = opts.holders.of(&opts.registry, &digest);
         let mut held = h.lock().unwrap_or_else(|p| p.into_inner());
         for r in repos {
             if !held.contains(&r) {
@@ -72,9 +74,8 @@ fn save_holders(opts: &PushOptions) {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let entries: Vec<(Digest, Holders)> = known()
-        .lock()
-        .unwrap()
+    let entries: Vec<(Digest, Holders)> = (opts.holders.known.lock())
+        .unwrap_or_else(|p| p.into_inner())
         .iter()
         .filter(|((reg, _), _)| *reg == opts.registry)
         .map(|((_, d), h)| (*d, h.clone()))
@@ -93,14 +94,14 @@ fn save_holders(opts: &PushOptions) {
     }
 }
 
-/// Pushes a blob to `repository`, mounting from another repository this process put it in.
+/// Pushes a blob to `repository`, mounting from another repository the options know holds it.
 pub(crate) fn push_shared_blob(
     t: &Transport,
     opts: &PushOptions,
     repository: &str,
     blob: &Blob,
 ) -> Result<BlobOutcome, RegistryError> {
-    let holders = holders(&opts.registry, &blob.digest);
+    let holders = opts.holders.of(&opts.registry, &blob.digest);
     let mut held = holders.lock().unwrap_or_else(|p| p.into_inner());
     let from = held.iter().find(|r| *r != repository).cloned();
     let outcome = push_blob(t, repository, blob, from.as_deref(), &opts.upload)?;

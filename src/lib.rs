@@ -24,6 +24,7 @@ pub mod oci;
 pub mod publish;
 pub mod recipe;
 pub mod registry;
+pub mod relpath;
 pub mod rfc3339;
 pub mod sbom;
 pub mod scan;

@@ -76,21 +76,7 @@ pub struct LoginArgs {
 pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     let usage = |m: String| Error::Driver(driver::DriverError::Usage(m));
     let dest = Destination::parse(&args.to).map_err(|e| usage(e.to_string()))?;
-    let selected = driver::select(ws, &args.services, |r| r.kind == Kind::Service)?;
-    if let Some(&i) = selected
-        .iter()
-        .find(|&&i| ws.recipes[i].kind != Kind::Service)
-    {
-        return Err(usage(format!(
-            "`{}` is a {}, not a service",
-            ws.recipes[i].name,
-            ws.recipes[i].kind.as_str()
-        )));
-    }
-    let names: Vec<String> = selected
-        .iter()
-        .map(|&i| ws.recipes[i].name.clone())
-        .collect();
+    let names = driver::select_kind(ws, &args.services, Kind::Service)?;
 
     // Push what the sources say now: build first (a no-op when nothing changed).
     let opts = BuildOptions {
@@ -145,7 +131,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
         latest: args.latest,
         attach: !args.no_attach,
     };
-    let services: Vec<&crate::recipe::Recipe> = selected.iter().map(|&i| &ws.recipes[i]).collect();
+    let services: Vec<&crate::recipe::Recipe> = names.iter().filter_map(|n| ws.recipe(n)).collect();
     let published = publish::publish(ws, &popts, &policy, &services, &outcome.images, &meta);
 
     let mut reports = Vec::new();

@@ -127,21 +127,7 @@ pub fn gate(
 }
 
 pub fn run(ws: &Workspace, args: &ScanArgs) -> Result<ExitCode, Error> {
-    let selected = driver::select(ws, &args.services, |r| r.kind == Kind::Service)?;
-    if let Some(&i) = selected
-        .iter()
-        .find(|&&i| ws.recipes[i].kind != Kind::Service)
-    {
-        return Err(Error::Driver(driver::DriverError::Usage(format!(
-            "`{}` is a {}, not a service",
-            ws.recipes[i].name,
-            ws.recipes[i].kind.as_str()
-        ))));
-    }
-    let names: Vec<String> = selected
-        .iter()
-        .map(|&i| ws.recipes[i].name.clone())
-        .collect();
+    let names = driver::select_kind(ws, &args.services, Kind::Service)?;
     let report = gate(ws, &names, &args.opts, false)?;
     if args.json {
         println!(

@@ -20,18 +20,7 @@ pub fn run(
     json: bool,
     keep_going: bool,
 ) -> Result<ExitCode, Error> {
-    let selected = driver::select(ws, targets, |r| r.kind == Kind::Test)?;
-    if let Some(&bad) = selected.iter().find(|&&i| ws.recipes[i].kind != Kind::Test) {
-        return Err(Error::Driver(driver::DriverError::Usage(format!(
-            "`{}` is a {}, not a test",
-            ws.recipes[bad].name,
-            ws.recipes[bad].kind.as_str()
-        ))));
-    }
-    let names: Vec<String> = selected
-        .iter()
-        .map(|&i| ws.recipes[i].name.clone())
-        .collect();
+    let names = driver::select_kind(ws, targets, Kind::Test)?;
     let cache_dir = crate::cache::default_dir();
     let opts = BuildOptions {
         targets: names.clone(),
@@ -57,10 +46,10 @@ pub fn run(
     let cache =
         Cache::open(cache_dir).map_err(|e| Error::Failed(format!("opening the cache: {e}")))?;
     let mut results = Vec::new();
-    for &i in &selected {
-        if !built.contains(ws.recipes[i].name.as_str()) {
+    for name in &names {
+        let Some(i) = ws.index(name).filter(|_| built.contains(name.as_str())) else {
             continue;
-        }
+        };
         let res = testing::run_test(ws, i, &cache, rerun)
             .map_err(|e| Error::Failed(format!("running test `{}`: {e}", ws.recipes[i].name)))?;
         if !json {

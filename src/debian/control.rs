@@ -51,6 +51,17 @@ impl fmt::Display for Paragraph {
 
 /// Parses every paragraph of `text`; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>, ControlError> {
+    parse_with(text, origin, false)
+}
+
+/// Like [`parse`], passing over lines that are not `Field: value` or a continuation instead of
+/// failing: for files kiln only reads for information and did not fetch itself (the host's
+/// dpkg status, packages' copyright files), where a malformed line must not hide the rest.
+pub fn parse_lenient(text: &str) -> Vec<Paragraph> {
+    parse_with(text, "", true).unwrap_or_default()
+}
+
+fn parse_with(text: &str, origin: &str, lenient: bool) -> Result<Vec<Paragraph>, ControlError> {
     let mut out = Vec::new();
     let mut current: Option<Paragraph> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -65,6 +76,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>, ControlError> {
         }
         if line.starts_with(' ') || line.starts_with('\t') {
             let Some((_, value)) = current.as_mut().and_then(|p| p.fields.last_mut()) else {
+                if lenient {
+                    continue;
+                }
                 return Err(ControlError {
                     origin: origin.to_string(),
                     line: line_no,
@@ -79,6 +93,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>, ControlError> {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
+            if lenient {
+                continue;
+            }
             return Err(ControlError {
                 origin: origin.to_string(),
                 line: line_no,
@@ -86,6 +103,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>, ControlError> {
             });
         };
         if name.is_empty() || name.contains(char::is_whitespace) {
+            if lenient {
+                continue;
+            }
             return Err(ControlError {
                 origin: origin.to_string(),
                 line: line_no,
@@ -105,6 +125,18 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Paragraph>, ControlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lenient_reader_passes_over_what_the_strict_one_refuses() {
+        let text = " orphan continuation\nPackage: a\nnot a field\nBad name: x\nVersion: 1\n\nPackage: b\n";
+        assert!(parse(text, "status").is_err());
+        let paras = parse_lenient(text);
+        assert_eq!(paras.len(), 2);
+        assert_eq!(paras[0].get("package"), Some("a"));
+        assert_eq!(paras[0].get("Version"), Some("1"));
+        assert_eq!(paras[0].get("Bad name"), None);
+        assert_eq!(paras[1].get("Package"), Some("b"));
+    }
 
     #[test]
     fn reads_paragraphs_continuations_and_comments() {

@@ -299,18 +299,8 @@ fn stays_inside(link: &Path, target: &Path) -> bool {
     if target.is_absolute() {
         return true;
     }
-    let mut depth = link.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
+    let depth = link.components().count().saturating_sub(1);
+    !crate::relpath::climbs_out(depth, target)
 }
 
 fn unpack_data(reader: Box<dyn Read + '_>, dest: &Path, name: &str) -> Result<(), ExtractError> {

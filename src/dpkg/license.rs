@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::control::parse_paragraphs;
+use crate::debian::control::parse_lenient as parse_paragraphs;
 
 /// The `License:` short name of the `Files: *` paragraph, else of the first `Files` paragraph.
 pub fn short_name(root: &Path, package: &str) -> Option<String> {

@@ -14,13 +14,12 @@
 //! Images carry one `/var/lib/dpkg/status.d/<package>` file per package (the distroless
 //! convention scanners read); [`DebPackage::status_d_record`] writes it.
 
-mod control;
 mod license;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use control::{parse_paragraphs, Paragraph};
+use crate::debian::control::parse_lenient as parse_paragraphs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DpkgError {

@@ -28,7 +28,7 @@ use crate::workspace::Workspace;
 
 pub use images::{default_budget, image_request, ImagePhaseError};
 pub use report::TargetReport;
-pub use select::{prepare, resolve_toolchains, select, Prepared};
+pub use select::{prepare, resolve_toolchains, select, select_kind, Prepared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {

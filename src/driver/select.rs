@@ -8,7 +8,7 @@ use super::DriverError;
 use crate::build::plan::{self, Context, Plan};
 use crate::diag::did_you_mean;
 use crate::graph;
-use crate::recipe::Recipe;
+use crate::recipe::{Kind, Recipe};
 use crate::toolchain::{SystemFlags, Toolchain, ToolchainError};
 use crate::workspace::Workspace;
 
@@ -32,6 +32,32 @@ pub fn select(
                     .unwrap_or_default();
                 DriverError::Usage(format!("no target named `{n}`{help}"))
             })
+        })
+        .collect()
+}
+
+/// The names of the targets `names` select that must all be of `kind` (every one of that kind
+/// when `names` is empty), for commands that only make sense for services or tests.
+pub fn select_kind(
+    ws: &Workspace,
+    names: &[String],
+    kind: Kind,
+) -> Result<Vec<String>, DriverError> {
+    let selected = select(ws, names, |r| r.kind == kind)?;
+    selected
+        .into_iter()
+        .map(|i| {
+            let r = &ws.recipes[i];
+            if r.kind == kind {
+                Ok(r.name.clone())
+            } else {
+                Err(DriverError::Usage(format!(
+                    "`{}` is a {}, not a {}",
+                    r.name,
+                    r.kind.as_str(),
+                    kind.as_str()
+                )))
+            }
         })
         .collect()
 }

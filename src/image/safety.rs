@@ -5,7 +5,7 @@
 //! the image); a relative one that climbs out of the copied tree points at whatever happens to be
 //! there in the image. Both are refused rather than guessed at.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use super::ImageError;
 
@@ -52,16 +52,8 @@ pub fn check_symlink(root: &Path, link: &Path, target: &Path) -> Result<(), Imag
     let Some(rel_dir) = rel_dir else {
         return refuse("a copied file itself may not be a symlink that leaves its directory");
     };
-    let mut depth = rel_dir.components().count() as i64;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return refuse("it escapes the directory it is copied with");
-        }
+    if crate::relpath::climbs_out(rel_dir.components().count(), target) {
+        return refuse("it escapes the directory it is copied with");
     }
     Ok(())
 }

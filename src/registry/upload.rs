@@ -300,14 +300,26 @@ fn put_monolithic(
     .header(CONTENT_LENGTH, &blob.size.to_string())
     .body(blob.body(0, blob.size))
     .no_retry();
-    let resp = t.send(&req)?;
+    finish_upload(t, &req, &url, blob, 0)
+}
+
+/// Sends the PUT that completes an upload and checks that the registry took the blob under its
+/// digest.
+fn finish_upload(
+    t: &Transport,
+    req: &Request,
+    url: &str,
+    blob: &Blob,
+    resumes: u32,
+) -> Result<BlobOutcome, RegistryError> {
+    let resp = t.send(req)?;
     if resp.status() != StatusCode::CREATED {
-        return Err(status_error("PUT", &url, resp));
+        return Err(status_error("PUT", url, resp));
     }
-    check_reported_digest("PUT", &url, &resp, &blob.digest)?;
+    check_reported_digest("PUT", url, &resp, &blob.digest)?;
     Ok(BlobOutcome::Uploaded {
         bytes: blob.size,
-        resumes: 0,
+        resumes,
     })
 }
 
@@ -382,15 +394,7 @@ fn put_chunked(
     let req = Request::new(Method::PUT, url.clone(), scopes)
         .header(CONTENT_LENGTH, "0")
         .no_retry();
-    let resp = t.send(&req)?;
-    if resp.status() != StatusCode::CREATED {
-        return Err(status_error("PUT", &url, resp));
-    }
-    check_reported_digest("PUT", &url, &resp, &blob.digest)?;
-    Ok(BlobOutcome::Uploaded {
-        bytes: blob.size,
-        resumes,
-    })
+    finish_upload(t, &req, &url, blob, resumes)
 }
 
 #[cfg(test)]

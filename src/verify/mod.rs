@@ -189,7 +189,7 @@ fn service_names(ws: &Workspace, services: &[String]) -> Result<Vec<String>, Ver
             return Err(VerifyError::Usage(format!(
                 "`{}` is a {}, not a service; kiln verify compares service images",
                 r.name,
-                format!("{:?}", r.kind).to_lowercase()
+                r.kind.as_str()
             )));
         }
         names.push(r.name.clone());

@@ -489,6 +489,18 @@ fn the_root_stacks_trees_once_and_repairs_an_interrupted_build() {
     for d in ["proc", "dev", "tmp", "ws"] {
         assert!(root.join(d).is_dir(), "{d}");
     }
+    // The root's dpkg database is what the image code reads: owners and versions come from the
+    // pinned packages' own control data.
+    let db = kiln::dpkg::Database::load(&root).unwrap();
+    let base = pkgs.iter().find(|p| p.name == "base-lib").unwrap();
+    let owner = db
+        .owner("/usr/lib/libbase.so.1")
+        .expect("the library has an owner");
+    assert_eq!(
+        (owner.name.as_str(), owner.version.as_str()),
+        ("base-lib", base.version.as_str())
+    );
+    assert!(db.owner("/usr/lib/not-shipped.so").is_none());
     use std::os::unix::fs::MetadataExt;
     let tree = extract::tree_dir(
         &downloads,

@@ -1,5 +1,5 @@
 //! The toolchain root: every package tree of a lock stacked into one directory, made once per
-//! set digest ([`super::locked::set_digest`]) at `debian/roots/v1/<hex>/`.
+//! set digest ([`super::locked::set_digest`]) at `debian/roots/v2/<hex>/`.
 //!
 //! Files are hard links to the trees (no copy, so a root of a few hundred megabytes costs only
 //! directory entries), directories are real, and the usr-merge links and the sandbox's mount
@@ -7,6 +7,11 @@
 //! made for every root. Two packages shipping the same path with different contents is an
 //! error naming both: dpkg would refuse it too without a `Replaces`, and silently picking one
 //! would make the root depend on the order of the stack.
+//!
+//! The root also gets the dpkg database its packages would have had once installed
+//! (`var/lib/dpkg/status` from each .deb's own control paragraph, `info/<package>.list` from its
+//! files), so the image code attributes files, reads versions and writes `status.d` from the
+//! pinned packages exactly as it does from a host's dpkg, and scanners see the same.
 //!
 //! The root is built in a staging directory and renamed into place, so one that exists is
 //! complete; a process killed half-way leaves only a staging directory, which the next run
@@ -22,7 +27,8 @@ use super::extract::{Tree, USR_MERGED};
 use super::store::Downloads;
 use crate::digest::Digest;
 
-pub const ROOT_FORMAT: &str = "v1";
+/// Bumped whenever what a root holds changes (v2: the dpkg database).
+pub const ROOT_FORMAT: &str = "v2";
 
 /// Directories the sandbox mounts over; they must exist in a read-only root.
 pub const MOUNT_POINTS: [&str; 4] = ["dev", "proc", "tmp", "ws"];
@@ -83,7 +89,7 @@ pub fn materialise(
     let mut sorted: Vec<&Tree> = trees.iter().collect();
     sorted.sort_by(|a, b| a.control.package.cmp(&b.control.package));
     let mut owners: BTreeMap<PathBuf, String> = BTreeMap::new();
-    for tree in sorted {
+    for tree in &sorted {
         link_tree(
             &tree.root(),
             &stage,
@@ -92,6 +98,7 @@ pub fn materialise(
             &mut owners,
         )?;
     }
+    write_dpkg_database(&stage, &sorted, &owners).map_err(io_err(&stage))?;
     let parent = dir.parent().expect("root dir has a parent");
     fs::create_dir_all(parent).map_err(io_err(parent))?;
     if let Err(e) = fs::rename(&stage, &dir) {
@@ -157,6 +164,44 @@ fn link_tree(
         owners.insert(rel, package.to_string());
     }
     Ok(())
+}
+
+/// `var/lib/dpkg/status` and `info/<package>:<arch>.list` for the stacked packages. A path
+/// shipped identically by two packages is listed for the first (by name), as `owners` has it.
+fn write_dpkg_database(
+    stage: &Path,
+    trees: &[&Tree],
+    owners: &BTreeMap<PathBuf, String>,
+) -> io::Result<()> {
+    let dpkg = stage.join("var/lib/dpkg");
+    fs::create_dir_all(dpkg.join("info"))?;
+    let mut status = String::new();
+    for tree in trees {
+        let c = &tree.control;
+        for line in c.control.trim_end().lines() {
+            // The archive's paragraph has no Status; an installed package's does, after Package.
+            status.push_str(line);
+            status.push('\n');
+            if line.starts_with("Package:") {
+                status.push_str("Status: install ok installed\n");
+            }
+        }
+        status.push('\n');
+        let mut list = String::new();
+        for (path, owner) in owners {
+            if owner == &c.package {
+                list.push('/');
+                list.push_str(&path.to_string_lossy());
+                list.push('\n');
+            }
+        }
+        fs::write(
+            dpkg.join("info")
+                .join(format!("{}:{}.list", c.package, c.architecture)),
+            list,
+        )?;
+    }
+    fs::write(dpkg.join("status"), status)
 }
 
 /// Whether `src` can share `dst`'s path: same symlink target, or same file contents.

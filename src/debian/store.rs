@@ -3,7 +3,7 @@
 //! ```text
 //! debian/blobs/<2 hex>/<64 hex>   Packages.xz files and .debs, exactly as signed
 //! debian/trees/v1/<64 hex>/       one extracted package per .deb digest (see super::extract)
-//! debian/roots/v1/<64 hex>/       one toolchain root per lock digest (see super::root)
+//! debian/roots/v2/<64 hex>/       one toolchain root per lock digest (see super::root)
 //! debian/tmp/                     staging for every write above
 //! ```
 //!

@@ -13,6 +13,12 @@
 //!
 //! A candidate that is not an ELF object of the binary's class and machine is skipped, as the
 //! loader skips it. A name found nowhere is an error naming both the library and who needs it.
+//!
+//! The search can run inside a root ([`Resolver::in_root`]: a toolchain root of pinned
+//! packages): every directory and the interpreter are then looked up under it, and symlinks are
+//! followed as the loader inside that root would follow them (an absolute target starts again at
+//! the root, `..` stops there), never out to the machine's own files. Paths in the result are
+//! host paths (under the root); the image code maps them back.
 
 pub mod elf;
 
@@ -83,6 +89,7 @@ pub struct Resolver {
     workspace: BTreeMap<String, PathBuf>,
     library_paths: Vec<PathBuf>,
     default_dirs: Vec<PathBuf>,
+    root: Option<PathBuf>,
 }
 
 impl Resolver {
@@ -104,7 +111,31 @@ impl Resolver {
             workspace,
             library_paths: library_paths.to_vec(),
             default_dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+            root: None,
         })
+    }
+
+    /// Searches inside `root` instead of this machine's `/` (see the module comment); "/" is the
+    /// machine itself. `library_paths` are then paths inside the root too.
+    pub fn in_root(mut self, root: &Path) -> Self {
+        self.root = (root != Path::new("/")).then(|| root.to_path_buf());
+        self
+    }
+
+    /// Where an absolute path of the searched system is on this machine.
+    fn host(&self, path: &Path) -> PathBuf {
+        match &self.root {
+            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_path_buf(),
+        }
+    }
+
+    /// `host` with every symlink resolved, staying inside the root when there is one.
+    fn canonical(&self, host: &Path) -> std::io::Result<PathBuf> {
+        match &self.root {
+            Some(root) => canonical_in(root, host),
+            None => std::fs::canonicalize(host),
+        }
     }
 
     /// The closure of `binary` plus `extra` (dlopen names or absolute paths, resolved as if the
@@ -113,11 +144,12 @@ impl Resolver {
         let exe = elf::read(binary)?;
         let interpreter = match &exe.interp {
             Some(interp) => {
-                let real_path =
-                    std::fs::canonicalize(interp).map_err(|_| ClosureError::NoInterpreter {
+                let real_path = self.canonical(&self.host(Path::new(interp))).map_err(|_| {
+                    ClosureError::NoInterpreter {
                         interp: interp.clone(),
                         binary: binary.to_path_buf(),
-                    })?;
+                    }
+                })?;
                 Some(Interpreter {
                     requested: interp.clone(),
                     real_path,
@@ -142,8 +174,9 @@ impl Resolver {
                     library: name.clone(),
                     needed_by: needer.display().to_string(),
                 })?;
-            let real_path =
-                std::fs::canonicalize(&found_at).map_err(|source| ClosureError::Read {
+            let real_path = self
+                .canonical(&found_at)
+                .map_err(|source| ClosureError::Read {
                     path: found_at.clone(),
                     source,
                 })?;
@@ -183,28 +216,94 @@ impl Resolver {
         exe: &ElfInfo,
     ) -> Option<(PathBuf, bool)> {
         if name.contains('/') {
-            let p = PathBuf::from(name);
+            let p = if self.workspace.values().any(|w| w.as_os_str() == name) {
+                PathBuf::from(name)
+            } else {
+                self.host(Path::new(name))
+            };
             let ws = self.workspace.values().any(|w| w == &p);
             return compatible(&p, exe.kind).then_some((p, ws));
         }
         if let Some(p) = self.workspace.get(name) {
             return Some((p.clone(), true));
         }
+        // `$ORIGIN` expands against the needing object's host path (already in the root, or
+        // in the workspace); any other entry is a path of the searched system.
+        let expand = |entry: &String, object: &Path| {
+            if entry.contains("$ORIGIN") || entry.contains("${ORIGIN}") {
+                elf::expand_origin(entry, object)
+            } else {
+                self.host(Path::new(entry))
+            }
+        };
         let mut dirs: Vec<PathBuf> = Vec::new();
         if info.runpath.is_empty() {
-            dirs.extend(info.rpath.iter().map(|e| elf::expand_origin(e, needer)));
+            dirs.extend(info.rpath.iter().map(|e| expand(e, needer)));
             if exe.runpath.is_empty() {
-                dirs.extend(exe.rpath.iter().map(|e| elf::expand_origin(e, exe_path)));
+                dirs.extend(exe.rpath.iter().map(|e| expand(e, exe_path)));
             }
         }
-        dirs.extend(self.library_paths.iter().cloned());
-        dirs.extend(info.runpath.iter().map(|e| elf::expand_origin(e, needer)));
-        dirs.extend(self.default_dirs.iter().cloned());
+        dirs.extend(self.library_paths.iter().map(|d| self.host(d)));
+        dirs.extend(info.runpath.iter().map(|e| expand(e, needer)));
+        dirs.extend(self.default_dirs.iter().map(|d| self.host(d)));
         dirs.into_iter()
             .map(|d| d.join(name))
             .find(|p| compatible(p, exe.kind))
             .map(|p| (p, false))
     }
+}
+
+/// `path` (under `root`) with every symlink resolved as inside `root`: absolute targets start
+/// again at `root`, `..` never climbs above it. At most 40 links, as the kernel allows.
+fn canonical_in(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let mut pending: VecDeque<std::ffi::OsString> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut out = root.to_path_buf();
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            if out != root {
+                out.pop();
+            }
+            continue;
+        }
+        let next = out.join(&part);
+        let meta = std::fs::symlink_metadata(&next)?;
+        if !meta.file_type().is_symlink() {
+            out = next;
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return Err(std::io::Error::other(format!(
+                "too many levels of symbolic links at {}",
+                next.display()
+            )));
+        }
+        let target = std::fs::read_link(&next)?;
+        if target.is_absolute() {
+            out = root.to_path_buf();
+        }
+        let mut parts: Vec<std::ffi::OsString> = target
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        parts.extend(pending.drain(..));
+        pending = parts.into();
+    }
+    Ok(out)
 }
 
 fn compatible(path: &Path, kind: (bool, u16)) -> bool {
@@ -223,4 +322,32 @@ fn compatible(path: &Path, kind: (bool, u16)) -> bool {
         _ => return false,
     };
     (is_64, machine) == kind
+}
+
+#[cfg(test)]
+mod root_tests {
+    use super::canonical_in;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_resolve_inside_the_root_never_out_of_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/real"), "x").unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        // Absolute: starts again at the root. Climbing: stops at the root.
+        symlink("/lib/real", root.join("usr/lib/abs")).unwrap();
+        symlink("../../../../../usr/lib/real", root.join("usr/lib/climb")).unwrap();
+        for link in ["lib/abs", "usr/lib/abs", "usr/lib/climb", "lib/real"] {
+            assert_eq!(
+                canonical_in(&root, &root.join(link)).unwrap(),
+                root.join("usr/lib/real"),
+                "{link}"
+            );
+        }
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(canonical_in(&root, &root.join("loop")).is_err());
+        assert!(canonical_in(&root, &root.join("usr/lib/missing")).is_err());
+    }
 }

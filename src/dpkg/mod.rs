@@ -221,6 +221,16 @@ impl Database {
         Ok(db)
     }
 
+    /// The root this database describes (`/` for the machine's own).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where an absolute path of the described system is on this machine.
+    pub fn host_path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
     /// The package owning an absolute path (in image or host spelling), if any.
     pub fn owner(&self, path: &str) -> Option<&DebPackage> {
         self.owners

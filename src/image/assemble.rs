@@ -40,6 +40,7 @@ pub fn assemble_in(cx: &ImageContext, req: &ImageRequest) -> Result<ImageResult,
     let db = cx.database()?;
     let db: &Database = &db;
     let closure = Resolver::new(&req.workspace_libs, &req.library_paths)?
+        .in_root(db.root())
         .resolve(&req.binary, &req.extra_libraries)?;
 
     std::fs::create_dir_all(&req.cache_dir).map_err(ImageError::io("creating", &req.cache_dir))?;

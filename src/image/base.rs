@@ -3,7 +3,7 @@
 //! Everything here is the same for every service (except the optional CA bundle), which is what
 //! lets all images on a machine share one base layer.
 
-use std::path::Path;
+use crate::dpkg::Database;
 
 use super::planned::PlannedLayer;
 use super::ImageError;
@@ -19,19 +19,26 @@ const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Scanners identify the distribution from os-release before they read dpkg records.
 const OS_RELEASE: &str = "/usr/lib/os-release";
 
-pub fn add_generated(layer: &mut PlannedLayer, ca_certificates: bool) -> Result<(), ImageError> {
+/// The files kiln writes itself, and the two it takes from the system `db` describes (the OS
+/// release and, when asked, the CA bundle).
+pub fn add_generated(
+    layer: &mut PlannedLayer,
+    db: &Database,
+    ca_certificates: bool,
+) -> Result<(), ImageError> {
     layer.generated("/etc/passwd", PASSWD.as_bytes().to_vec())?;
     layer.generated("/etc/group", GROUP.as_bytes().to_vec())?;
     layer.generated("/etc/nsswitch.conf", NSSWITCH.as_bytes().to_vec())?;
     layer.dir("/tmp", 0o1777, 0)?;
     layer.dir("/root", 0o700, 0)?;
     layer.dir("/home/nonroot", 0o755, NONROOT)?;
-    if Path::new(OS_RELEASE).exists() {
-        layer.host_file(OS_RELEASE, Path::new(OS_RELEASE), None)?;
+    let os_release = db.host_path(OS_RELEASE);
+    if os_release.exists() {
+        layer.host_file(OS_RELEASE, &os_release, None)?;
         layer.symlink("/etc/os-release", "../usr/lib/os-release")?;
     }
     if ca_certificates {
-        layer.host_file(CA_BUNDLE, Path::new(CA_BUNDLE), Some(0o644))?;
+        layer.host_file(CA_BUNDLE, &db.host_path(CA_BUNDLE), Some(0o644))?;
     }
     // Debian 12 is merged-/usr: the loader path in PT_INTERP and old-style library paths go
     // through these links to the real files under /usr.

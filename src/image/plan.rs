@@ -67,9 +67,9 @@ pub fn plan<'a>(
     let mut workspace = layer("workspace");
     let mut service = layer("service");
 
-    base::add_generated(&mut base_layer, req.ca_certificates)?;
+    base::add_generated(&mut base_layer, db, req.ca_certificates)?;
     if let Some(interp) = &closure.interpreter {
-        let real = system_image_path(&interp.real_path);
+        let real = system_image_path(&system_path(db, &interp.real_path));
         base_layer.host_file(&real, &interp.real_path, None)?;
         let asked = dpkg::canonical(&interp.requested);
         if asked != real {
@@ -96,7 +96,7 @@ pub fn plan<'a>(
         } else {
             &mut runtime
         };
-        let path = system_image_path(&lib.real_path);
+        let path = system_image_path(&system_path(db, &lib.real_path));
         layer.host_file(&path, &lib.real_path, None)?;
         let (dir, file) = path.rsplit_once('/').expect("absolute path");
         add_name_link(layer, dir, &lib.name, file)?;
@@ -135,6 +135,15 @@ fn is_glibc(lib: &Library, db: &Database) -> bool {
     match db.owner_of_host_file(&lib.real_path) {
         Some(pkg) => pkg.source == "glibc",
         None => GLIBC_SONAMES.contains(&lib.name.as_str()) || lib.name.starts_with("libnss_"),
+    }
+}
+
+/// A host path of the system the database describes, as that system spells it (the machine's
+/// own paths are unchanged; a toolchain root's lose the root).
+fn system_path(db: &Database, host: &Path) -> PathBuf {
+    match host.strip_prefix(db.root()) {
+        Ok(rel) if db.root() != Path::new("/") => Path::new("/").join(rel),
+        _ => host.to_path_buf(),
     }
 }
 

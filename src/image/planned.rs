@@ -96,7 +96,9 @@ impl<'a> PlannedLayer<'a> {
         } else {
             0o644
         });
-        let (digest, size) = if super::is_system_file(host) {
+        // A toolchain root's files never change under their path (roots are named by digest).
+        let in_root = self.db.root() != Path::new("/") && host.starts_with(self.db.root());
+        let (digest, size) = if in_root || super::is_system_file(host) {
             let digest =
                 (self.host_digests.digest(host)).map_err(ImageError::io("hashing", host))?;
             (digest, meta.len())

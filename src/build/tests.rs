@@ -78,6 +78,7 @@ fn toolchain() -> BTreeMap<String, Toolchain> {
         packages: Vec::new(),
         install: "fake".into(),
         wx_config: "wx-config".into(),
+        source: crate::toolchain::ToolchainSource::Host,
     };
     let tc = Toolchain {
         spec,

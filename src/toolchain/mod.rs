@@ -39,7 +39,24 @@ pub struct ToolchainSpec {
     pub install: String,
     /// Tool for `wx:` system libraries.
     pub wx_config: String,
+    /// Where the programs and runtime libraries come from.
+    pub source: ToolchainSource,
 }
+
+/// `source = "host"` (the machine's installed packages) or `source = "debian"` (the closure of
+/// `packages`, pinned in kiln.lock and materialised as a root the actions run in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolchainSource {
+    Host,
+    Debian {
+        /// Suites the closure is resolved from, in order.
+        suites: Vec<String>,
+        architecture: String,
+    },
+}
+
+/// The suites a Debian toolchain reads unless it names its own: Debian 12 with its updates.
+pub const DEFAULT_SUITES: [&str; 3] = ["bookworm", "bookworm-updates", "bookworm-security"];
 
 const KEYS: &[&str] = &[
     "language",
@@ -52,6 +69,9 @@ const KEYS: &[&str] = &[
     "packages",
     "install",
     "wx_config",
+    "source",
+    "suites",
+    "architecture",
 ];
 
 impl ToolchainSpec {
@@ -90,6 +110,43 @@ impl ToolchainSpec {
         let v = |key: &str| -> Result<Vec<String>, Diagnostic> {
             Ok(r.strings(key)?.into_iter().map(|s| s.value).collect())
         };
+        let source = match r.string("source")? {
+            None => None,
+            Some(s) if s.value == "host" => None,
+            Some(s) if s.value == "debian" => Some(s),
+            Some(s) => return Err(src.error(
+                s.span,
+                "`source` must be \"host\" (installed packages) or \"debian\" (pinned packages)",
+            )),
+        };
+        let suites = r.strings("suites")?;
+        let architecture = r.string("architecture")?;
+        let source = match source {
+            Some(_) => {
+                let suites: Vec<String> = suites.into_iter().map(|s| s.value).collect();
+                ToolchainSource::Debian {
+                    suites: if suites.is_empty() {
+                        DEFAULT_SUITES.iter().map(|s| s.to_string()).collect()
+                    } else {
+                        suites
+                    },
+                    architecture: architecture.map_or_else(|| "amd64".into(), |a| a.value),
+                }
+            }
+            None => {
+                if let Some(s) = suites
+                    .first()
+                    .map(|s| s.span.clone())
+                    .or(architecture.map(|a| a.span))
+                {
+                    return Err(src.error(
+                        s,
+                        "`suites` and `architecture` only apply to `source = \"debian\"`",
+                    ));
+                }
+                ToolchainSource::Host
+            }
+        };
         let (compiler, install) = match language {
             Language::Cxx => ("g++", "g++"),
             Language::Ada => ("gcc", "gnat"),
@@ -107,6 +164,7 @@ impl ToolchainSpec {
             packages: v("packages")?,
             install: s("install", install)?,
             wx_config: s("wx_config", "wx-config")?,
+            source,
         })
     }
 
@@ -194,4 +252,49 @@ fn is_executable(p: &Path) -> bool {
     p.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ToolchainSpec, Diagnostic> {
+        ToolchainSpec::parse("toolchains/t.toml", "t", text.to_string())
+    }
+
+    #[test]
+    fn a_debian_toolchain_names_its_suites_and_architecture_or_gets_debian_12() {
+        let t =
+            parse("language = \"c++\"\nsource = \"debian\"\npackages = [\"g++-12\"]\n").unwrap();
+        let want: Vec<String> = DEFAULT_SUITES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            t.source,
+            ToolchainSource::Debian {
+                suites: want,
+                architecture: "amd64".into()
+            }
+        );
+        let t = parse("language = \"ada\"\nsource = \"debian\"\nsuites = [\"trixie\"]\narchitecture = \"arm64\"\n").unwrap();
+        assert_eq!(
+            t.source,
+            ToolchainSource::Debian {
+                suites: vec!["trixie".into()],
+                architecture: "arm64".into()
+            }
+        );
+        assert_eq!(
+            parse("language = \"ada\"\n").unwrap().source,
+            ToolchainSource::Host
+        );
+    }
+
+    #[test]
+    fn a_bad_source_or_a_stray_suite_points_at_the_value() {
+        let e = parse("language = \"c++\"\nsource = \"docker\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("toolchains/t.toml:2:10"), "{text}");
+        assert!(text.contains("\"host\""), "{text}");
+        let e = parse("language = \"c++\"\nsuites = [\"bookworm\"]\n").unwrap_err();
+        assert!(e.to_string().contains("toolchains/t.toml:2:"), "{e}");
+    }
 }

@@ -2,48 +2,21 @@
 //! instantiations, child packages (a private one too), specs without bodies and `pragma No_Body`
 //! (fixtures/ada-units), and the unit reader over GNAT's own runtime sources.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
+mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
 use kiln::ada::{self, UnitKind};
-
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
+use support::workspace::Workspace;
 
 /// A fresh copy of fixtures/ada-units with its own cache.
-fn fixture() -> Ws {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("ws");
-    fixture::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ada-units"),
-        &root,
-    );
-    Ws {
-        cache: tmp.path().join("cache"),
-        root,
-        _tmp: tmp,
-    }
+fn fixture() -> Workspace {
+    Workspace::fixture("ada-units")
 }
 
-impl Ws {
-    fn kiln(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
-            .env("CI", "1")
-            .output()
-            .unwrap()
-    }
-
+impl Workspace {
     /// Builds the default targets (tests are not among them) and returns the ids of the
     /// actions that ran a command.
     fn build(&self) -> BTreeSet<String> {
@@ -53,8 +26,8 @@ impl Ws {
     fn build_targets(&self, targets: &[&str]) -> BTreeSet<String> {
         let mut args = vec!["build", "--json", "--no-images", "-j2"];
         args.extend(targets);
-        let out = self.kiln(&args);
-        assert!(out.status.success(), "build failed: {}", stderr(&out));
+        let out = self.kiln().run(&args);
+        out.assert_ok("build");
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         doc["targets"]
             .as_array()
@@ -64,29 +37,6 @@ impl Ws {
             .map(|s| s.as_str().unwrap().to_string())
             .collect()
     }
-
-    fn edit(&self, rel: &str, from: &str, to: &str) {
-        let p = self.root.join(rel);
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from), "{rel} does not contain {from:?}");
-        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        std::fs::write(self.root.join(rel), text).unwrap();
-    }
-
-    fn teller(&self) -> String {
-        let out = Command::new(self.root.join("out/bin/teller"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
@@ -126,7 +76,7 @@ fn each_unit_is_compiled_once_and_subunits_only_inside_their_parent() {
             "teller link",
         ])
     );
-    assert_eq!(ws.teller(), STATEMENT);
+    assert_eq!(ws.run_bin("teller"), STATEMENT);
     // A glob over `tests/*.ad?` matched the main's subunit too; it is not compiled.
     assert_eq!(
         ws.build_targets(&["ledger-test"]),
@@ -137,12 +87,9 @@ fn each_unit_is_compiled_once_and_subunits_only_inside_their_parent() {
             "ledger-test link",
         ])
     );
-    let out = ws.kiln(&["test"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "1 passed, 0 failed"
-    );
+    let out = ws.kiln().run(["test"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert_eq!(out.stdout_text().trim(), "1 passed, 0 failed");
 }
 
 #[test]
@@ -157,9 +104,9 @@ fn editing_a_subunit_recompiles_its_parent_and_changes_the_binary() {
     );
     assert_eq!(ws.build(), set(PARENT_AND_LINKS));
     assert!(
-        ws.teller().starts_with("acct alice    217\n"),
+        ws.run_bin("teller").starts_with("acct alice    217\n"),
         "{}",
-        ws.teller()
+        ws.run_bin("teller")
     );
 
     // A subunit of a subunit: still compiled in (and recorded by) the library-level parent.
@@ -169,7 +116,11 @@ fn editing_a_subunit_recompiles_its_parent_and_changes_the_binary() {
         "Sum * 37",
     );
     assert_eq!(ws.build(), set(PARENT_AND_LINKS));
-    assert!(ws.teller().ends_with("checksum 8068\n"), "{}", ws.teller());
+    assert!(
+        ws.run_bin("teller").ends_with("checksum 8068\n"),
+        "{}",
+        ws.run_bin("teller")
+    );
 
     // Both edits undone: the parent's object of the first build comes back from the cache, as
     // its entry lists the subunits with their digests.
@@ -188,7 +139,7 @@ fn editing_a_subunit_recompiles_its_parent_and_changes_the_binary() {
         !ran.contains("ledger compile ledger/src/ledger-accounts.adb"),
         "the parent was recompiled: {ran:?}"
     );
-    assert_eq!(ws.teller(), STATEMENT);
+    assert_eq!(ws.run_bin("teller"), STATEMENT);
 }
 
 #[test]
@@ -212,9 +163,9 @@ fn a_no_body_file_given_a_body_is_compiled_instead_of_its_spec() {
         "{ran:?}"
     );
     assert!(
-        ws.teller().starts_with("account alice    216\n"),
+        ws.run_bin("teller").starts_with("account alice    216\n"),
         "{}",
-        ws.teller()
+        ws.run_bin("teller")
     );
 }
 
@@ -242,13 +193,14 @@ fn ada_files_that_break_the_naming_scheme_are_recipe_errors_with_a_position() {
     for (file, text, expected) in cases {
         let ws = fixture();
         ws.write(file, text);
-        let out = ws.kiln(&["build", "--no-images"]);
-        assert_eq!(out.status.code(), Some(2), "{file}: {}", stderr(&out));
-        assert!(stderr(&out).contains(expected), "{file}: {}", stderr(&out));
+        let out = ws.kiln().run(["build", "--no-images"]);
+        assert_eq!(out.status.code(), Some(2), "{file}: {}", out.stderr_text());
         assert!(
-            !ws.root.join("out/bin").exists(),
-            "{file}: something was built"
+            out.stderr_text().contains(expected),
+            "{file}: {}",
+            out.stderr_text()
         );
+        assert!(!ws.path("out/bin").exists(), "{file}: something was built");
     }
 }
 

@@ -3,81 +3,40 @@
 //! limit remove least recently used files and spare what running builds use, and `kiln cache
 //! stats` reports hit rates. Each test has its own copy of fixtures/engine and its own cache.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use support::kiln::{Kiln, Run};
+use support::workspace::Workspace;
 
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
-
-fn fixture() -> Ws {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = fixture::engine_workspace(tmp.path());
-    let cache = tmp.path().join("cache");
-    Ws {
-        _tmp: tmp,
-        root,
-        cache,
-    }
-}
-
-impl Ws {
-    fn kiln(&self, args: &[&str]) -> Output {
-        self.kiln_env(args, &[])
-    }
-
-    fn kiln_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
-            .env_remove("KILN_CACHE_MAX_SIZE")
-            .env_remove("KILN_CACHE_MAX_AGE")
+impl Workspace {
+    /// kiln with no cache limits from the developer's environment and a pinned
+    /// SOURCE_DATE_EPOCH.
+    fn pinned_kiln(&self) -> Kiln {
+        self.kiln()
+            .without_cache_limits()
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .env("CI", "1");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
     }
 
     /// `kiln build --json` (binaries only unless `images`), which must succeed.
-    fn build(&self, extra: &[&str]) -> Output {
+    fn build(&self, extra: &[&str]) -> Run {
         let mut args = vec!["build", "--json", "-j2"];
         args.extend_from_slice(extra);
-        let out = self.kiln(&args);
-        assert!(out.status.success(), "build failed: {}", stderr(&out));
-        out
+        self.pinned_kiln().run(&args).ok("build")
     }
 
     fn clean(&self) {
-        let out = self.kiln(&["clean"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-
-    fn run_bin(&self, name: &str) -> String {
-        let out = Command::new(self.root.join("out/bin").join(name))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
+        self.pinned_kiln().run(["clean"]).assert_ok("clean");
     }
 
     /// The CAS path of the blob holding `out/<rel>`'s current bytes.
     fn blob_of(&self, rel: &str) -> PathBuf {
-        let bytes = std::fs::read(self.root.join(rel)).unwrap();
+        let bytes = std::fs::read(self.root().join(rel)).unwrap();
         let hex = sha256_hex(&bytes);
-        self.cache.join("cas").join(&hex[..2]).join(&hex)
+        self.cache().join("cas").join(&hex[..2]).join(&hex)
     }
 }
 
@@ -85,17 +44,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
     kiln::digest::Digest::of(bytes).hex()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad json ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn ran(out: &Output) -> BTreeSet<String> {
-    json(out)["targets"]
+fn ran(out: &Run) -> BTreeSet<String> {
+    out.json()["targets"]
         .as_array()
         .unwrap()
         .iter()
@@ -104,8 +54,8 @@ fn ran(out: &Output) -> BTreeSet<String> {
         .collect()
 }
 
-fn cached(out: &Output) -> u64 {
-    json(out)["targets"]
+fn cached(out: &Run) -> u64 {
+    out.json()["targets"]
         .as_array()
         .unwrap()
         .iter()
@@ -125,8 +75,8 @@ fn flip_byte(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
-fn warnings(out: &Output) -> Vec<String> {
-    stderr(out)
+fn warnings(out: &Run) -> Vec<String> {
+    out.stderr_text()
         .lines()
         .filter(|l| l.starts_with("kiln: warning:"))
         .map(str::to_string)
@@ -159,7 +109,7 @@ fn age_cache(cache: &Path) {
 
 #[test]
 fn a_flipped_byte_in_a_cached_object_is_caught_and_only_its_action_reruns() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build(&["--no-images"]);
     let cxx = ws.blob_of("out/obj/greet/greet/src/greet.cpp.o");
     let ada = ws.blob_of("out/obj/shapes/shapes.o");
@@ -180,7 +130,7 @@ fn a_flipped_byte_in_a_cached_object_is_caught_and_only_its_action_reruns() {
             "shapes compile shapes/shapes.adb"
         ]),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
     let w = warnings(&out);
     assert_eq!(w.len(), 2, "one warning per damaged blob: {w:?}");
@@ -191,7 +141,7 @@ fn a_flipped_byte_in_a_cached_object_is_caught_and_only_its_action_reruns() {
     );
     assert!(w.iter().any(|l| l.contains(&ada_digest)), "{w:?}");
     assert_eq!(
-        json(&out)["cache"]["damaged"].as_array().unwrap().len(),
+        out.json()["cache"]["damaged"].as_array().unwrap().len(),
         2,
         "--json lists the damaged blobs"
     );
@@ -199,20 +149,20 @@ fn a_flipped_byte_in_a_cached_object_is_caught_and_only_its_action_reruns() {
     assert_eq!(ws.run_bin("geometry"), "geometry area 12 stack 2 top 9\n");
 
     // The rerun stored good bytes again: the cache is whole, and the next restore is silent.
-    let v = ws.kiln(&["cache", "verify"]);
-    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    let v = ws.pinned_kiln().run(["cache", "verify"]);
+    assert_eq!(v.status.code(), Some(0), "{}", v.stderr_text());
     ws.clean();
     let out = ws.build(&["--no-images"]);
     assert_eq!(ran(&out), set(&[]));
-    assert!(warnings(&out).is_empty(), "{}", stderr(&out));
+    assert!(warnings(&out).is_empty(), "{}", out.stderr_text());
 }
 
 #[test]
 fn a_damaged_cached_layer_is_rewritten_and_the_image_keeps_its_digest() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build(&["hello"]);
-    let index = std::fs::read(ws.root.join("out/images/hello/index.json")).unwrap();
-    let layers: Vec<PathBuf> = files(&ws.cache.join("layers"))
+    let index = std::fs::read(ws.path("out/images/hello/index.json")).unwrap();
+    let layers: Vec<PathBuf> = files(&ws.cache().join("layers"))
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .collect();
@@ -222,7 +172,7 @@ fn a_damaged_cached_layer_is_rewritten_and_the_image_keeps_its_digest() {
         .iter()
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap();
-    let facts: Value = serde_json::from_slice(
+    let facts: serde_json::Value = serde_json::from_slice(
         &std::fs::read(victim.to_string_lossy().replace(".tar.gz", ".json")).unwrap(),
     )
     .unwrap();
@@ -235,12 +185,12 @@ fn a_damaged_cached_layer_is_rewritten_and_the_image_keeps_its_digest() {
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains(&digest), "{w:?}");
     assert_eq!(
-        std::fs::read(ws.root.join("out/images/hello/index.json")).unwrap(),
+        std::fs::read(ws.path("out/images/hello/index.json")).unwrap(),
         index,
         "the rewritten layer has the bytes it had"
     );
     let blob = ws
-        .root
+        .root()
         .join("out/images/hello/blobs/sha256")
         .join(digest.trim_start_matches("sha256:"));
     assert_eq!(
@@ -251,18 +201,18 @@ fn a_damaged_cached_layer_is_rewritten_and_the_image_keeps_its_digest() {
 
 #[test]
 fn cache_verify_removes_damaged_blobs_and_bad_entries_and_says_which() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build(&["--no-images"]);
     let blob = ws.blob_of("out/obj/greet/greet/src/format.cpp.o");
     flip_byte(&blob);
-    let entries: Vec<PathBuf> = files(&ws.cache.join("ac"));
+    let entries: Vec<PathBuf> = files(&ws.cache().join("ac"));
     assert_eq!(entries.len(), 13);
-    let blobs = files(&ws.cache.join("cas")).len();
+    let blobs = files(&ws.cache().join("cas")).len();
     std::fs::write(&entries[0], b"{\"deps\": [").unwrap();
 
-    let out = ws.kiln(&["cache", "verify", "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report = json(&out);
+    let out = ws.pinned_kiln().run(["cache", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    let report = out.json();
     let removed: Vec<String> = report["removed"]
         .as_array()
         .unwrap()
@@ -270,7 +220,7 @@ fn cache_verify_removes_damaged_blobs_and_bad_entries_and_says_which() {
         .map(|r| r["path"].as_str().unwrap().to_string())
         .collect();
     let rel = |p: &Path| {
-        p.strip_prefix(&ws.cache)
+        p.strip_prefix(ws.cache())
             .unwrap()
             .to_string_lossy()
             .into_owned()
@@ -283,42 +233,49 @@ fn cache_verify_removes_damaged_blobs_and_bad_entries_and_says_which() {
     assert_eq!(report["blobs"].as_u64(), Some(blobs as u64), "{report}");
 
     // Human output names each removal; a second run finds a whole cache.
-    let again = ws.kiln(&["cache", "verify"]);
-    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let again = ws.pinned_kiln().run(["cache", "verify"]);
+    assert_eq!(again.status.code(), Some(0), "{}", again.stderr_text());
     assert!(
-        stderr(&again).contains(&format!("checked {} blobs", blobs - 1)),
+        again
+            .stderr_text()
+            .contains(&format!("checked {} blobs", blobs - 1)),
         "{}",
-        stderr(&again)
+        again.stderr_text()
     );
 
     // The next build reruns what was removed, silently (the damage is already gone).
     ws.clean();
     let out = ws.build(&["--no-images"]);
     assert!(ran(&out).contains("greet compile greet/src/format.cpp"));
-    assert!(warnings(&out).is_empty(), "{}", stderr(&out));
+    assert!(warnings(&out).is_empty(), "{}", out.stderr_text());
     assert_eq!(ws.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
 }
 
 #[test]
 fn gc_to_zero_empties_the_cache_but_spares_recent_use_unless_told_otherwise() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build(&["--no-images"]);
     // Everything was used a moment ago: the default grace period keeps it all.
-    let out = ws.kiln(&["cache", "gc", "--max-size", "0", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let r = json(&out);
+    let out = ws
+        .pinned_kiln()
+        .run(["cache", "gc", "--max-size", "0", "--json"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let r = out.json();
     assert_eq!(r["removed_items"], 0, "{r}");
     assert_eq!(r["protected_items"], r["kept_items"], "{r}");
 
-    let items = files(&ws.cache.join("cas")).len() + files(&ws.cache.join("ac")).len();
-    let out = ws.kiln(&["cache", "gc", "--max-size", "0", "--grace", "0s"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let items = files(&ws.cache().join("cas")).len() + files(&ws.cache().join("ac")).len();
+    let out = ws
+        .pinned_kiln()
+        .run(["cache", "gc", "--max-size", "0", "--grace", "0s"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
     assert!(
-        stderr(&out).contains(&format!("kiln: cache gc: removed {items} item(s)")),
+        out.stderr_text()
+            .contains(&format!("kiln: cache gc: removed {items} item(s)")),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
-    let stats = json(&ws.kiln(&["cache", "stats", "--json"]));
+    let stats = ws.pinned_kiln().run(["cache", "stats", "--json"]).json();
     assert_eq!(stats["blobs"], 0, "{stats}");
     assert_eq!(stats["action_entries"], 0, "{stats}");
 
@@ -330,22 +287,27 @@ fn gc_to_zero_empties_the_cache_but_spares_recent_use_unless_told_otherwise() {
 
 #[test]
 fn a_configured_max_size_removes_the_least_recently_used_after_a_build() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     let cold = ran(&ws.build(&["--no-images"]));
     let ada: BTreeSet<String> = cold
         .iter()
         .filter(|id| id.starts_with("shapes") || id.starts_with("geometry"))
         .cloned()
         .collect();
-    age_cache(&ws.cache);
-    std::fs::write(ws.cache.join("config.toml"), "max_size = \"1kB\"\n").unwrap();
+    age_cache(ws.cache());
+    std::fs::write(ws.cache().join("config.toml"), "max_size = \"1kB\"\n").unwrap();
 
     // Restoring hello (and greet) marks their entries and blobs used; the Ada ones stay old.
     ws.clean();
     let out = ws.build(&["hello", "--no-images"]);
     let cxx = cached(&out);
-    assert_eq!(cxx as usize, cold.len() - ada.len(), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert_eq!(
+        cxx as usize,
+        cold.len() - ada.len(),
+        "{}",
+        out.stderr_text()
+    );
+    let err = out.stderr_text();
     assert!(
         err.contains("kiln: cache over its limits: removed "),
         "{err}"
@@ -365,50 +327,55 @@ fn a_configured_max_size_removes_the_least_recently_used_after_a_build() {
 
 #[test]
 fn a_bad_cache_config_is_a_usage_error_with_its_position() {
-    let ws = fixture();
-    std::fs::create_dir_all(&ws.cache).unwrap();
-    std::fs::write(ws.cache.join("config.toml"), "max_age = \"a fortnight\"\n").unwrap();
-    let out = ws.kiln(&["build", "--no-images"]);
+    let ws = Workspace::engine();
+    std::fs::create_dir_all(ws.cache()).unwrap();
+    std::fs::write(
+        ws.cache().join("config.toml"),
+        "max_age = \"a fortnight\"\n",
+    )
+    .unwrap();
+    let out = ws.pinned_kiln().run(["build", "--no-images"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = out.stderr_text();
     assert!(
         err.contains("config.toml:1:11: `max_age` must be a duration"),
         "{err}"
     );
-    assert!(
-        !ws.root.join("out/bin").exists(),
-        "it built before checking"
-    );
+    assert!(!ws.path("out/bin").exists(), "it built before checking");
 
-    std::fs::remove_file(ws.cache.join("config.toml")).unwrap();
-    let out = ws.kiln_env(
-        &["build", "--no-images"],
-        &[("KILN_CACHE_MAX_SIZE", "huge")],
-    );
+    std::fs::remove_file(ws.cache().join("config.toml")).unwrap();
+    let out = ws
+        .pinned_kiln()
+        .env("KILN_CACHE_MAX_SIZE", "huge")
+        .run(["build", "--no-images"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("KILN_CACHE_MAX_SIZE=\"huge\" is not a size"),
+        out.stderr_text()
+            .contains("KILN_CACHE_MAX_SIZE=\"huge\" is not a size"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
 }
 
 #[test]
 fn stats_report_the_hit_rate_of_the_last_builds() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build(&["--no-images"]);
     ws.clean();
     ws.build(&["--no-images"]);
     ws.build(&["--no-images"]); // all fresh: no lookup
-    let last = json(&ws.kiln(&["cache", "stats", "--json", "--builds", "2"]));
+    let last = ws
+        .pinned_kiln()
+        .run(["cache", "stats", "--json", "--builds", "2"])
+        .json();
     assert_eq!(last["hit_rate"], 1.0, "{last}");
     assert_eq!(last["recent"]["fresh"], 13, "{last}");
-    let all = json(&ws.kiln(&["cache", "stats", "--json"]));
+    let all = ws.pinned_kiln().run(["cache", "stats", "--json"]).json();
     assert_eq!(all["builds"], 3);
     assert_eq!(all["hit_rate"], 0.5, "{all}");
     assert_eq!(all["action_entries"], 13);
     assert!(all["size"].as_u64().unwrap() > 0);
-    let text = ws.kiln(&["cache", "stats"]);
+    let text = ws.pinned_kiln().run(["cache", "stats"]);
     let shown = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(
         shown.contains("hit rate: 50.0% over the last 3 build(s)"),

@@ -2,16 +2,13 @@
 //! dpkg-deb, indexes by apt-ftparchive, InRelease signed by a throw-away gpg key and checked by
 //! the real gpgv, all served over loopback HTTP.
 
-#[path = "support/file_server.rs"]
-mod file_server;
-#[path = "support/local_archive.rs"]
-mod local_archive;
+mod support;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
-use file_server::FileServer;
 use kiln::debian::extract::ExtractError;
 use kiln::debian::http::{HttpError, ReqwestHttp};
 use kiln::debian::index::IndexError;
@@ -22,7 +19,10 @@ use kiln::debian::store::{DownloadError, Downloads};
 use kiln::debian::{extract, Archive, DebianError};
 use kiln::digest::Digest;
 use kiln::exec::ProcessRunner;
-use local_archive::{archive, copy_mirror};
+use support::file_server::FileServer;
+use support::kiln::{Kiln, Run};
+use support::local_archive::{archive, copy_mirror};
+use support::ports::free_port;
 
 fn with_archive<T>(mirror: &str, keyring: &Path, cache: &Path, f: impl FnOnce(&Archive) -> T) -> T {
     let http = ReqwestHttp::new().unwrap();
@@ -256,11 +256,7 @@ fn by_hash_indexes_are_fetched_by_hash_and_expired_ones_refused() {
 #[test]
 fn an_unreachable_mirror_gives_a_clear_error() {
     // A port that was free a moment ago and that nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let cache = tempfile::tempdir().unwrap();
     let e = with_archive(&url, &archive().keyring, cache.path(), |a| {
@@ -684,10 +680,8 @@ fn unsafe_paths_in_a_deb_are_refused_and_leave_nothing_behind() {
     );
 }
 
-fn kiln_resolve(server_url: &str, cache: &Path, packages: &[&str]) -> std::process::Output {
-    kiln_toolchain(server_url, cache, "resolve", packages)
-        .output()
-        .unwrap()
+fn kiln_resolve(server_url: &str, cache: &Path, packages: &[&str]) -> Run {
+    debian_kiln(server_url, cache).run(toolchain_args("resolve", packages))
 }
 
 #[test]
@@ -695,11 +689,7 @@ fn kiln_toolchain_resolve_prints_the_pinned_set_and_names_unknown_packages() {
     let server = FileServer::start(archive().mirror.clone());
     let cache = tempfile::tempdir().unwrap();
     let out = kiln_resolve(&server.url, cache.path(), &["app"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    out.assert_ok("kiln toolchain resolve");
     let doc: toml::Value = toml::from_str(&String::from_utf8(out.stdout.clone()).unwrap()).unwrap();
     let list = doc["debian"]["package"].as_array().unwrap();
     let names: Vec<&str> = list.iter().map(|p| p["name"].as_str().unwrap()).collect();
@@ -719,7 +709,7 @@ fn kiln_toolchain_resolve_prints_the_pinned_set_and_names_unknown_packages() {
 
     let bad = kiln_resolve(&server.url, cache.path(), &["libgod"]);
     assert_eq!(bad.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let stderr = bad.stderr_text();
     assert!(
         stderr.contains("no package named \"libgod\" in the index; nearest: libgood"),
         "{stderr}"
@@ -734,19 +724,22 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-fn kiln_toolchain(
-    server_url: &str,
-    cache: &Path,
-    cmd: &str,
-    packages: &[&str],
-) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.args(["toolchain", cmd, "--suite", "stable", "--keyring"])
-        .arg(&archive().keyring)
-        .args(packages)
+/// kiln with the test archive served at `server_url` as its Debian mirror.
+fn debian_kiln(server_url: &str, cache: &Path) -> Kiln {
+    Kiln::outside()
         .env("KILN_DEBIAN_MIRROR", server_url)
-        .env("KILN_CACHE", cache);
-    c
+        .env("KILN_CACHE", cache)
+}
+
+/// `toolchain <cmd>` for `packages` of the test archive's `stable` suite, trusting its key.
+fn toolchain_args(cmd: &str, packages: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["toolchain", cmd, "--suite", "stable", "--keyring"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.push(archive().keyring.clone().into());
+    args.extend(packages.iter().map(OsString::from));
+    args
 }
 
 #[test]
@@ -763,7 +756,8 @@ fn a_run_killed_mid_download_is_repaired_by_the_next() {
     // Trees are made in name order: app and base-lib are complete when libgood's download hangs.
     let held = path_of("libgood");
     server.hold(&held);
-    let mut child = kiln_toolchain(&server.url, cache.path(), "root", &["app"])
+    let mut child = debian_kiln(&server.url, cache.path())
+        .command(toolchain_args("root", &["app"]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -802,14 +796,9 @@ fn a_run_killed_mid_download_is_repaired_by_the_next() {
     );
     server.release();
 
-    let out = kiln_toolchain(&server.url, cache.path(), "root", &["app"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = debian_kiln(&server.url, cache.path())
+        .run(toolchain_args("root", &["app"]))
+        .ok("kiln toolchain root");
     let root = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     assert!(root.join("usr/share/doc/libgood/README").is_file());
     assert_eq!(staging(pid), 0, "swept");

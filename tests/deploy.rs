@@ -7,21 +7,16 @@
 //! Needs: `pip install kubernetes-validate` (and PyYAML, which it pulls in), kubectl,
 //! docker-registry, skopeo.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-#[path = "support/netpol_eval.rs"]
-mod netpol_eval;
-#[allow(dead_code)]
-#[path = "support/registry_server.rs"]
-mod registry_server;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use netpol_eval::{labels, Cluster, Labels, Pod};
 use serde_json::Value;
+use support::kiln::Kiln;
+use support::netpol_eval::{self, labels, Cluster, Labels, Pod};
+use support::workspace::Workspace;
 
 /// The Kubernetes minor version every manifest is validated against.
 const KUBERNETES_VERSION: &str = "1.30.0";
@@ -30,16 +25,17 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("CI", "1")
-        .output()
-        .expect("kiln runs")
+/// kiln in the repository's own workspace.
+fn repo_kiln() -> Kiln {
+    Kiln::at(repo()).env("CI", "1")
 }
 
+/// [`repo_kiln`] with `args`, which must succeed; its stdout.
+fn repo_ok(args: &[&str], what: &str) -> String {
+    String::from_utf8(repo_kiln().run(args).ok(what).stdout).unwrap()
+}
+
+/// A tool's stdout, after checking it succeeded.
 fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
@@ -111,10 +107,7 @@ fn validate(files: &[PathBuf]) -> (bool, String) {
 
 fn layout(dir: &Path) -> PathBuf {
     let out = dir.join("k8s");
-    ok(
-        kiln(&repo(), &["k8s", "-o", out.to_str().unwrap()]),
-        "kiln k8s -o",
-    );
+    repo_ok(&["k8s", "-o", out.to_str().unwrap()], "kiln k8s -o");
     out
 }
 
@@ -454,8 +447,8 @@ fn network_policies_allow_exactly_the_dependency_graph() {
 
 #[test]
 fn output_is_deterministic_and_bad_deploy_tables_fail_with_a_position() {
-    let a = ok(kiln(&repo(), &["k8s"]), "kiln k8s");
-    let b = ok(kiln(&repo(), &["k8s"]), "kiln k8s");
+    let a = repo_ok(&["k8s"], "kiln k8s");
+    let b = repo_ok(&["k8s"], "kiln k8s");
     assert_eq!(a, b);
     assert!(!a.contains(env!("CARGO_MANIFEST_DIR")), "no absolute path");
     // The stream is the same objects as the layout's base.
@@ -479,8 +472,8 @@ fn output_is_deterministic_and_bad_deploy_tables_fail_with_a_position() {
     l.sort();
     assert_eq!(s, l);
 
-    let one = parse_yaml(&ok(
-        kiln(&repo(), &["k8s", "naming-service"]),
+    let one = parse_yaml(&repo_ok(
+        &["k8s", "naming-service"],
         "kiln k8s naming-service",
     ));
     assert_eq!(
@@ -488,22 +481,22 @@ fn output_is_deterministic_and_bad_deploy_tables_fail_with_a_position() {
         5,
         "default-deny, ServiceAccount, Service, Deployment, NetworkPolicy"
     );
-    let out = kiln(&repo(), &["k8s", "orb-core-lib"]);
+    let out = repo_kiln().run(["k8s", "orb-core-lib"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("`orb-core-lib` is a library, not a service")
-    );
+    assert!(out
+        .stderr_text()
+        .contains("`orb-core-lib` is a library, not a service"));
 
-    let ws = fixture::engine_workspace(tmp.path());
-    let recipe = ws.join("recipes/hello.toml");
+    let ws = Workspace::engine();
+    let recipe = ws.path("recipes/hello.toml");
     let text = std::fs::read_to_string(&recipe).unwrap();
     std::fs::write(
         &recipe,
         format!("{text}\n[deploy]\nreplicas = 2\nmemory = \"lots\"\n"),
     )
     .unwrap();
-    let out = kiln(&ws, &["k8s"]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = ws.kiln().run(["k8s"]);
+    let err = out.stderr_text();
     assert_eq!(out.status.code(), Some(2), "{err}");
     let line = text.lines().count() + 4;
     assert!(
@@ -513,11 +506,12 @@ fn output_is_deterministic_and_bad_deploy_tables_fail_with_a_position() {
     );
     // geometry has no ports: nothing to probe or expose, and kiln says so.
     std::fs::write(&recipe, text).unwrap();
-    let out = kiln(
-        &ws,
-        &["k8s", "-o", tmp.path().join("never").to_str().unwrap()],
-    );
+    let out = ws
+        .kiln()
+        .run(["k8s", "-o", tmp.path().join("never").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`geometry` has no [image] ports"));
+    assert!(out
+        .stderr_text()
+        .contains("`geometry` has no [image] ports"));
     assert!(!tmp.path().join("never").exists(), "nothing half-written");
 }

@@ -5,9 +5,7 @@
 //! Works on the repository's own workspace (out/ is git-ignored) with the default cache, so a
 //! developer's warm cache makes it fast.
 
-#[path = "support/registry_server.rs"]
-#[allow(dead_code)]
-mod registry_server;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -17,20 +15,19 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::kiln::Kiln;
+use support::registry_server;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(root())
-        .env("CI", "1")
-        .output()
-        .unwrap()
+/// kiln in the repository's own workspace, with the default cache.
+fn repo_kiln() -> Kiln {
+    Kiln::at(root()).env("CI", "1")
 }
 
+/// A container tool's stdout, after checking it succeeded.
 fn ok(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
@@ -184,8 +181,10 @@ struct Check {
 fn sixteen_services_build_push_run_and_stop() {
     let root = root();
     // Build all 16 services (and their images).
-    let built: Value =
-        serde_json::from_str(&ok(&kiln(&["build", "--json", "-j2"]), "kiln build")).unwrap();
+    let built = repo_kiln()
+        .run(["build", "--json", "-j2"])
+        .ok("kiln build")
+        .json();
     let services: Vec<&Value> = built["targets"]
         .as_array()
         .unwrap()
@@ -211,8 +210,10 @@ fn sixteen_services_build_push_run_and_stop() {
     // Push them all to the reference registry on loopback.
     let registry = registry_server::start(registry_server::Mode::Plain);
     let to = format!("{}/kiln", registry.addr);
-    let pushed: Value =
-        serde_json::from_str(&ok(&kiln(&["push", "--to", &to, "--json"]), "kiln push")).unwrap();
+    let pushed = repo_kiln()
+        .run(["push", "--to", &to, "--json"])
+        .ok("kiln push")
+        .json();
     let pushed = pushed["images"].as_array().unwrap().clone();
     assert_eq!(pushed.len(), 16);
     let uploaded: u64 = pushed
@@ -463,8 +464,10 @@ fn every_service_has_domain_tests_and_they_pass() {
             s.name
         );
     }
-    let out = kiln(&["test", "--json", "-j2"]);
-    let doc: Value = serde_json::from_str(&ok(&out, "kiln test")).unwrap();
+    let doc = repo_kiln()
+        .run(["test", "--json", "-j2"])
+        .ok("kiln test")
+        .json();
     let results = doc["tests"].as_array().unwrap();
     assert_eq!(results.len(), tests.len());
     for r in results {
@@ -475,7 +478,7 @@ fn every_service_has_domain_tests_and_they_pass() {
 
 #[test]
 fn kiln_graph_shows_the_deployment_order() {
-    let dot = ok(&kiln(&["graph"]), "kiln graph");
+    let dot = repo_kiln().run(["graph"]).ok("kiln graph").stdout_text();
     let tier = |n: usize| -> Vec<String> {
         let prefix = format!("  // deploy tier {n}: ");
         let line = dot

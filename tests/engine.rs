@@ -1,78 +1,25 @@
 //! The build engine against real g++ and GNAT: incremental correctness, the shared cache, errors
 //! and concurrency. Each test works on its own copy of fixtures/engine with its own cache.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
+mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Stdio;
 
-use serde_json::Value;
+use support::kiln::{Kiln, Run};
+use support::workspace::Workspace;
 
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
-
-fn fixture() -> Ws {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = fixture::engine_workspace(tmp.path());
-    let cache = tmp.path().join("cache");
-    Ws {
-        _tmp: tmp,
-        root,
-        cache,
-    }
-}
-
-impl Ws {
-    fn kiln(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
-            .env("CI", "1")
-            .output()
-            .unwrap()
-    }
-
+impl Workspace {
     /// Builds and returns the ids of the actions that ran a command.
     fn build(&self) -> BTreeSet<String> {
-        let out = self.kiln(&["build", "--json", "--no-images", "-j2"]);
-        assert!(
-            out.status.success(),
-            "build failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.kiln().run(["build", "--json", "--no-images", "-j2"]);
+        out.assert_ok("build");
         ran(&out)
     }
-
-    fn edit(&self, rel: &str, from: &str, to: &str) {
-        let p = self.root.join(rel);
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from), "{rel} does not contain {from:?}");
-        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
-    }
-
-    fn run_bin(&self, name: &str) -> String {
-        let out = Command::new(self.root.join("out/bin").join(name))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    }
 }
 
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad json ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn ran(out: &Output) -> BTreeSet<String> {
-    json(out)["targets"]
+fn ran(out: &Run) -> BTreeSet<String> {
+    out.json()["targets"]
         .as_array()
         .unwrap()
         .iter()
@@ -90,29 +37,25 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn cold_build_produces_working_cxx_and_ada_binaries() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     let ran = ws.build();
     assert!(ran.contains("hello compile hello/src/main.cpp"));
     assert!(ran.contains("geometry bind"));
     assert_eq!(ws.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
     assert_eq!(ws.run_bin("geometry"), "geometry area 12 stack 2 top 9\n");
-    let lib = std::fs::read(ws.root.join("out/lib/libgreet.a")).unwrap();
+    let lib = std::fs::read(ws.path("out/lib/libgreet.a")).unwrap();
     assert!(lib.starts_with(b"!<arch>\n"));
     // Nothing of the workspace's absolute path in any output.
-    let needle = ws.root.to_string_lossy().into_owned();
+    let needle = ws.root().to_string_lossy().into_owned();
     for p in [
         "out/bin/hello",
         "out/bin/geometry",
         "out/lib/libgreet.a",
         "out/obj/shapes/shapes.ali",
     ] {
-        let bytes = std::fs::read(ws.root.join(p)).unwrap();
+        let bytes = std::fs::read(ws.root().join(p)).unwrap();
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
             "{p} contains the workspace path"
@@ -122,14 +65,14 @@ fn cold_build_produces_working_cxx_and_ada_binaries() {
 
 #[test]
 fn incremental_rebuilds_exactly_what_changed() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build();
 
     // A second build and a touch without change run nothing.
     assert_eq!(ws.build(), set(&[]));
     let f = std::fs::File::options()
         .append(true)
-        .open(ws.root.join("greet/src/format.cpp"))
+        .open(ws.path("greet/src/format.cpp"))
         .unwrap();
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
         .unwrap();
@@ -189,7 +132,7 @@ fn incremental_rebuilds_exactly_what_changed() {
 
 #[test]
 fn a_different_toolchain_fingerprint_reruns_everything_of_that_toolchain() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build();
     // Only the fingerprint changes (a package joins the list); no command line does.
     ws.edit(
@@ -217,14 +160,14 @@ fn a_different_toolchain_fingerprint_reruns_everything_of_that_toolchain() {
 
 #[test]
 fn clean_then_build_is_served_entirely_from_the_cache() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build();
-    assert!(ws.kiln(&["clean"]).status.success());
-    assert!(!ws.root.join("out/bin").exists());
-    let out = ws.kiln(&["build", "--json", "--no-images"]);
+    assert!(ws.kiln().run(["clean"]).status.success());
+    assert!(!ws.path("out/bin").exists());
+    let out = ws.kiln().run(["build", "--json", "--no-images"]);
     assert!(out.status.success());
     assert_eq!(ran(&out), set(&[]), "compilers ran after clean");
-    let cached: u64 = json(&out)["targets"]
+    let cached: u64 = out.json()["targets"]
         .as_array()
         .unwrap()
         .iter()
@@ -237,26 +180,26 @@ fn clean_then_build_is_served_entirely_from_the_cache() {
 
 #[test]
 fn a_second_workspace_at_another_path_shares_the_cache() {
-    let a = fixture();
+    let a = Workspace::engine();
     a.build();
-    let b = fixture();
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["build", "--json", "--no-images", "-j1"])
-        .current_dir(&b.root)
-        .env("KILN_CACHE", &a.cache)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let b = Workspace::engine();
+    let out = Kiln::at(b.root()).env("KILN_CACHE", a.cache()).run([
+        "build",
+        "--json",
+        "--no-images",
+        "-j1",
+    ]);
+    assert!(out.status.success(), "{}", out.stderr_text());
     assert_eq!(ran(&out), set(&[]));
     assert_eq!(
-        std::fs::read(a.root.join("out/bin/hello")).unwrap(),
-        std::fs::read(b.root.join("out/bin/hello")).unwrap()
+        std::fs::read(a.path("out/bin/hello")).unwrap(),
+        std::fs::read(b.path("out/bin/hello")).unwrap()
     );
 }
 
 #[test]
 fn compile_error_exits_1_with_diagnostics_and_caches_nothing() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.build();
     ws.edit(
         "greet/src/greet.cpp",
@@ -264,9 +207,9 @@ fn compile_error_exits_1_with_diagnostics_and_caches_nothing() {
         "return undeclared_function",
     );
     for _ in 0..2 {
-        let out = ws.kiln(&["build", "--no-images"]);
+        let out = ws.kiln().run(["build", "--no-images"]);
         assert_eq!(out.status.code(), Some(1));
-        let err = stderr(&out);
+        let err = out.stderr_text();
         assert!(
             err.contains("target `greet` failed: greet compile greet/src/greet.cpp"),
             "{err}"
@@ -278,9 +221,12 @@ fn compile_error_exits_1_with_diagnostics_and_caches_nothing() {
             "diagnostics shown once: {err}"
         );
         // The stale object and everything built from it are gone from out/.
-        assert!(!ws.root.join("out/obj/greet/greet/src/greet.cpp.o").exists());
-        assert!(!ws.root.join("out/bin/hello").exists());
-        assert!(!ws.root.join("out/lib/libgreet.a").exists());
+        assert!(!ws
+            .root()
+            .join("out/obj/greet/greet/src/greet.cpp.o")
+            .exists());
+        assert!(!ws.path("out/bin/hello").exists());
+        assert!(!ws.path("out/lib/libgreet.a").exists());
     }
     // The second failing run failed again by running the compiler, not from the cache: fixing
     // the file restores a working build.
@@ -299,15 +245,15 @@ fn compile_error_exits_1_with_diagnostics_and_caches_nothing() {
 
 #[test]
 fn ada_compile_error_names_the_unit() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.edit(
         "shapes/shapes.adb",
         "return \"area\"",
         "return Undefined_Thing",
     );
-    let out = ws.kiln(&["build", "--no-images"]);
+    let out = ws.kiln().run(["build", "--no-images"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = out.stderr_text();
     assert!(
         err.contains("target `shapes` failed: shapes compile shapes/shapes.adb"),
         "{err}"
@@ -317,39 +263,34 @@ fn ada_compile_error_names_the_unit() {
 
 #[test]
 fn two_builds_started_together_both_succeed() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["build", "--no-images", "-j1"])
-            .current_dir(&ws.root)
-            .env("KILN_CACHE", &ws.cache)
-            .env("CI", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
+        ws.kiln()
+            .command(["build", "--no-images", "-j1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success(), "{}", stderr(&a));
-    assert!(b.status.success(), "{}", stderr(&b));
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     assert_eq!(ws.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
     assert_eq!(ws.run_bin("geometry"), "geometry area 12 stack 2 top 9\n");
 }
 
 #[test]
 fn two_workspaces_building_into_one_cache_at_once_both_succeed() {
-    let a = fixture();
-    let b = fixture();
-    let spawn = |ws: &Ws| {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["build", "-j1"])
-            .current_dir(&ws.root)
-            .env("KILN_CACHE", &a.cache)
-            .env("CI", "1")
+    let a = Workspace::engine();
+    let b = Workspace::engine();
+    let spawn = |ws: &Workspace| {
+        ws.kiln()
+            .env("KILN_CACHE", a.cache())
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
+            .command(["build", "-j1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
@@ -358,8 +299,16 @@ fn two_workspaces_building_into_one_cache_at_once_both_succeed() {
         pa.wait_with_output().unwrap(),
         pb.wait_with_output().unwrap(),
     );
-    assert!(oa.status.success(), "{}", stderr(&oa));
-    assert!(ob.status.success(), "{}", stderr(&ob));
+    assert!(
+        oa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oa.stderr)
+    );
+    assert!(
+        ob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ob.stderr)
+    );
     for ws in [&a, &b] {
         assert_eq!(ws.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
         assert_eq!(ws.run_bin("geometry"), "geometry area 12 stack 2 top 9\n");
@@ -372,34 +321,32 @@ fn two_workspaces_building_into_one_cache_at_once_both_succeed() {
         "out/images/geometry/index.json",
     ] {
         assert_eq!(
-            std::fs::read(a.root.join(p)).unwrap(),
-            std::fs::read(b.root.join(p)).unwrap(),
+            std::fs::read(a.root().join(p)).unwrap(),
+            std::fs::read(b.root().join(p)).unwrap(),
             "{p}"
         );
     }
     // Every cache entry is whole: a third workspace is served entirely from it.
-    let c = fixture();
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["build", "--json", "--no-images"])
-        .current_dir(&c.root)
-        .env("KILN_CACHE", &a.cache)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let c = Workspace::engine();
+    let out =
+        Kiln::at(c.root())
+            .env("KILN_CACHE", a.cache())
+            .run(["build", "--json", "--no-images"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
     assert_eq!(ran(&out), set(&[]));
     assert_eq!(c.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
 }
 
-fn recipe_error(ws: &Ws, file: &str, text: &str) -> String {
-    std::fs::write(ws.root.join(file), text).unwrap();
-    let out = ws.kiln(&["build", "--no-images"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    stderr(&out)
+fn recipe_error(ws: &Workspace, file: &str, text: &str) -> String {
+    ws.write(file, text);
+    let out = ws.kiln().run(["build", "--no-images"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr_text());
+    out.stderr_text()
 }
 
 #[test]
 fn recipe_errors_point_at_file_line_and_column() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     let base = "kind = \"library\"\nlanguage = \"c++\"\n";
 
     let err = recipe_error(
@@ -474,9 +421,9 @@ fn recipe_errors_point_at_file_line_and_column() {
 
 #[test]
 fn dependency_cycles_are_reported_with_the_whole_path() {
-    let ws = fixture();
-    std::fs::write(ws.root.join("recipes/a.toml"), "kind = \"library\"\nlanguage = \"c++\"\nsources = [\"greet/src/greet.cpp\"]\ndeps = [\"b\"]\n").unwrap();
-    std::fs::write(ws.root.join("recipes/b.toml"), "kind = \"library\"\nlanguage = \"c++\"\nsources = [\"greet/src/format.cpp\"]\ndeps = [\"c\"]\n").unwrap();
+    let ws = Workspace::engine();
+    std::fs::write(ws.path("recipes/a.toml"), "kind = \"library\"\nlanguage = \"c++\"\nsources = [\"greet/src/greet.cpp\"]\ndeps = [\"b\"]\n").unwrap();
+    std::fs::write(ws.path("recipes/b.toml"), "kind = \"library\"\nlanguage = \"c++\"\nsources = [\"greet/src/format.cpp\"]\ndeps = [\"c\"]\n").unwrap();
     let err = recipe_error(&ws, "recipes/c.toml", "kind = \"library\"\nlanguage = \"c++\"\nsources = [\"greet/src/format.cpp\"]\ndeps = [\"a\"]\n");
     assert!(err.contains("dependency cycle: a -> b -> c -> a"), "{err}");
     assert!(err.contains("recipes/c.toml:4:9:"), "{err}");
@@ -484,15 +431,15 @@ fn dependency_cycles_are_reported_with_the_whole_path() {
 
 #[test]
 fn a_missing_toolchain_program_names_the_package() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.edit(
         "toolchains/gnat.toml",
         "binder = \"gnatbind\"",
         "binder = \"gnatbind-not-installed\"",
     );
-    let out = ws.kiln(&["build", "--no-images"]);
+    let out = ws.kiln().run(["build", "--no-images"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = out.stderr_text();
     assert!(
         err.contains(
             "`gnatbind-not-installed` is not installed; install it with `apt-get install gnat`"
@@ -503,30 +450,30 @@ fn a_missing_toolchain_program_names_the_package() {
 
 #[test]
 fn unknown_target_on_the_command_line_is_a_usage_error() {
-    let ws = fixture();
-    let out = ws.kiln(&["build", "helo", "--no-images"]);
+    let ws = Workspace::engine();
+    let out = ws.kiln().run(["build", "helo", "--no-images"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("no target named `helo` (did you mean `hello`?)"),
+        out.stderr_text()
+            .contains("no target named `helo` (did you mean `hello`?)"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
 }
 
 #[test]
 fn graph_and_compile_commands() {
-    let ws = fixture();
-    let out = ws.kiln(&["graph"]);
+    let ws = Workspace::engine();
+    let out = ws.kiln().run(["graph"]);
     assert!(out.status.success());
     let dot = String::from_utf8(out.stdout).unwrap();
     assert!(dot.starts_with("digraph kiln {"));
     assert!(dot.contains("\"hello\" -> \"greet\";"), "{dot}");
     assert!(dot.contains("\"geometry\" -> \"shapes\";"), "{dot}");
 
-    assert!(ws.kiln(&["compile-commands"]).status.success());
-    let cc: Value =
-        serde_json::from_slice(&std::fs::read(ws.root.join("compile_commands.json")).unwrap())
-            .unwrap();
+    assert!(ws.kiln().run(["compile-commands"]).status.success());
+    let cc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path("compile_commands.json")).unwrap()).unwrap();
     let main = cc
         .as_array()
         .unwrap()

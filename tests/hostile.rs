@@ -4,22 +4,16 @@
 //! recording front that redirects to a second loopback address (standing for object storage,
 //! as S3-backed registries use) or misbehaves on purpose.
 
-#[path = "support/hostile_front.rs"]
-mod hostile_front;
-#[path = "support/registry_images.rs"]
-#[allow(dead_code)]
-mod registry_images;
-#[path = "support/registry_server.rs"]
-#[allow(dead_code)]
-mod registry_server;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hostile_front::{reply, Action, Config, Front};
 use kiln::registry::{self, Credential, CredentialSources, PushImage, PushOptions};
-use registry_server::{start, Mode, PASSWORD, REFRESH_TOKEN, USER};
+use support::hostile_front::{self, basic, reply, Action, Config, Front};
+use support::registry_images;
+use support::registry_server::{start, Mode, PASSWORD, REFRESH_TOKEN, USER};
 
 fn api_image(tags: &[&str]) -> PushImage {
     PushImage {
@@ -96,13 +90,6 @@ fn redirecting_front(
         }),
         ..Config::forward("127.0.0.1", upstream)
     })
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 /// Asserts that storage served real traffic and never saw an `Authorization` header.

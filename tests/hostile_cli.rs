@@ -2,73 +2,53 @@
 //! never shows up in output, `--json`, errors or any file kiln writes, and a push killed with
 //! SIGKILL and run again uploads no blob twice. The real registry sits behind `hostile_front`.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-#[path = "support/hostile_front.rs"]
-#[allow(dead_code)]
-mod hostile_front;
-#[path = "support/registry_server.rs"]
-#[allow(dead_code)]
-mod registry_server;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hostile_front::{reply, Action, Config};
-use registry_server::{start, Mode, USER};
+use support::hostile_front::{self, basic, reply, Action, Config};
+use support::kiln::{Kiln, Run};
+use support::registry_server::{start, Mode, USER};
+use support::workspace::Workspace;
 
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-    home: PathBuf,
+fn workspace() -> Workspace {
+    let ws = Workspace::engine();
+    std::fs::create_dir_all(ws.home()).unwrap();
+    ws
 }
 
-fn workspace() -> Ws {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = fixture::engine_workspace(tmp.path());
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    Ws {
-        cache: tmp.path().join("cache"),
-        home,
-        root,
-        _tmp: tmp,
+impl Workspace {
+    /// A home directory of the test's own: no docker config, auth file or certs.d but what
+    /// the test puts there.
+    fn home(&self) -> PathBuf {
+        self.scratch().join("home")
     }
-}
 
-impl Ws {
-    fn command(&self, args: &[&str], password: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        c.args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
-            .env("CI", "1")
-            .env("HOME", &self.home)
-            .env("DOCKER_CONFIG", self.home.join(".docker"))
-            .env("REGISTRY_AUTH_FILE", self.home.join("auth.json"))
-            .env("KILN_CERTS_D", self.home.join("certs.d"))
+    /// kiln with `USER` and `password` as its registry credentials, and no others.
+    fn kiln_as(&self, password: &str) -> Kiln {
+        let home = self.home();
+        self.kiln()
+            .env("HOME", &home)
+            .env("DOCKER_CONFIG", home.join(".docker"))
+            .env("REGISTRY_AUTH_FILE", home.join("auth.json"))
+            .env("KILN_CERTS_D", home.join("certs.d"))
             .env("KILN_REGISTRY_USERNAME", USER)
             .env("KILN_REGISTRY_PASSWORD", password)
-            .stdin(Stdio::null());
-        c
     }
-    fn kiln(&self, args: &[&str], password: &str) -> Output {
-        self.command(args, password).output().unwrap()
-    }
-}
 
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
+    fn run_as(&self, args: &[&str], password: &str) -> Run {
+        self.kiln_as(password).run(args)
+    }
+
+    fn command_as(&self, args: &[&str], password: &str) -> Command {
+        self.kiln_as(password).command(args)
+    }
 }
 
 /// Every file under `dir` whose bytes contain one of `needles`.
@@ -130,12 +110,8 @@ fn a_canary_password_appears_in_no_output_error_or_file() {
     });
     let ws = workspace();
     let to = format!("{}/team", front.addr);
-    let ok = ws.kiln(&["push", "hello", "--to", &to, "--json"], CANARY);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = ws.run_as(&["push", "hello", "--to", &to, "--json"], CANARY);
+    assert!(ok.status.success(), "{}", ok.stderr_text());
     let doc: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert!(
         doc["images"][0]["uploaded_blobs"].as_u64().unwrap() >= 4,
@@ -143,9 +119,9 @@ fn a_canary_password_appears_in_no_output_error_or_file() {
     );
     assert!(storage.seen().iter().any(|s| s.method == "PUT"));
     assert!(storage.seen().iter().all(|s| s.authorization.is_none()));
-    let plain = ws.kiln(&["push", "hello", "--to", &to, "--tag", "again"], CANARY);
+    let plain = ws.run_as(&["push", "hello", "--to", &to, "--tag", "again"], CANARY);
     assert!(plain.status.success());
-    let failed = ws.kiln(
+    let failed = ws.run_as(
         &["push", "hello", "--to", &to, "--tag", "nope", "--json"],
         WRONG,
     );
@@ -179,8 +155,8 @@ fn a_canary_password_appears_in_no_output_error_or_file() {
             );
         }
     }
-    assert!(ws.root.join("out").exists() && ws.cache.exists());
-    for dir in [&ws.root, &ws.cache, &ws.home] {
+    assert!(ws.path("out").exists() && ws.cache().exists());
+    for dir in [ws.root(), ws.cache(), &ws.home()] {
         let hits = files_containing(dir, &needles);
         assert!(hits.is_empty(), "secrets written to {hits:?}");
     }
@@ -239,7 +215,7 @@ fn a_push_killed_with_sigkill_and_run_again_uploads_no_blob_twice() {
         "--json",
     ];
     let mut child = ws
-        .command(&args, "unused")
+        .command_as(&args, "unused")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -263,12 +239,8 @@ fn a_push_killed_with_sigkill_and_run_again_uploads_no_blob_twice() {
     let before = completed.lock().unwrap().clone();
     assert!(!before.is_empty());
 
-    let out = ws.kiln(&args, "unused");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ws.run_as(&args, "unused");
+    assert!(out.status.success(), "{}", out.stderr_text());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let image = &doc["images"][0];
     assert!(

@@ -1,6 +1,5 @@
 //! Image assembly against the real toolchains, dpkg database and container tools.
 
-#[path = "support/image.rs"]
 mod support;
 
 use std::path::Path;
@@ -8,7 +7,7 @@ use std::process::Command;
 
 use kiln::digest::Digest;
 use kiln::image::{assemble, ExtraFile, Family, ImageError, ImageResult, Origin};
-use support::*;
+use support::image::*;
 
 fn tmp() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -1,61 +1,37 @@
 //! Images as a user meets them through the CLI: budgets that fail the build, `--docker-archive`
 //! loaded by podman, `kiln inspect`, and errors for libraries that cannot be found.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-#[path = "support/registry_server.rs"]
-#[allow(dead_code)]
-mod registry_server;
+mod support;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-struct Ws {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
-}
+use support::kiln::Kiln;
+use support::registry_server;
+use support::workspace::Workspace;
 
-fn fixture() -> Ws {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = fixture::engine_workspace(tmp.path());
-    Ws { root, tmp }
-}
-
-impl Ws {
-    fn kiln(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", self.tmp.path().join("cache"))
-            .env("CI", "1")
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .output()
-            .unwrap()
-    }
-    fn edit(&self, rel: &str, from: &str, to: &str) {
-        let p = self.root.join(rel);
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from));
-        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+impl Workspace {
+    /// kiln with a pinned SOURCE_DATE_EPOCH, so image bytes do not depend on the clock.
+    fn pinned_kiln(&self) -> Kiln {
+        self.kiln().env("SOURCE_DATE_EPOCH", "1700000000")
     }
 }
 
+/// A container tool's stderr.
 fn err(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
 fn over_budget_fails_the_build_with_a_breakdown() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.edit(
         "recipes/hello.toml",
         "budget = \"100MB\"",
         "budget = \"1MB\"",
     );
-    let out = ws.kiln(&["build", "hello"]);
-    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
-    let e = err(&out);
+    let out = ws.pinned_kiln().run(["build", "hello"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    let e = out.stderr_text();
     assert!(e.contains("hello"), "{e}");
     assert!(e.contains("budget"), "{e}");
     assert!(
@@ -63,17 +39,19 @@ fn over_budget_fails_the_build_with_a_breakdown() {
         "the breakdown names the largest files: {e}"
     );
     assert!(
-        !ws.root.join("out/images/hello/index.json").exists(),
+        !ws.path("out/images/hello/index.json").exists(),
         "an over-budget image must not be written"
     );
 }
 
 #[test]
 fn docker_archive_of_several_images_loads_into_podman() {
-    let ws = fixture();
-    let archive = ws.tmp.path().join("images.tar");
-    let out = ws.kiln(&["build", "--docker-archive", archive.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", err(&out));
+    let ws = Workspace::engine();
+    let archive = ws.scratch().join("images.tar");
+    let out = ws
+        .pinned_kiln()
+        .run(["build", "--docker-archive", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr_text());
 
     let scratch = tempfile::tempdir().unwrap();
     let conf = scratch.path().join("containers.conf");
@@ -133,71 +111,76 @@ fn docker_archive_of_several_images_loads_into_podman() {
 
 #[test]
 fn inspect_lists_layers_and_largest_files() {
-    let ws = fixture();
-    assert!(ws.kiln(&["build", "geometry"]).status.success());
-    let out = ws.kiln(&["inspect", "geometry", "--json"]);
-    assert!(out.status.success(), "{}", err(&out));
+    let ws = Workspace::engine();
+    assert!(ws.pinned_kiln().run(["build", "geometry"]).status.success());
+    let out = ws.pinned_kiln().run(["inspect", "geometry", "--json"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = doc.to_string();
     assert!(text.contains("libgnat-12.so"), "{text}");
     assert!(text.contains("/usr/local/bin/geometry"), "{text}");
-    let table = ws.kiln(&["inspect", "geometry"]);
+    let table = ws.pinned_kiln().run(["inspect", "geometry"]);
     assert!(
         String::from_utf8_lossy(&table.stdout).contains("ada runtime"),
         "{}",
         String::from_utf8_lossy(&table.stdout)
     );
-    assert_eq!(ws.kiln(&["inspect", "geometri"]).status.code(), Some(2));
+    assert_eq!(
+        ws.pinned_kiln().run(["inspect", "geometri"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
 fn a_library_that_cannot_be_found_names_the_library_and_the_binary() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.edit(
         "recipes/hello.toml",
         "budget = \"100MB\"",
         "budget = \"100MB\"\nlibraries = [\"libkiln-not-there.so.7\"]",
     );
-    let out = ws.kiln(&["build", "hello"]);
+    let out = ws.pinned_kiln().run(["build", "hello"]);
     assert_eq!(out.status.code(), Some(1));
-    let e = err(&out);
+    let e = out.stderr_text();
     assert!(e.contains("libkiln-not-there.so.7"), "{e}");
 }
 
 #[test]
 fn an_image_file_that_does_not_exist_is_a_recipe_error_with_its_position() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.edit("recipes/hello.toml", "budget = \"100MB\"", "budget = \"100MB\"\nfiles = [{ src = \"hello/missing.xrc\", dst = \"/usr/share/hello/x.xrc\" }]");
-    let out = ws.kiln(&["build", "hello"]);
+    let out = ws.pinned_kiln().run(["build", "hello"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        err(&out).contains("recipes/hello.toml:14:18: file \"hello/missing.xrc\" does not exist"),
+        out.stderr_text()
+            .contains("recipes/hello.toml:14:18: file \"hello/missing.xrc\" does not exist"),
         "{}",
-        err(&out)
+        out.stderr_text()
     );
     ws.edit(
         "recipes/hello.toml",
         "hello/missing.xrc\", dst = \"/usr/share/hello/x.xrc\"",
         "hello/src/banner.h\", dst = \"/usr/../etc/x\"",
     );
-    let out = ws.kiln(&["build", "hello"]);
+    let out = ws.pinned_kiln().run(["build", "hello"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        err(&out).contains("must be an absolute path inside the image"),
+        out.stderr_text()
+            .contains("must be an absolute path inside the image"),
         "{}",
-        err(&out)
+        out.stderr_text()
     );
 }
 
 #[test]
 fn docker_format_carries_the_health_check_to_podman_with_the_same_layers() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.edit(
         "recipes/geometry.toml",
         "budget = \"150MB\"",
         "budget = \"150MB\"\n\n[image.healthcheck]\ntest = [\"CMD\", \"/usr/local/bin/geometry\"]\ninterval = \"5s\"\nretries = 2",
     );
-    assert!(ws.kiln(&["build", "geometry"]).status.success());
+    assert!(ws.pinned_kiln().run(["build", "geometry"]).status.success());
     let manifest = |root: &std::path::Path| -> serde_json::Value {
         let layout = root.join("out/images/geometry");
         let index: serde_json::Value =
@@ -210,7 +193,7 @@ fn docker_format_carries_the_health_check_to_podman_with_the_same_layers() {
         serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).unwrap())
             .unwrap()
     };
-    let oci = manifest(&ws.root);
+    let oci = manifest(ws.root());
     assert_eq!(
         oci["mediaType"],
         "application/vnd.oci.image.manifest.v1+json"
@@ -221,9 +204,9 @@ fn docker_format_carries_the_health_check_to_podman_with_the_same_layers() {
         "[image.healthcheck]",
         "format = \"docker\"\n\n[image.healthcheck]",
     );
-    let out = ws.kiln(&["build", "geometry"]);
-    assert!(out.status.success(), "{}", err(&out));
-    let docker = manifest(&ws.root);
+    let out = ws.pinned_kiln().run(["build", "geometry"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let docker = manifest(ws.root());
     assert_eq!(
         docker["mediaType"],
         "application/vnd.docker.distribution.manifest.v2+json"
@@ -272,8 +255,10 @@ fn docker_format_carries_the_health_check_to_podman_with_the_same_layers() {
     // the image goes the way users run it: through a registry.
     let reg = registry_server::start(registry_server::Mode::Plain);
     let to = format!("{}/team", reg.addr);
-    let pushed = ws.kiln(&["push", "geometry", "--to", &to, "--json"]);
-    assert!(pushed.status.success(), "{}", err(&pushed));
+    let pushed = ws
+        .pinned_kiln()
+        .run(["push", "geometry", "--to", &to, "--json"]);
+    assert!(pushed.status.success(), "{}", pushed.stderr_text());
     let pushed: serde_json::Value = serde_json::from_slice(&pushed.stdout).unwrap();
     let source = pushed["images"][0]["reference"]
         .as_str()

@@ -1,34 +1,22 @@
 //! `kiln push` as a user runs it: kiln-built images of the engine fixture, pushed to the real
 //! registry over plain HTTP, over TLS with Basic auth, and with token auth.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-
-#[path = "support/registry_server.rs"]
-#[allow(dead_code)]
-mod registry_server;
+mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Stdio};
 
-use registry_server::{Mode, TestRegistry, PASSWORD, USER};
 use serde_json::Value;
-
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-    docker_config: PathBuf,
-}
+use support::kiln::{Kiln, Run};
+use support::registry_server::{self, Mode, TestRegistry, PASSWORD, USER};
+use support::workspace::Workspace;
 
 /// The engine fixture plus a second C++ service with the same libraries as `hello`.
-fn workspace() -> Ws {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = fixture::engine_workspace(tmp.path());
-    let hello = std::fs::read_to_string(root.join("recipes/hello.toml")).unwrap();
+fn workspace() -> Workspace {
+    let ws = Workspace::engine();
+    let hello = ws.read("recipes/hello.toml");
     std::fs::write(
-        root.join("recipes/hello-twin.toml"),
+        ws.path("recipes/hello-twin.toml"),
         hello.replace(
             "deps = [\"greet\"]",
             "deps = [\"greet\"]\ndefines = [\"TWIN=1\"]\noutput = \"hello-twin\"",
@@ -36,48 +24,43 @@ fn workspace() -> Ws {
     )
     .unwrap();
     std::fs::write(
-        root.join("hello/src/twin.cpp"),
+        ws.path("hello/src/twin.cpp"),
         "#ifdef TWIN\nint twin_marker = 2;\n#endif\n",
     )
     .unwrap();
-    let docker_config = tmp.path().join("docker");
-    std::fs::create_dir_all(&docker_config).unwrap();
-    Ws {
-        cache: tmp.path().join("cache"),
-        docker_config,
-        root,
-        _tmp: tmp,
-    }
+    std::fs::create_dir_all(ws.docker_config()).unwrap();
+    ws
 }
 
-impl Ws {
-    fn kiln(&self, reg: &TestRegistry, args: &[&str], creds: Option<(&str, &str)>) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        c.args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
-            .env("CI", "1")
-            .env("DOCKER_CONFIG", &self.docker_config)
-            .env("REGISTRY_AUTH_FILE", self.docker_config.join("auth.json"))
+impl Workspace {
+    /// The docker config directory (credentials `kiln login` stores), beside the workspace.
+    fn docker_config(&self) -> PathBuf {
+        self.scratch().join("docker")
+    }
+
+    /// kiln pushing to `reg`: it trusts the registry's CA, keeps credentials in this
+    /// workspace's docker config, and has only the credentials `creds` in its environment.
+    fn push_kiln(&self, reg: &TestRegistry, args: &[&str], creds: Option<(&str, &str)>) -> Run {
+        let mut k = self
+            .kiln()
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env("REGISTRY_AUTH_FILE", self.docker_config().join("auth.json"))
             .env_remove("KILN_REGISTRY_USERNAME")
             .env_remove("KILN_REGISTRY_PASSWORD");
         if let Some(certs) = &reg.certs_d {
-            c.env("KILN_CERTS_D", certs);
+            k = k.env("KILN_CERTS_D", certs);
         }
         if let Some((u, p)) = creds {
-            c.env("KILN_REGISTRY_USERNAME", u)
+            k = k
+                .env("KILN_REGISTRY_USERNAME", u)
                 .env("KILN_REGISTRY_PASSWORD", p);
         }
-        c.output().unwrap()
+        k.run(args)
     }
 }
 
-fn stdout_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "kiln failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn stdout_json(out: &Run) -> Value {
+    out.assert_ok("kiln");
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -115,7 +98,7 @@ fn push_scenario(mode: Mode) {
     let to = format!("{}/team", reg.addr);
 
     // First push: hello only, with its default tags (version + git revision, here none).
-    let first = stdout_json(&ws.kiln(
+    let first = stdout_json(&ws.push_kiln(
         &reg,
         &["push", "hello", "--to", &to, "--json", "-j2"],
         creds,
@@ -135,7 +118,8 @@ fn push_scenario(mode: Mode) {
     );
 
     // The twin shares base and runtime layers: only its own layer and config go up.
-    let twin = stdout_json(&ws.kiln(&reg, &["push", "hello-twin", "--to", &to, "--json"], creds));
+    let twin =
+        stdout_json(&ws.push_kiln(&reg, &["push", "hello-twin", "--to", &to, "--json"], creds));
     let twin = image(&twin, "hello-twin");
     assert_eq!(twin["uploaded_blobs"], 2, "{twin}");
     assert_eq!(
@@ -145,7 +129,7 @@ fn push_scenario(mode: Mode) {
     );
 
     // Everything again, unchanged: nothing uploaded.
-    let again = stdout_json(&ws.kiln(
+    let again = stdout_json(&ws.push_kiln(
         &reg,
         &["push", "--to", &to, "--json", "--tag", "stable"],
         creds,
@@ -213,13 +197,13 @@ fn a_wrong_password_fails_naming_the_registry_and_writes_no_tag() {
     let reg = registry_server::start(Mode::BasicTls);
     let ws = workspace();
     let to = format!("{}/team", reg.addr);
-    let out = ws.kiln(
+    let out = ws.push_kiln(
         &reg,
         &["push", "hello", "--to", &to],
         Some((USER, "wrong-password")),
     );
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.stderr_text();
     assert!(err.contains(&reg.addr), "{err}");
     assert!(err.contains("team/hello"), "{err}");
     assert!(
@@ -236,14 +220,14 @@ fn a_wrong_password_fails_naming_the_registry_and_writes_no_tag() {
 fn login_stores_credentials_that_push_then_uses() {
     let reg = registry_server::start(Mode::BasicTls);
     let ws = workspace();
-    let mut login = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    login
-        .args(["login", &reg.addr, "-u", USER, "--password-stdin"])
-        .env("DOCKER_CONFIG", &ws.docker_config)
+    let mut login = Kiln::outside()
+        .env("DOCKER_CONFIG", ws.docker_config())
         .env("KILN_CERTS_D", reg.certs_d.as_ref().unwrap())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .command(["login", &reg.addr, "-u", USER, "--password-stdin"]);
+    login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = login.spawn().unwrap();
     use std::io::Write;
     child
@@ -258,12 +242,12 @@ fn login_stores_credentials_that_push_then_uses() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = std::fs::read_to_string(ws.docker_config.join("config.json")).unwrap();
+    let config = std::fs::read_to_string(ws.docker_config().join("config.json")).unwrap();
     assert!(
         config.contains(&reg.addr) && !config.contains(PASSWORD),
         "{config}"
     );
-    let pushed = stdout_json(&ws.kiln(
+    let pushed = stdout_json(&ws.push_kiln(
         &reg,
         &[
             "push",
@@ -284,18 +268,8 @@ fn login_stores_credentials_that_push_then_uses() {
 fn usage_errors_exit_2() {
     let reg = registry_server::start(Mode::Plain);
     let ws = workspace();
-    let out = ws.kiln(&reg, &["push", "--to", "no-registry-here"], None);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = ws.kiln(&reg, &["push", "greet", "--to", &reg.addr], None);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ws.push_kiln(&reg, &["push", "--to", "no-registry-here"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr_text());
+    let out = ws.push_kiln(&reg, &["push", "greet", "--to", &reg.addr], None);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr_text());
 }

@@ -2,20 +2,15 @@
 //! Basic auth over TLS, token auth), plus a fault-injecting proxy. Images are small umoci-built
 //! layouts with a static program, so `podman run` proves the pushed image actually works.
 
-#[path = "support/registry_images.rs"]
-mod registry_images;
-#[path = "support/registry_proxy.rs"]
-mod registry_proxy;
-#[path = "support/registry_server.rs"]
-#[allow(dead_code)]
-mod registry_server;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
 use kiln::registry::{self, Artifact, ArtifactContent, PushImage, PushOptions, PushReport};
-use registry_images::{images, line_for};
-use registry_server::{start, Mode, TestRegistry, PASSWORD, USER};
+use support::registry_images::{images, line_for};
+use support::registry_proxy;
+use support::registry_server::{self, start, Mode, TestRegistry, PASSWORD, USER};
 
 fn image(service: &str, tags: &[&str]) -> PushImage {
     let imgs = images();

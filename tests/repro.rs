@@ -3,30 +3,26 @@
 //! workspace and names the layer, file and byte of a leak kiln cannot pin; `kiln build --locked`
 //! refuses a machine whose package versions differ from kiln.lock.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-use fixture::copy_dir;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use support::kiln::Run;
+use support::workspace::{copy_dir, fixture_dir, Workspace};
 
 /// HEAD's commit time in every checkout: 2023-11-14T22:13:20Z.
 const COMMIT_TIME: &str = "1700000000";
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
-/// A copy of fixtures/engine at `root`, with `overlays` (directories under fixtures/) on top.
-fn workspace(root: &Path, overlays: &[&str]) {
-    copy_dir(&fixture("engine"), root);
+/// A copy of fixtures/engine at `dir` inside a temporary directory of its own, with `overlays`
+/// (directories under fixtures/) on top.
+fn workspace(dir: &str, overlays: &[&str]) -> Workspace {
+    let ws = Workspace::fixture_at("engine", dir);
     for o in overlays {
-        copy_dir(&fixture(o), root);
+        copy_dir(&fixture_dir(o), ws.root());
     }
+    ws
 }
 
 /// `git init` and one commit whose author, committer and dates are fixed, so every checkout of
@@ -60,34 +56,20 @@ fn commit(root: &Path) -> String {
     git(&["rev-parse", "HEAD"])
 }
 
-/// Runs kiln in `root` under `umask` with extra environment, like a person's shell would.
-fn kiln_in(root: &Path, cache: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(root)
-        .env("KILN_CACHE", cache)
-        .env("CI", "1")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("KILN_REVISION");
-    for (k, v) in env {
-        c.env(k, v);
+impl Workspace {
+    /// Runs kiln here under `umask` with extra environment, like a person's shell would.
+    fn kiln_in(&self, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+        self.kiln()
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("KILN_REVISION")
+            .envs(env)
+            .umask(umask)
+            .run(args)
     }
-    c.output().unwrap()
-}
 
-fn kiln(root: &Path, cache: &Path, args: &[&str]) -> Output {
-    kiln_in(root, cache, "022", &[], args)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed:\n{}", stderr(o));
+    fn kiln_run(&self, args: &[&str]) -> Run {
+        self.kiln_in("022", &[], args)
+    }
 }
 
 /// Every file under the given `out/` subdirectories, by relative path, with its bytes.
@@ -123,24 +105,21 @@ fn manifest(root: &Path, service: &str) -> serde_json::Value {
 
 #[test]
 fn two_checkouts_build_identical_bytes_and_verify_agrees() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a = tmp.path().join("a");
-    let b = tmp.path().join("some/much/deeper/checkout");
-    workspace(&a, &[]);
-    workspace(&b, &[]);
-    assert_eq!(commit(&a), commit(&b), "the checkouts must hold one commit");
+    let a = workspace("a", &[]);
+    let b = workspace("some/much/deeper/checkout", &[]);
+    assert_eq!(
+        commit(a.root()),
+        commit(b.root()),
+        "the checkouts must hold one commit"
+    );
 
-    let built = kiln_in(
-        &a,
-        &tmp.path().join("cache-a"),
+    let built = a.kiln_in(
         "022",
         &[("TZ", "UTC"), ("LANG", "C.UTF-8")],
         &["build", "-j1"],
     );
-    assert_ok(&built, "build in a");
-    let built = kiln_in(
-        &b,
-        &tmp.path().join("cache-b"),
+    built.assert_ok("build in a");
+    let built = b.kiln_in(
         "077",
         &[
             ("TZ", "Asia/Tokyo"),
@@ -149,9 +128,9 @@ fn two_checkouts_build_identical_bytes_and_verify_agrees() {
         ],
         &["build", "-j2"],
     );
-    assert_ok(&built, "build in b");
+    built.assert_ok("build in b");
 
-    let (fa, fb) = (artifacts(&a), artifacts(&b));
+    let (fa, fb) = (artifacts(a.root()), artifacts(b.root()));
     assert_eq!(
         fa.keys().collect::<Vec<_>>(),
         fb.keys().collect::<Vec<_>>(),
@@ -166,7 +145,7 @@ fn two_checkouts_build_identical_bytes_and_verify_agrees() {
             assert!(fa.contains_key(&must), "{must} was not built");
         }
         assert_eq!(
-            manifest(&a, service)["annotations"]["org.opencontainers.image.created"],
+            manifest(a.root(), service)["annotations"]["org.opencontainers.image.created"],
             "2023-11-14T22:13:20Z",
             "created is HEAD's commit time, not the build's"
         );
@@ -177,35 +156,31 @@ fn two_checkouts_build_identical_bytes_and_verify_agrees() {
         "differ between checkouts: {differing:?}"
     );
 
-    let verified = kiln(&a, &tmp.path().join("cache-a"), &["verify", "-j2"]);
-    assert_ok(&verified, "kiln verify");
+    let verified = a.kiln_run(&["verify", "-j2"]);
+    verified.assert_ok("kiln verify");
     assert!(
-        stderr(&verified).contains("2 service image(s) rebuilt bit for bit"),
+        verified
+            .stderr_text()
+            .contains("2 service image(s) rebuilt bit for bit"),
         "{}",
-        stderr(&verified)
+        verified.stderr_text()
     );
 }
 
 #[test]
 fn verify_names_the_layer_file_and_byte_of_a_timestamp_leak() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("ws");
-    workspace(&root, &["repro/stamp"]);
+    let ws = workspace("ws", &["repro/stamp"]);
     // A checkout made long ago: the fresh copy verify builds gets today's mtime instead.
     let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
     std::fs::File::options()
         .write(true)
-        .open(root.join("stamp/main.cpp"))
+        .open(ws.path("stamp/main.cpp"))
         .unwrap()
         .set_modified(old)
         .unwrap();
 
-    let out = kiln(
-        &root,
-        &tmp.path().join("cache"),
-        &["verify", "stamp", "--json"],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = ws.kiln_run(&["verify", "stamp", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let layer = report["mismatches"]
         .as_array()
@@ -225,7 +200,7 @@ fn verify_names_the_layer_file_and_byte_of_a_timestamp_leak() {
         "{detail}"
     );
     assert!(detail.contains("Sun Sep  9 01:46:40 2001"), "{detail}");
-    let err = stderr(&out);
+    let err = out.stderr_text();
     assert!(
         err.contains("stamp: layer ") && err.contains("/usr/local/bin/stamp: content differs"),
         "{err}"
@@ -238,13 +213,10 @@ fn verify_names_the_layer_file_and_byte_of_a_timestamp_leak() {
 
 #[test]
 fn locked_builds_refuse_a_machine_whose_versions_differ() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("ws");
-    workspace(&root, &[]);
-    let cache = tmp.path().join("cache");
+    let ws = workspace("ws", &[]);
 
-    assert_ok(&kiln(&root, &cache, &["lock"]), "kiln lock");
-    let text = std::fs::read_to_string(root.join("kiln.lock")).unwrap();
+    ws.kiln_run(&["lock"]).assert_ok("kiln lock");
+    let text = ws.read("kiln.lock");
     let lock: toml::Table = toml::from_str(&text).unwrap();
     let gxx = lock["toolchain"]["gcc"]["packages"]["g++-12"]
         .as_str()
@@ -255,12 +227,10 @@ fn locked_builds_refuse_a_machine_whose_versions_differ() {
         .unwrap()
         .to_string();
     assert!(!gxx.is_empty() && !libc.is_empty(), "{text}");
-    assert_ok(
-        &kiln(&root, &cache, &["build", "--locked"]),
-        "build --locked",
-    );
+    ws.kiln_run(&["build", "--locked"])
+        .assert_ok("build --locked");
 
-    std::fs::remove_dir_all(root.join("out")).unwrap();
+    std::fs::remove_dir_all(ws.path("out")).unwrap();
     let edited = text
         .replace(
             &format!("\"g++-12\" = \"{gxx}\""),
@@ -268,10 +238,10 @@ fn locked_builds_refuse_a_machine_whose_versions_differ() {
         )
         .replace(&format!("libc6 = \"{libc}\""), "libc6 = \"2.0-locked\"");
     assert_ne!(edited, text);
-    std::fs::write(root.join("kiln.lock"), edited).unwrap();
-    let out = kiln(&root, &cache, &["build", "--locked"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    std::fs::write(ws.path("kiln.lock"), edited).unwrap();
+    let out = ws.kiln_run(&["build", "--locked"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    let err = out.stderr_text();
     assert!(
         err.contains(&format!(
             "package g++-12: locked 1.0-locked, installed {gxx}"
@@ -285,7 +255,7 @@ fn locked_builds_refuse_a_machine_whose_versions_differ() {
         "{err}"
     );
     assert!(
-        !root.join("out/bin").exists(),
+        !ws.path("out/bin").exists(),
         "a refused build writes nothing"
     );
 }

@@ -6,80 +6,35 @@
 //! No assertion depends on timing: kill points are chosen by progress lines, waits are for
 //! conditions with generous bounds, and every loop is bounded in count and time.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
+
+use support::kiln::{Kiln, Run};
+use support::workspace::Workspace;
 
 /// The longest any single wait here may take before the test fails (a loaded 2-core machine).
 const PATIENCE: Duration = Duration::from_secs(300);
 
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
-
-fn fixture() -> Ws {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = fixture::engine_workspace(tmp.path());
-    let cache = tmp.path().join("cache");
-    Ws {
-        _tmp: tmp,
-        root,
-        cache,
-    }
-}
-
-impl Ws {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
-            .env_remove("KILN_CACHE_MAX_SIZE")
-            .env_remove("KILN_CACHE_MAX_AGE")
+impl Workspace {
+    /// kiln with no cache limits from the developer's environment and a pinned
+    /// SOURCE_DATE_EPOCH.
+    fn pinned_kiln(&self) -> Kiln {
+        self.kiln()
+            .without_cache_limits()
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .env("CI", "1");
-        cmd
     }
 
-    fn kiln(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn build_ok(&self, args: &[&str]) -> Output {
+    fn build_ok(&self, args: &[&str]) -> Run {
         let mut a = vec!["build"];
         a.extend_from_slice(args);
-        let out = self.kiln(&a);
-        assert!(out.status.success(), "build failed: {}", stderr(&out));
-        out
+        self.pinned_kiln().run(&a).ok("build")
     }
-
-    fn run_bin(&self, name: &str) -> String {
-        let out = Command::new(self.root.join("out/bin").join(name))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{name} failed");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn edit(&self, rel: &str, from: &str, to: &str) {
-        let p = self.root.join(rel);
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from), "{rel} does not contain {from:?}");
-        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Every file under the product directories of `out/`, relative to `root`, with its bytes.
@@ -152,16 +107,16 @@ fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
 
 #[test]
 fn keep_going_builds_everything_a_failure_does_not_block_and_reports_every_failure() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     // A third service that depends on nothing that fails.
-    std::fs::create_dir_all(ws.root.join("solo")).unwrap();
+    std::fs::create_dir_all(ws.path("solo")).unwrap();
     std::fs::write(
-        ws.root.join("solo/main.cpp"),
+        ws.path("solo/main.cpp"),
         "#include <cstdio>\nint main() { std::puts(\"solo\"); return 0; }\n",
     )
     .unwrap();
     std::fs::write(
-        ws.root.join("recipes/solo.toml"),
+        ws.path("recipes/solo.toml"),
         "kind = \"service\"\nlanguage = \"c++\"\nsources = [\"solo/main.cpp\"]\n",
     )
     .unwrap();
@@ -179,18 +134,18 @@ fn keep_going_builds_everything_a_failure_does_not_block_and_reports_every_failu
     );
 
     // Without -k, one job: the first failure stops the build.
-    let out = ws.kiln(&["build", "-j1", "--no-images"]);
+    let out = ws.pinned_kiln().run(["build", "-j1", "--no-images"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        stderr(&out).matches("kiln: error: target").count(),
+        out.stderr_text().matches("kiln: error: target").count(),
         1,
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
 
-    let out = ws.kiln(&["build", "-k", "-j1"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let out = ws.pinned_kiln().run(["build", "-k", "-j1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    let err = out.stderr_text();
     assert!(
         err.contains("kiln: error: target `greet` failed: greet compile greet/src/greet.cpp"),
         "{err}"
@@ -209,57 +164,59 @@ fn keep_going_builds_everything_a_failure_does_not_block_and_reports_every_failu
     );
     // What did not depend on a failure was built, image included.
     assert_eq!(ws.run_bin("solo"), "solo\n");
-    assert!(ws.root.join("out/obj/shapes/shapes.o").is_file());
-    assert!(ws.root.join("out/images/solo/index.json").is_file());
-    assert!(!ws.root.join("out/bin/hello").exists());
-    assert!(!ws.root.join("out/images/hello").exists());
-    assert!(!ws.root.join("out/bin/geometry").exists());
+    assert!(ws.path("out/obj/shapes/shapes.o").is_file());
+    assert!(ws.path("out/images/solo/index.json").is_file());
+    assert!(!ws.path("out/bin/hello").exists());
+    assert!(!ws.path("out/images/hello").exists());
+    assert!(!ws.path("out/bin/geometry").exists());
 }
 
 #[test]
 fn test_keep_going_runs_the_tests_a_build_failure_does_not_block() {
-    let ws = fixture();
+    let ws = Workspace::engine();
     ws.edit(
         "tests/shapes_test.adb",
         "(Radius => 1.0)",
         "(Radius => One)",
     );
     // Without -k nothing runs.
-    let out = ws.kiln(&["test", "-j1"]);
+    let out = ws.pinned_kiln().run(["test", "-j1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
 
-    let out = ws.kiln(&["test", "-k", "-j1"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = ws.pinned_kiln().run(["test", "-k", "-j1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
     assert!(
-        stderr(&out).contains("kiln: error: target `shapes-test` failed"),
+        out.stderr_text()
+            .contains("kiln: error: target `shapes-test` failed"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
-    assert!(stderr(&out).contains("PASS"), "{}", stderr(&out));
+    assert!(out.stderr_text().contains("PASS"), "{}", out.stderr_text());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "1 passed, 0 failed"
     );
-    assert!(ws.root.join("out/test-results/greet-test.xml").is_file());
+    assert!(ws.path("out/test-results/greet-test.xml").is_file());
 }
 
 #[test]
 fn a_second_build_of_one_workspace_waits_and_says_so() {
     use fs4::fs_std::FileExt;
-    let ws = fixture();
+    let ws = Workspace::engine();
     // Hold the workspace lock as a running kiln would.
-    std::fs::create_dir_all(ws.root.join("out/.kiln")).unwrap();
+    std::fs::create_dir_all(ws.path("out/.kiln")).unwrap();
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(ws.root.join("out/.kiln/lock"))
+        .open(ws.path("out/.kiln/lock"))
         .unwrap();
     lock.lock_exclusive().unwrap();
 
     let mut child = ws
-        .command(&["build", "--no-images", "-j2"])
+        .pinned_kiln()
+        .command(["build", "--no-images", "-j2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -269,7 +226,7 @@ fn a_second_build_of_one_workspace_waits_and_says_so() {
     // It said so before doing anything, and it is still waiting: nothing was built.
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(child.try_wait().unwrap().is_none());
-    assert!(!ws.root.join("out/bin").exists());
+    assert!(!ws.path("out/bin").exists());
 
     FileExt::unlock(&lock).unwrap();
     assert!(wait_bounded(&mut child).success());
@@ -291,26 +248,27 @@ impl Lcg {
 
 #[test]
 fn a_build_killed_at_any_point_is_finished_by_the_next_with_the_same_bytes() {
-    let reference = fixture();
+    let reference = Workspace::engine();
     reference.build_ok(&["-j2"]);
-    let want = products(&reference.root);
+    let want = products(reference.root());
     assert!(want
         .keys()
         .any(|k| k.starts_with("out/images/hello/blobs/")));
 
-    let ws = fixture();
+    let ws = Workspace::engine();
     let mut rng = Lcg(14);
     // Progress lines: one per action, then the image phase. Kill points 0..=13 progress lines
     // (13: after the last action, during image assembly); every other iteration starts from an
     // empty cache too, so kills land in compiles as well as in restores.
     for iteration in 0..5 {
-        let _ = std::fs::remove_dir_all(ws.root.join("out"));
+        let _ = std::fs::remove_dir_all(ws.path("out"));
         if iteration % 2 == 0 {
-            let _ = std::fs::remove_dir_all(&ws.cache);
+            let _ = std::fs::remove_dir_all(ws.cache());
         }
         let kill_after = rng.below(14) as usize;
         let mut child = ws
-            .command(&["build", "-j2"])
+            .pinned_kiln()
+            .command(["build", "-j2"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -336,11 +294,11 @@ fn a_build_killed_at_any_point_is_finished_by_the_next_with_the_same_bytes() {
         let out = ws.build_ok(&["-j2"]);
         eprintln!("iteration {iteration}: killed after {kill_after} progress lines");
         assert!(
-            !stderr(&out).contains("warning"),
+            !out.stderr_text().contains("warning"),
             "iteration {iteration} (killed after {kill_after} actions): {}",
-            stderr(&out)
+            out.stderr_text()
         );
-        let got = products(&ws.root);
+        let got = products(ws.root());
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
             want.keys().collect::<Vec<_>>(),
@@ -353,12 +311,12 @@ fn a_build_killed_at_any_point_is_finished_by_the_next_with_the_same_bytes() {
             );
         }
         // Nothing the killed process wrote into the cache is damaged.
-        let v = ws.kiln(&["cache", "verify"]);
+        let v = ws.pinned_kiln().run(["cache", "verify"]);
         assert_eq!(
             v.status.code(),
             Some(0),
             "iteration {iteration}: {}",
-            stderr(&v)
+            v.stderr_text()
         );
     }
 }
@@ -366,7 +324,7 @@ fn a_build_killed_at_any_point_is_finished_by_the_next_with_the_same_bytes() {
 /// Starts `kiln build` in each workspace at once, all on `cache`, while `kiln cache gc` runs
 /// over and over beside them; returns the builds' outputs and how many collections ran.
 fn build_all_while_collecting(
-    workspaces: &[Ws],
+    workspaces: &[Workspace],
     cache: &Path,
     build_args: &[&str],
     gc_args: &[&str],
@@ -376,7 +334,8 @@ fn build_all_while_collecting(
         .map(|ws| {
             let mut a = vec!["build"];
             a.extend_from_slice(build_args);
-            ws.command(&a)
+            ws.pinned_kiln()
+                .command(&a)
                 .env("KILN_CACHE", cache)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -406,12 +365,8 @@ fn build_all_while_collecting(
         assert!(collections < 10_000);
         let mut a = vec!["cache", "gc"];
         a.extend_from_slice(gc_args);
-        let gc = workspaces[0]
-            .command(&a)
-            .env("KILN_CACHE", cache)
-            .output()
-            .unwrap();
-        assert!(gc.status.success(), "{}", stderr(&gc));
+        let gc = workspaces[0].pinned_kiln().env("KILN_CACHE", cache).run(&a);
+        assert!(gc.status.success(), "{}", gc.stderr_text());
         collections += 1;
     }
     let outputs = children
@@ -433,7 +388,7 @@ fn workspaces_building_into_one_cache_stay_correct_while_it_is_collected() {
 
     // Binaries only, with no grace period at all: blobs vanish between lookup and restore, and
     // every such restore must turn into a run, never into a failure or a wrong file.
-    let wss: Vec<Ws> = (0..4).map(|_| fixture()).collect();
+    let wss: Vec<Workspace> = (0..4).map(|_| Workspace::engine()).collect();
     let (outs, collections) = build_all_while_collecting(
         &wss,
         &cache,
@@ -442,23 +397,28 @@ fn workspaces_building_into_one_cache_stay_correct_while_it_is_collected() {
     );
     assert!(collections > 0);
     for (ws, out) in wss.iter().zip(&outs) {
-        assert!(out.status.success(), "{}", stderr(out));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(ws.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
         assert_eq!(ws.run_bin("geometry"), "geometry area 12 stack 2 top 9\n");
     }
-    let first = products(&wss[0].root);
+    let first = products(wss[0].root());
     for ws in &wss[1..] {
-        assert_eq!(products(&ws.root), first, "same inputs, same bytes");
+        assert_eq!(products(ws.root()), first, "same inputs, same bytes");
     }
 
     // With images, against a cache whose every file looks an hour old: the default grace
     // period protects exactly what the running builds touch.
     let then = SystemTime::now() - Duration::from_secs(3600);
     for ws in &wss[..3] {
-        let _ = std::fs::remove_dir_all(ws.root.join("out"));
+        let _ = std::fs::remove_dir_all(ws.path("out"));
     }
-    let warm = fixture();
-    warm.command(&["build", "-j2"])
+    let warm = Workspace::engine();
+    warm.pinned_kiln()
+        .command(["build", "-j2"])
         .env("KILN_CACHE", &cache)
         .output()
         .unwrap();
@@ -474,12 +434,16 @@ fn workspaces_building_into_one_cache_stay_correct_while_it_is_collected() {
     age(&cache, then);
     let (outs, _) = build_all_while_collecting(&wss[..3], &cache, &["-j1"], &["--max-size", "0"]);
     for (ws, out) in wss[..3].iter().zip(&outs) {
-        assert!(out.status.success(), "{}", stderr(out));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(ws.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
     }
-    let first = products(&wss[0].root);
+    let first = products(wss[0].root());
     assert!(first.keys().any(|k| k.starts_with("out/images/geometry/")));
     for ws in &wss[1..3] {
-        assert_eq!(products(&ws.root), first, "same inputs, same bytes");
+        assert_eq!(products(ws.root()), first, "same inputs, same bytes");
     }
 }

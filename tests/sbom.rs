@@ -10,32 +10,22 @@
 //! Needs: python3 with `pip install jsonschema lib4sbom python-debian spdx-tools`,
 //! dpkg-query, docker-registry.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-use fixture::copy_dir;
-
-#[allow(dead_code)]
-#[path = "support/registry_server.rs"]
-mod registry_server;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use support::kiln::Run;
+use support::registry_server;
+use support::workspace::Workspace;
 
 const SERVICES: &[&str] = &["geometry", "hello"];
 const SDE: &str = "1700000000";
 const SDE_RFC3339: &str = "2023-11-14T22:13:20Z";
-
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
 
 fn git(root: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -59,51 +49,28 @@ fn git(root: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-impl Ws {
-    /// fixtures/engine alone, at `<tmp>/<dir>`, committed to a fresh git repository.
-    fn new(dir: &str) -> Ws {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join(dir);
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/engine"),
-            &root,
-        );
-        git(&root, &["init", "-q"]);
-        git(&root, &["add", "-A"]);
-        git(&root, &["commit", "-q", "-m", "fixture"]);
-        let cache = tmp.path().join("cache");
-        Ws {
-            _tmp: tmp,
-            root,
-            cache,
-        }
-    }
+/// fixtures/engine alone, at `<tmp>/<dir>`, committed to a fresh git repository.
+fn committed(dir: &str) -> Workspace {
+    let ws = Workspace::fixture_at("engine", dir);
+    git(ws.root(), &["init", "-q"]);
+    git(ws.root(), &["add", "-A"]);
+    git(ws.root(), &["commit", "-q", "-m", "fixture"]);
+    ws
+}
 
-    fn kiln(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
+impl Workspace {
+    /// kiln with a pinned SOURCE_DATE_EPOCH and no source URL from the environment; it must
+    /// succeed.
+    fn kiln_ok(&self, args: &[&str]) -> Run {
+        self.kiln()
             .env("SOURCE_DATE_EPOCH", SDE)
-            .env("CI", "1")
             .env_remove("KILN_SOURCE_URL")
-            .output()
-            .unwrap()
-    }
-
-    fn kiln_ok(&self, args: &[&str]) -> Output {
-        let out = self.kiln(args);
-        assert!(
-            out.status.success(),
-            "kiln {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+            .run(args)
+            .ok("kiln")
     }
 
     fn json(&self, rel: &str) -> Value {
-        let p = self.root.join(rel);
+        let p = self.root().join(rel);
         let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
         serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
@@ -131,10 +98,10 @@ impl Ws {
 }
 
 /// The shared build, made once per test binary.
-fn built() -> &'static Ws {
-    static WS: OnceLock<Ws> = OnceLock::new();
+fn built() -> &'static Workspace {
+    static WS: OnceLock<Workspace> = OnceLock::new();
     WS.get_or_init(|| {
-        let ws = Ws::new("ws");
+        let ws = committed("ws");
         ws.kiln_ok(&["build", "-j2"]);
         ws
     })
@@ -161,8 +128,8 @@ fn run_validator(args: &[&Path], sub: &str) -> String {
 }
 
 /// Every regular file of every layer of the image, last layer wins: path -> (sha256, bytes).
-fn layer_files(ws: &Ws, service: &str) -> BTreeMap<String, (String, Vec<u8>)> {
-    let layout = ws.root.join("out/images").join(service);
+fn layer_files(ws: &Workspace, service: &str) -> BTreeMap<String, (String, Vec<u8>)> {
+    let layout = ws.path("out/images").join(service);
     let blob = |digest: &str| layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(blob(&ws.manifest_digest(service))).unwrap())
@@ -199,8 +166,8 @@ fn sboms_validate_against_the_official_schemas() {
     let ws = built();
     let mut paths = Vec::new();
     for s in SERVICES {
-        paths.push(ws.root.join(format!("out/sbom/{s}.spdx.json")));
-        paths.push(ws.root.join(format!("out/sbom/{s}.cdx.json")));
+        paths.push(ws.root().join(format!("out/sbom/{s}.spdx.json")));
+        paths.push(ws.root().join(format!("out/sbom/{s}.cdx.json")));
     }
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let out = run_validator(&refs, "schema");
@@ -388,7 +355,7 @@ fn status_d_records_round_trip_through_python_debian_and_match_dpkg() {
 #[test]
 fn provenance_names_the_image_its_inputs_and_toolchains() {
     let ws = built();
-    let revision = git(&ws.root, &["rev-parse", "HEAD"]);
+    let revision = git(ws.root(), &["rev-parse", "HEAD"]);
     let expected_toolchains = [("geometry", "gnat"), ("hello", "gcc")];
     for (service, toolchain) in expected_toolchains {
         let st = ws.provenance(service);
@@ -424,7 +391,7 @@ fn provenance_names_the_image_its_inputs_and_toolchains() {
             .iter()
             .any(|d| d["digest"]["gitCommit"] == revision.as_str()));
         let recipe = format!("recipes/{service}.toml");
-        let recipe_sha = kiln::digest::Digest::of(&std::fs::read(ws.root.join(&recipe)).unwrap());
+        let recipe_sha = kiln::digest::Digest::of(&std::fs::read(ws.root().join(&recipe)).unwrap());
         assert!(
             deps.iter()
                 .any(|d| d["name"] == recipe.as_str() && d["digest"]["sha256"] == recipe_sha.hex()),
@@ -442,7 +409,7 @@ fn provenance_names_the_image_its_inputs_and_toolchains() {
             "{builder}"
         );
         // The SBOMs are byproducts, bound by digest.
-        let spdx = std::fs::read(ws.root.join(format!("out/sbom/{service}.spdx.json"))).unwrap();
+        let spdx = std::fs::read(ws.root().join(format!("out/sbom/{service}.spdx.json"))).unwrap();
         assert!(st["predicate"]["runDetails"]["byproducts"]
             .as_array()
             .unwrap()
@@ -451,7 +418,7 @@ fn provenance_names_the_image_its_inputs_and_toolchains() {
     }
 }
 
-fn outputs(ws: &Ws) -> BTreeMap<String, Vec<u8>> {
+fn outputs(ws: &Workspace) -> BTreeMap<String, Vec<u8>> {
     let mut m = BTreeMap::new();
     for s in SERVICES {
         for rel in [
@@ -459,7 +426,7 @@ fn outputs(ws: &Ws) -> BTreeMap<String, Vec<u8>> {
             format!("out/sbom/{s}.cdx.json"),
             format!("out/provenance/{s}.intoto.json"),
         ] {
-            m.insert(rel.clone(), std::fs::read(ws.root.join(&rel)).unwrap());
+            m.insert(rel.clone(), std::fs::read(ws.root().join(&rel)).unwrap());
         }
     }
     m
@@ -469,11 +436,11 @@ fn outputs(ws: &Ws) -> BTreeMap<String, Vec<u8>> {
 fn rebuilding_elsewhere_after_clean_gives_identical_bytes() {
     let first = outputs(built());
     // A different directory name and an empty cache: nothing may leak the path or reuse state.
-    let other = Ws::new("elsewhere");
+    let other = committed("elsewhere");
     other.kiln_ok(&["build", "-j2"]);
     other.kiln_ok(&["clean"]);
     assert!(
-        !other.root.join("out/sbom").exists(),
+        !other.path("out/sbom").exists(),
         "kiln clean keeps out/sbom"
     );
     other.kiln_ok(&["build", "-j2"]);
@@ -543,7 +510,7 @@ fn push_attaches_the_three_documents_as_referrers() {
                 _ => format!("out/provenance/{service}.intoto.json"),
             };
             assert!(
-                content == std::fs::read(ws.root.join(&file)).unwrap(),
+                content == std::fs::read(ws.root().join(&file)).unwrap(),
                 "{service}: pushed {file} differs from out/"
             );
         }

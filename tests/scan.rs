@@ -7,61 +7,38 @@
 //!
 //! Needs: g++, wxBase, docker-registry, skopeo.
 
-#[path = "support/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-#[allow(dead_code)]
-#[path = "support/registry_server.rs"]
-mod registry_server;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde_json::{json, Value};
+use support::kiln::Kiln;
+use support::registry_server;
+use support::workspace::Workspace;
 
-struct Ws {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
-
-impl Ws {
-    fn kiln(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .current_dir(&self.root)
-            .env("KILN_CACHE", &self.cache)
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .env("CI", "1")
-            .output()
-            .unwrap()
+impl Workspace {
+    /// kiln with a pinned SOURCE_DATE_EPOCH, so image bytes do not depend on the clock.
+    fn pinned_kiln(&self) -> Kiln {
+        self.kiln().env("SOURCE_DATE_EPOCH", "1700000000")
     }
 
-    fn path(&self, rel: &str) -> String {
-        self.root.join(rel).to_str().unwrap().to_string()
+    fn path_str(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// One build of `hello` shared by every test; the tests take turns, since each scan rewrites
 /// out/scan/ and pushes rewrite out/pushed.json.
-fn built() -> MutexGuard<'static, Ws> {
-    static WS: OnceLock<Mutex<Ws>> = OnceLock::new();
+fn built() -> MutexGuard<'static, Workspace> {
+    static WS: OnceLock<Mutex<Workspace>> = OnceLock::new();
     WS.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = fixture::engine_workspace(tmp.path());
-        let ws = Ws {
-            cache: tmp.path().join("cache"),
-            root,
-            _tmp: tmp,
-        };
-        let out = ws.kiln(&["build", "hello", "-j2"]);
-        assert!(out.status.success(), "kiln build hello:\n{}", stderr(&out));
+        let ws = Workspace::engine();
+        ws.pinned_kiln()
+            .run(["build", "hello", "-j2"])
+            .assert_ok("kiln build hello");
         Mutex::new(ws)
     })
     .lock()
@@ -69,9 +46,9 @@ fn built() -> MutexGuard<'static, Ws> {
 }
 
 /// (binary name, source name, source version) of the Debian packages in hello's SBOM.
-fn packages(ws: &Ws) -> Vec<(String, String, String)> {
+fn packages(ws: &Workspace) -> Vec<(String, String, String)> {
     let cdx: Value =
-        serde_json::from_slice(&std::fs::read(ws.root.join("out/sbom/hello.cdx.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(ws.path("out/sbom/hello.cdx.json")).unwrap())
             .unwrap();
     cdx["components"]
         .as_array()
@@ -124,7 +101,7 @@ const CRITICAL: &str = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"; // 9.8
 const HIGH: &str = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"; // 7.5
 
 /// The fixture database: which records must and must not match is in each comment.
-fn database(ws: &Ws) -> Vec<(String, Value)> {
+fn database(ws: &Workspace) -> Vec<(String, Value)> {
     let pkgs = packages(ws);
     let glibc = source_version(&pkgs, "glibc");
     let gcc = source_version(&pkgs, "gcc-12");
@@ -237,8 +214,8 @@ fn write_zip(path: &Path, records: &[(String, Value)]) -> PathBuf {
     path.to_path_buf()
 }
 
-fn report(ws: &Ws) -> Value {
-    serde_json::from_slice(&std::fs::read(ws.root.join("out/scan/scan.json")).unwrap()).unwrap()
+fn report(ws: &Workspace) -> Value {
+    serde_json::from_slice(&std::fs::read(ws.path("out/scan/scan.json")).unwrap()).unwrap()
 }
 
 /// (id, binary package, severity, fixed?) of every finding.
@@ -276,12 +253,12 @@ fn scan_finds_exactly_the_affected_packages_and_fails_only_on_fixable_ones() {
     let db = write_db(&tmp.path().join("db"), &records);
     let db = db.to_str().unwrap();
 
-    let out = ws.kiln(&["scan", "hello", "--db", db]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = ws.pinned_kiln().run(["scan", "hello", "--db", db]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
     assert!(
-        stderr(&out).contains("days old"),
+        out.stderr_text().contains("days old"),
         "a 2001 database is old: {}",
-        stderr(&out)
+        out.stderr_text()
     );
     let r = report(&ws);
     let got = findings(&r);
@@ -317,8 +294,7 @@ fn scan_finds_exactly_the_affected_packages_and_fails_only_on_fixable_ones() {
 
     // SARIF: one result per finding, a rule per id with GitHub's security-severity.
     let sarif: Value =
-        serde_json::from_slice(&std::fs::read(ws.root.join("out/scan/scan.sarif")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(ws.path("out/scan/scan.sarif")).unwrap()).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     let run = &sarif["runs"][0];
     assert_eq!(run["results"].as_array().unwrap().len(), want.len());
@@ -332,32 +308,35 @@ fn scan_finds_exactly_the_affected_packages_and_fails_only_on_fixable_ones() {
     assert_eq!(run["results"][0]["level"], "error");
 
     // The same records in a zip give the same report, byte for byte.
-    let before = std::fs::read(ws.root.join("out/scan/scan.json")).unwrap();
+    let before = std::fs::read(ws.path("out/scan/scan.json")).unwrap();
     let z = write_zip(&tmp.path().join("all.zip"), &records);
-    let out = ws.kiln(&["scan", "hello", "--db", z.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = ws
+        .pinned_kiln()
+        .run(["scan", "hello", "--db", z.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
     assert_eq!(
-        std::fs::read(ws.root.join("out/scan/scan.json")).unwrap(),
+        std::fs::read(ws.path("out/scan/scan.json")).unwrap(),
         before
     );
 
     // Below the threshold the fixable LOW finding does not fail; with --fail-on low it does.
     let live = allowlist(tmp.path(), "2999-12-31");
-    let out = ws.kiln(&["scan", "hello", "--db", db, "--allowlist", &live]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ws
+        .pinned_kiln()
+        .run(["scan", "hello", "--db", db, "--allowlist", &live]);
+    assert!(out.status.success(), "{}", out.stderr_text());
     assert!(
-        stderr(&out).contains("allowed until 2999-12-31"),
+        out.stderr_text().contains("allowed until 2999-12-31"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
     let sarif: Value =
-        serde_json::from_slice(&std::fs::read(ws.root.join("out/scan/scan.sarif")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(ws.path("out/scan/scan.sarif")).unwrap()).unwrap();
     assert_eq!(
         sarif["runs"][0]["results"][0]["suppressions"][0]["kind"],
         "external"
     );
-    let out = ws.kiln(&[
+    let out = ws.pinned_kiln().run([
         "scan",
         "hello",
         "--db",
@@ -367,16 +346,19 @@ fn scan_finds_exactly_the_affected_packages_and_fails_only_on_fixable_ones() {
         "--fail-on",
         "low",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
 
     // An expired entry stops applying, and kiln says so.
     let old = allowlist(tmp.path(), "2000-01-01");
-    let out = ws.kiln(&["scan", "hello", "--db", db, "--allowlist", &old]);
+    let out = ws
+        .pinned_kiln()
+        .run(["scan", "hello", "--db", db, "--allowlist", &old]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("allowlist entry for CVE-2099-0001 expired on 2000-01-01"),
+        out.stderr_text()
+            .contains("allowlist entry for CVE-2099-0001 expired on 2000-01-01"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
 }
 
@@ -397,35 +379,50 @@ fn fresh_databases_do_not_warn_and_bad_ones_name_the_file() {
         r["modified"] = json!(format!("{}T00:00:00Z", today.trim()));
     }
     let db = write_db(&tmp.path().join("fresh"), &records);
-    let out = ws.kiln(&["scan", "hello", "--db", db.to_str().unwrap()]);
+    let out = ws
+        .pinned_kiln()
+        .run(["scan", "hello", "--db", db.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(!stderr(&out).contains("days old"), "{}", stderr(&out));
+    assert!(
+        !out.stderr_text().contains("days old"),
+        "{}",
+        out.stderr_text()
+    );
 
     std::fs::write(db.join("broken.json"), "{ \"id\": \"X\", \"affected\": [ }").unwrap();
-    let out = ws.kiln(&["scan", "hello", "--db", db.to_str().unwrap()]);
+    let out = ws
+        .pinned_kiln()
+        .run(["scan", "hello", "--db", db.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = out.stderr_text();
     assert!(err.contains("broken.json is not an OSV record"), "{err}");
     assert!(err.contains("caused by:"), "{err}");
 
     let notzip = tmp.path().join("all.zip");
     std::fs::write(&notzip, "not a zip").unwrap();
-    let out = ws.kiln(&["scan", "hello", "--db", notzip.to_str().unwrap()]);
+    let out = ws
+        .pinned_kiln()
+        .run(["scan", "hello", "--db", notzip.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("all.zip is not a zip archive of OSV records"),
+        out.stderr_text()
+            .contains("all.zip is not a zip archive of OSV records"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
 
-    let out = ws.kiln(&[
+    let out = ws.pinned_kiln().run([
         "scan",
         "hello",
         "--db",
         tmp.path().join("missing").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+    assert!(
+        out.stderr_text().contains("missing"),
+        "{}",
+        out.stderr_text()
+    );
 
     let bad = tmp.path().join("allow.toml");
     std::fs::write(
@@ -433,7 +430,7 @@ fn fresh_databases_do_not_warn_and_bad_ones_name_the_file() {
         "[[allow]]\nid = \"X\"\nexpires = \"soon\"\nreason = \"r\"\n",
     )
     .unwrap();
-    let out = ws.kiln(&[
+    let out = ws.pinned_kiln().run([
         "scan",
         "hello",
         "--db",
@@ -444,7 +441,11 @@ fn fresh_databases_do_not_warn_and_bad_ones_name_the_file() {
         bad.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("allow.toml:3:11"), "{}", stderr(&out));
+    assert!(
+        out.stderr_text().contains("allow.toml:3:11"),
+        "{}",
+        out.stderr_text()
+    );
 }
 
 fn skopeo_digest(reference: &str) -> String {
@@ -456,7 +457,7 @@ fn skopeo_digest(reference: &str) -> String {
     assert!(
         out.status.success(),
         "skopeo inspect {reference}: {}",
-        stderr(&out)
+        String::from_utf8_lossy(&out.stderr)
     );
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out.stdout)))
@@ -471,9 +472,15 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
     let db = write_db(&tmp.path().join("db"), &database(&ws));
     let db = db.to_str().unwrap();
 
-    let out = ws.kiln(&["push", "hello", "--to", &to, "--scan-db", db]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nothing pushed"), "{}", stderr(&out));
+    let out = ws
+        .pinned_kiln()
+        .run(["push", "hello", "--to", &to, "--scan-db", db]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().contains("nothing pushed"),
+        "{}",
+        out.stderr_text()
+    );
     let probe = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", "--raw"])
         .arg(format!("docker://{to}/hello:1.2.3"))
@@ -482,7 +489,7 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
     assert!(!probe.status.success(), "the gate let the image through");
 
     let live = allowlist(tmp.path(), "2999-12-31");
-    let out = ws.kiln(&[
+    let out = ws.pinned_kiln().run([
         "push",
         "hello",
         "--to",
@@ -492,9 +499,9 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
         "--scan-allowlist",
         &live,
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr_text());
     let pushed: Value =
-        serde_json::from_slice(&std::fs::read(ws.root.join("out/pushed.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(ws.path("out/pushed.json")).unwrap()).unwrap();
     let reference = pushed["destinations"][&to]["hello"]
         .as_str()
         .unwrap()
@@ -503,20 +510,26 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
     assert_eq!(skopeo_digest(&format!("{to}/hello:1.2.3")), digest);
 
     // The layout kiln wrote, resolved in place: the registry serves exactly that digest.
-    let k8s = ws.path("deploy");
-    let out = ws.kiln(&["k8s", "hello", "-o", &k8s]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = ws.kiln(&["resolve", "-f", &k8s, "--to", &to, "-i"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let base = std::fs::read_to_string(ws.root.join("deploy/base/hello.yaml")).unwrap();
+    let k8s = ws.path_str("deploy");
+    let out = ws.pinned_kiln().run(["k8s", "hello", "-o", &k8s]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let out = ws
+        .pinned_kiln()
+        .run(["resolve", "-f", &k8s, "--to", &to, "-i"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let base = std::fs::read_to_string(ws.path("deploy/base/hello.yaml")).unwrap();
     assert!(base.contains(&format!("image: \"{reference}\"")), "{base}");
     assert!(!base.contains("kiln://"));
     assert_eq!(skopeo_digest(&reference), digest);
 
     // Or in one step: push, then resolve what was just pushed.
-    let again = ws.path("deploy-again");
-    assert!(ws.kiln(&["k8s", "hello", "-o", &again]).status.success());
-    let out = ws.kiln(&[
+    let again = ws.path_str("deploy-again");
+    assert!(ws
+        .pinned_kiln()
+        .run(["k8s", "hello", "-o", &again])
+        .status
+        .success());
+    let out = ws.pinned_kiln().run([
         "push",
         "hello",
         "--to",
@@ -528,9 +541,9 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
         "--resolve",
         &again,
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr_text());
     assert_eq!(
-        std::fs::read_to_string(ws.root.join("deploy-again/base/hello.yaml")).unwrap(),
+        std::fs::read_to_string(ws.path("deploy-again/base/hello.yaml")).unwrap(),
         base
     );
 
@@ -538,8 +551,10 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
     let user = tmp.path().join("user.yaml");
     let text = "# hand-written\nspec:\n  containers:\n    - name: hello   # the greeter\n      image: kiln://hello\n";
     std::fs::write(&user, text).unwrap();
-    let out = ws.kiln(&["resolve", "-f", user.to_str().unwrap(), "--to", &to]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ws
+        .pinned_kiln()
+        .run(["resolve", "-f", user.to_str().unwrap(), "--to", &to]);
+    assert!(out.status.success(), "{}", out.stderr_text());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         text.replace("kiln://hello", &reference)
@@ -548,22 +563,28 @@ fn push_is_gated_by_the_scan_and_resolve_pins_what_was_pushed() {
     // An image never pushed there, and a name that is no service: errors naming them, and
     // the files stay as they were.
     std::fs::write(&user, format!("{text}---\nimage: kiln://geometry\n")).unwrap();
-    let out = ws.kiln(&["resolve", "-f", user.to_str().unwrap(), "--to", &to, "-i"]);
+    let out = ws
+        .pinned_kiln()
+        .run(["resolve", "-f", user.to_str().unwrap(), "--to", &to, "-i"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(":7:8: `geometry` was not pushed to"),
+        out.stderr_text()
+            .contains(":7:8: `geometry` was not pushed to"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
     assert!(std::fs::read_to_string(&user)
         .unwrap()
         .contains("kiln://hello"));
     std::fs::write(&user, "image: kiln://nope\n").unwrap();
-    let out = ws.kiln(&["resolve", "-f", user.to_str().unwrap(), "--to", &to]);
+    let out = ws
+        .pinned_kiln()
+        .run(["resolve", "-f", user.to_str().unwrap(), "--to", &to]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("`nope` is not a service of this workspace"),
+        out.stderr_text()
+            .contains("`nope` is not a service of this workspace"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
 }

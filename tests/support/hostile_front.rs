@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+
 /// One request as the front received it.
 #[derive(Clone, Debug)]
 pub struct Seen {
@@ -278,4 +280,13 @@ pub fn reply(status: &str, extra_headers: &str, body: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// The `Authorization` value a client sends for Basic credentials, to compare with what a front
+/// saw or to search for in what kiln wrote.
+pub fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::registry_server::run;
+use super::registry_server::run;
 
 pub struct TestImages {
     _dir: tempfile::TempDir,

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+use super::ports::free_port;
+
 pub const USER: &str = "kiln";
 pub const PASSWORD: &str = "s3cret-pass";
 pub const TOKEN_SERVICE: &str = "kiln-test-registry";
@@ -47,14 +49,6 @@ impl Drop for TestRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn run(cmd: &mut Command) -> String {

@@ -321,7 +321,9 @@ fn build_impl(
                 })
             })
             .collect();
-        let meta = meta.cloned().unwrap_or_else(|| crate::vcs::Meta::of(root));
+        let meta = meta
+            .cloned()
+            .unwrap_or_else(|| crate::vcs::Meta::of(runner, root));
         let results: Vec<(usize, Result<ImageResult, String>)> = {
             let jobs = opts.jobs.max(1);
             let queue = Mutex::new(services.clone());
@@ -333,15 +335,16 @@ fn build_impl(
                             return;
                         };
                         let req = image_request(ws, i, &prepared, &meta, &opts.cache_dir);
-                        let res =
-                            assemble_unless_fresh(&req, &stat, &state).and_then(|(img, fresh)| {
+                        let res = assemble_unless_fresh(runner, &req, &stat, &state).and_then(
+                            |(img, fresh)| {
                                 if !fresh
                                     || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name)
                                 {
                                     write_sbom(ws, i, &prepared, &meta, &img, &opts.cache_dir)?;
                                 }
                                 Ok(img)
-                            });
+                            },
+                        );
                         results.lock().unwrap().push((i, res));
                     });
                 }
@@ -568,6 +571,7 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 
 /// The image, and whether it was already in out/ (true) or had to be assembled.
 fn assemble_unless_fresh(
+    runner: &dyn Runner,
     req: &ImageRequest,
     stat: &StatCache,
     state: &Mutex<State>,
@@ -584,7 +588,7 @@ fn assemble_unless_fresh(
             }
         }
     }
-    let img = image::assemble(req).map_err(|e| crate::error::chain(&e))?;
+    let img = image::assemble(runner, req).map_err(|e| crate::error::chain(&e))?;
     if let Ok(v) = serde_json::to_value(&img) {
         state
             .lock()

@@ -265,7 +265,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             jobs: j,
             json,
         } => {
-            let report = crate::verify::verify(&ws, &services, jobs(j)).map_err(|e| {
+            let runner = &crate::exec::ProcessRunner;
+            let report = crate::verify::verify(runner, &ws, &services, jobs(j)).map_err(|e| {
                 use crate::verify::VerifyError as V;
                 boxed(match e {
                     V::Usage(m) => Error::Driver(crate::driver::DriverError::Usage(m)),

@@ -140,7 +140,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     let meta = outcome
         .meta
         .clone()
-        .unwrap_or_else(|| crate::vcs::Meta::of(&ws.root));
+        .unwrap_or_else(|| crate::vcs::Meta::of(&ProcessRunner, &ws.root));
     let images: Vec<PushImage> = selected
         .iter()
         .map(|&i| {

@@ -61,7 +61,7 @@ pub fn run(
         if !built.contains(ws.recipes[i].name.as_str()) {
             continue;
         }
-        let res = testing::run_test(ws, i, &cache, rerun)
+        let res = testing::run_test(&ProcessRunner, ws, i, &cache, rerun)
             .map_err(|e| Error::Failed(format!("running test `{}`: {e}", ws.recipes[i].name)))?;
         if !json {
             let word = match (res.passed, res.cached) {

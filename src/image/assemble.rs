@@ -15,18 +15,21 @@ use super::{safety, ImageError, ImageFile, ImageRequest, ImageResult, LayerSumma
 use crate::closure::Resolver;
 use crate::digest::Digest;
 use crate::dpkg::{Database, Origin};
+use crate::exec::Runner;
 use crate::layer::cache::{write_atomic, LayerCache, Lookup};
 use crate::layer::EntryKind;
 use crate::oci::layout::Blob;
 use crate::oci::{self, media_type, to_json, Descriptor, Index, Manifest, Platform};
 
-/// Assembles `req` against this machine's libraries and dpkg database.
-pub fn assemble(req: &ImageRequest) -> Result<ImageResult, ImageError> {
-    assemble_with(req, &Binutils::default(), Path::new("/"))
+/// Assembles `req` against this machine's libraries and dpkg database, running binutils through
+/// `runner`.
+pub fn assemble(runner: &dyn Runner, req: &ImageRequest) -> Result<ImageResult, ImageError> {
+    assemble_with(runner, req, &Binutils::default(), Path::new("/"))
 }
 
 /// [`assemble`] with explicit binutils and dpkg root (a seam for other toolchains and tests).
 pub fn assemble_with(
+    runner: &dyn Runner,
     req: &ImageRequest,
     binutils: &Binutils,
     dpkg_root: &Path,
@@ -50,14 +53,14 @@ pub fn assemble_with(
         ))?;
     let debug_tmp = work.path().join(format!("{}.debug", req.service));
     let stripped_bin = work.path().join(&req.binary_name);
-    binutils.split_debug(&req.binary, &debug_tmp, &stripped_bin)?;
+    binutils.split_debug(runner, &req.binary, &debug_tmp, &stripped_bin)?;
     let mut workspace_libs = BTreeMap::new();
     for lib in closure.libraries.iter().filter(|l| l.workspace) {
         let name = lib.real_path.file_name().unwrap_or_default();
         let out = work.path().join("lib").join(name);
         std::fs::create_dir_all(work.path().join("lib"))
             .map_err(ImageError::io("creating", work.path()))?;
-        binutils.strip_to(&lib.real_path, &out)?;
+        binutils.strip_to(runner, &lib.real_path, &out)?;
         workspace_libs.insert(lib.real_path.clone(), out);
     }
     let stripped = Stripped {

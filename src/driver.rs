@@ -133,6 +133,7 @@ pub fn lock_workspace(root: &Path) -> Result<WorkspaceLock, DriverError> {
 }
 
 pub fn resolve_toolchains(
+    runner: &dyn Runner,
     ws: &Workspace,
     used: &[usize],
     cache_dir: &Path,
@@ -150,7 +151,7 @@ pub fn resolve_toolchains(
                     let spec = &ws.toolchains[*name];
                     (
                         name.to_string(),
-                        scope.spawn(move || Toolchain::resolve(spec, cache_dir)),
+                        scope.spawn(move || Toolchain::resolve(runner, spec, cache_dir)),
                     )
                 })
                 .collect();
@@ -172,14 +173,19 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-pub fn prepare(ws: &Workspace, roots: &[usize], cache_dir: &Path) -> Result<Prepared, DriverError> {
+pub fn prepare(
+    runner: &dyn Runner,
+    ws: &Workspace,
+    roots: &[usize],
+    cache_dir: &Path,
+) -> Result<Prepared, DriverError> {
     let order = graph::build_order(&ws.graph(), roots);
-    let toolchains = resolve_toolchains(ws, &order, cache_dir)?;
+    let toolchains = resolve_toolchains(runner, ws, &order, cache_dir)?;
     let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();
     for &i in &order {
         let libs = plan::inherited_system_libs(ws, i);
         let tc = &toolchains[&ws.recipes[i].toolchain.value];
-        system_flags.insert(i, tc.system_lib_flags(&libs, cache_dir)?);
+        system_flags.insert(i, tc.system_lib_flags(runner, &libs, cache_dir)?);
     }
     let cx = Context {
         ws,
@@ -245,7 +251,7 @@ fn build_impl(
     )))?;
     // Read first: a bad limit is a usage error before anything is built.
     let limits = crate::cache::config::load(cache.root())?;
-    let prepared = prepare(ws, &roots, &opts.cache_dir)?;
+    let prepared = prepare(runner, ws, &roots, &opts.cache_dir)?;
     phases.mark("plan");
     let stat = StatCache::load(root.join("out/.kiln/stat.json"));
     let state_path = root.join("out/.kiln/state.json");

@@ -181,7 +181,7 @@ pub fn write(ws: &Workspace) -> Result<PathBuf, LockError> {
         version: VERSION,
         ..LockFile::default()
     };
-    for (name, tc) in driver::resolve_toolchains(ws, &all, &cache_dir)? {
+    for (name, tc) in driver::resolve_toolchains(&ProcessRunner, ws, &all, &cache_dir)? {
         lock.toolchain.insert(
             name,
             LockedToolchain {
@@ -273,7 +273,7 @@ pub fn check(ws: &Workspace) -> Result<(), LockError> {
     let lock = read(ws)?;
     let all: Vec<usize> = (0..ws.recipes.len()).collect();
     let current: BTreeMap<String, Current> =
-        driver::resolve_toolchains(ws, &all, &crate::cache::default_dir())?
+        driver::resolve_toolchains(&ProcessRunner, ws, &all, &crate::cache::default_dir())?
             .into_iter()
             .map(|(name, tc)| {
                 (
@@ -290,7 +290,7 @@ pub fn check(ws: &Workspace) -> Result<(), LockError> {
         .values()
         .flat_map(|i| i.packages.keys().cloned())
         .collect();
-    let installed = dpkg_versions(&names);
+    let installed = dpkg_versions(&ProcessRunner, &names);
     let diffs = differences(&lock, &current, &service_names(ws), &installed);
     if diffs.is_empty() {
         Ok(())

@@ -5,12 +5,12 @@
 //! asked. Each test writes `out/test-results/<name>.xml`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cache::key::KeyBuilder;
 use crate::cache::Cache;
 use crate::digest::Digest;
+use crate::exec::{Command, Env, Runner};
 use crate::recipe::{Kind, TestFramework};
 use crate::workspace::Workspace;
 use crate::{build::plan, graph};
@@ -30,7 +30,9 @@ pub struct TestResult {
     pub junit: PathBuf,
 }
 
+/// Runs test target `i` (already built) through `runner`, unless a passing result is cached.
 pub fn run_test(
+    runner: &dyn Runner,
     ws: &Workspace,
     i: usize,
     cache: &Cache,
@@ -77,14 +79,19 @@ pub fn run_test(
 
     let staging = tempfile::tempdir_in(ws.root.join("out"))?;
     let gtest_xml = staging.path().join("gtest.xml");
-    let mut cmd = Command::new(&bin);
-    cmd.args(&r.test.args)
-        .current_dir(&ws.root)
-        .env("KILN_TEST", r.name.as_str());
+    let mut cmd = Command::new(&bin)
+        .args(r.test.args.iter().cloned())
+        .cwd(&ws.root)
+        // A test sees the user's environment, as it would run by hand, and its own name.
+        .env(Env::Inherited(vec![(
+            "KILN_TEST".into(),
+            r.name.clone().into(),
+        )]))
+        .timeout(TEST_TIMEOUT);
     if r.test.framework == TestFramework::Gtest {
-        cmd.arg(format!("--gtest_output=xml:{}", gtest_xml.display()));
+        cmd = cmd.arg(format!("--gtest_output=xml:{}", gtest_xml.display()));
     }
-    let (code, output, elapsed) = run_bounded(cmd, TEST_TIMEOUT)?;
+    let (code, output, elapsed) = run_bounded(runner, &cmd)?;
     let passed = code == Some(0);
     let (xml, tests, failures) = if r.test.framework == TestFramework::Gtest && gtest_xml.is_file()
     {
@@ -128,47 +135,23 @@ fn attr(xml: &str, name: &str) -> Option<u32> {
     tag[at..].split('"').next()?.parse().ok()
 }
 
-/// Runs a test process with a time limit, capturing its combined output.
+/// Runs a test process (with its time limit), giving its exit code, its stdout followed by its
+/// stderr, and how long it ran.
 fn run_bounded(
-    mut cmd: Command,
-    limit: Duration,
+    runner: &dyn Runner,
+    cmd: &Command,
 ) -> std::io::Result<(Option<i32>, String, Duration)> {
-    use std::io::Read;
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut output = out_thread.join().unwrap_or_default();
-    output.push_str(&err_thread.join().unwrap_or_default());
-    if status.is_none() {
+    let out = runner.run(cmd)?;
+    let elapsed = start.elapsed();
+    // A stream that is not UTF-8 is dropped whole, as reading it to a String always did.
+    let mut output = String::from_utf8(out.stdout).unwrap_or_default();
+    output.push_str(&String::from_utf8(out.stderr).unwrap_or_default());
+    if out.timed_out {
+        let limit = cmd.timeout.unwrap_or_default();
         output.push_str(&format!("\nkiln: test killed after {}s\n", limit.as_secs()));
     }
-    Ok((status.and_then(|s| s.code()), output, start.elapsed()))
+    Ok((out.code, output, elapsed))
 }
 
 fn xml_escape(s: &str) -> String {
@@ -201,4 +184,44 @@ pub fn junit_for_executable(name: &str, passed: bool, output: &str, elapsed: Dur
         n = xml_escape(name),
         out = xml_escape(output)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::scripted::{self, Scripted};
+    use crate::exec::Output;
+
+    #[test]
+    fn a_test_output_is_its_stdout_then_its_stderr() {
+        let runner = scripted::replying(Output {
+            stdout: b"[ RUN ] a_test\n".to_vec(),
+            ..scripted::failed(1, "FAILED a_test\n")
+        });
+        let cmd = Command::new("/ws/out/bin/t").timeout(TEST_TIMEOUT);
+        let (code, output, _) = run_bounded(&runner, &cmd).unwrap();
+        assert_eq!(code, Some(1));
+        assert_eq!(output, "[ RUN ] a_test\nFAILED a_test\n");
+        assert_eq!(runner.calls(), [cmd]);
+    }
+
+    #[test]
+    fn a_killed_test_says_so_after_what_it_printed() {
+        let runner = scripted::replying(Output {
+            stdout: b"waiting\n".to_vec(),
+            timed_out: true,
+            ..Output::default()
+        });
+        let cmd = Command::new("t").timeout(Duration::from_secs(7));
+        let (code, output, _) = run_bounded(&runner, &cmd).unwrap();
+        assert_eq!(code, None);
+        assert_eq!(output, "waiting\n\nkiln: test killed after 7s\n");
+    }
+
+    #[test]
+    fn a_test_binary_that_cannot_start_is_an_error_not_a_failure() {
+        let runner = Scripted::new(scripted::not_found);
+        let e = run_bounded(&runner, &Command::new("t")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
 }

@@ -306,7 +306,7 @@ fn sixteen_services_build_push_run_and_stop() {
         }
     }
 
-    let revision = kiln::vcs::Meta::of(&root).revision;
+    let revision = kiln::vcs::Meta::of(&kiln::exec::ProcessRunner, &root).revision;
     for (name, &port) in &ports {
         let r = ws.recipe(name).unwrap();
         // Every dependency is up, so every service becomes ready (its readiness probes its

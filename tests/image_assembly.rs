@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln::digest::Digest;
+use kiln::exec::ProcessRunner;
 use kiln::image::{assemble, ExtraFile, Family, ImageError, ImageResult, Origin};
 use support::image::*;
 
@@ -17,7 +18,11 @@ fn tmp() -> tempfile::TempDir {
 }
 
 fn cxx(out: &Path) -> ImageResult {
-    assemble(&request("hello", Family::Cxx, &programs().cxx_a, out)).unwrap()
+    assemble(
+        &ProcessRunner,
+        &request("hello", Family::Cxx, &programs().cxx_a, out),
+    )
+    .unwrap()
 }
 
 mod runs {
@@ -38,7 +43,7 @@ mod runs {
             dst: "/usr/share/ws".into(),
             mode: None,
         }];
-        let result = assemble(&req).unwrap();
+        let result = assemble(&ProcessRunner, &req).unwrap();
         assert_eq!(result.layers.len(), 4, "base, runtime, workspace, service");
         assert!(
             result.layers[2].description.contains("libgreet.so.1.0"),
@@ -79,7 +84,7 @@ mod runs {
     fn ada_image_loads_from_a_docker_archive_and_runs() {
         let out = tmp();
         let req = request("hello-ada", Family::Ada, &programs().ada, out.path());
-        let result = assemble(&req).unwrap();
+        let result = assemble(&ProcessRunner, &req).unwrap();
         let runtime = &result.layers[1].description;
         assert!(
             runtime.starts_with("kiln: ada runtime (") && runtime.contains("libgnat-12"),
@@ -110,7 +115,7 @@ mod runs {
         let out = tmp();
         let mut req = request("hello", Family::Cxx, &programs().cxx_a, out.path());
         req.ca_certificates = true;
-        let result = assemble(&req).unwrap();
+        let result = assemble(&ProcessRunner, &req).unwrap();
         assert!(result.layers[0].description.contains("CA certificates"));
         let bundle = out.path().join("bundle");
         tool_output(
@@ -234,11 +239,11 @@ mod determinism {
             r.cache_dir = out.join("cache");
             r
         };
-        let first = assemble(&req(a.path())).unwrap();
+        let first = assemble(&ProcessRunner, &req(a.path())).unwrap();
         // SAFETY-free in edition 2021; the values only matter if kiln wrongly consulted them.
         std::env::set_var("TZ", "Pacific/Kiritimati");
         let old = unsafe { libc::umask(0o077) };
-        let second = assemble(&req(b.path()));
+        let second = assemble(&ProcessRunner, &req(b.path()));
         unsafe { libc::umask(old) };
         std::env::remove_var("TZ");
         let second = second.unwrap();
@@ -259,8 +264,16 @@ mod determinism {
     fn siblings_share_lower_layers_and_only_the_binary_layer_differs() {
         let out = tmp();
         let p = programs();
-        let a = assemble(&request("svc", Family::Cxx, &p.cxx_a, out.path())).unwrap();
-        let b = assemble(&request("svc", Family::Cxx, &p.cxx_b, out.path())).unwrap();
+        let a = assemble(
+            &ProcessRunner,
+            &request("svc", Family::Cxx, &p.cxx_a, out.path()),
+        )
+        .unwrap();
+        let b = assemble(
+            &ProcessRunner,
+            &request("svc", Family::Cxx, &p.cxx_b, out.path()),
+        )
+        .unwrap();
         assert_eq!(a.layers.len(), b.layers.len());
         let n = a.layers.len();
         for i in 0..n - 1 {
@@ -273,11 +286,19 @@ mod determinism {
         assert_ne!(a.layers[n - 1].digest, b.layers[n - 1].digest);
         // Another service name with the same libraries still shares base and runtime.
         let other = tmp();
-        let c = assemble(&request("other", Family::Cxx, &p.cxx_b, other.path())).unwrap();
+        let c = assemble(
+            &ProcessRunner,
+            &request("other", Family::Cxx, &p.cxx_b, other.path()),
+        )
+        .unwrap();
         assert_eq!(a.layers[0].digest, c.layers[0].digest);
         assert_eq!(a.layers[1].digest, c.layers[1].digest);
         // The Ada family shares the base layer with C++ (both need exactly libc and libm).
-        let ada = assemble(&request("svc", Family::Ada, &p.ada, out.path())).unwrap();
+        let ada = assemble(
+            &ProcessRunner,
+            &request("svc", Family::Ada, &p.ada, out.path()),
+        )
+        .unwrap();
         assert_eq!(ada.layers[0].digest, a.layers[0].digest);
         assert_ne!(ada.layers[1].digest, a.layers[1].digest);
     }
@@ -287,7 +308,7 @@ mod errors {
     use super::*;
 
     fn err(req: &kiln::image::ImageRequest) -> ImageError {
-        match assemble(req) {
+        match assemble(&ProcessRunner, req) {
             Ok(_) => panic!("expected an error"),
             Err(e) => e,
         }
@@ -357,7 +378,7 @@ mod errors {
         let out = tmp();
         let p = programs();
         let mut req = request("hello", Family::Cxx, &p.cxx_a, out.path());
-        let ok = assemble(&req).unwrap();
+        let ok = assemble(&ProcessRunner, &req).unwrap();
         let big = out.path().join("big.bin");
         let noise: Vec<u8> = (0..400_000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -658,7 +679,7 @@ mod closure {
         let out = tmp();
         let mut req = request("hello", Family::Cxx, &programs().cxx_a, out.path());
         req.extra_libraries = vec!["libwx_baseu_net-3.2.so.0".into()];
-        let result = assemble(&req).unwrap();
+        let result = assemble(&ProcessRunner, &req).unwrap();
         let paths: Vec<&str> = result.files.iter().map(|f| f.path.as_str()).collect();
         assert!(
             paths.iter().any(|p| p.contains("libwx_baseu_net-3.2.so.0")),

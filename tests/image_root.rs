@@ -136,7 +136,7 @@ fn the_runtime_comes_from_the_root_and_its_packages_not_from_the_host() {
     let root = fake_root(tmp.path());
     let req = request(tmp.path(), hello(tmp.path()));
     let cx = ImageContext::new(&req.cache_dir, Binutils::default(), &root);
-    let img = assemble_in(&cx, &req).unwrap();
+    let img = assemble_in(&cx, &kiln::exec::ProcessRunner, &req).unwrap();
 
     let packages: Vec<(&str, &str)> = img
         .packages
@@ -195,7 +195,7 @@ fn a_library_the_root_lacks_is_an_error_even_when_the_host_has_it() {
     fs::remove_file(root.join(LIBDIR).join("libstdc++.so.6.0.30")).unwrap();
     let req = request(tmp.path(), hello(tmp.path()));
     let cx = ImageContext::new(&req.cache_dir, Binutils::default(), &root);
-    let err = assemble_in(&cx, &req).unwrap_err();
+    let err = assemble_in(&cx, &kiln::exec::ProcessRunner, &req).unwrap_err();
     let text = kiln::error::chain(&err);
     assert!(text.contains("libstdc++.so.6"), "{text}");
     assert!(!req.layout_dir.exists(), "nothing written");

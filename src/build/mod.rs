@@ -294,11 +294,12 @@ impl Executor<'_> {
         Ok(Command {
             program: tc.program(&action.program).to_path_buf(),
             args,
-            cwd: if action.in_staging {
+            cwd: Some(if action.in_staging {
                 staging
             } else {
                 self.root.to_path_buf()
-            },
+            }),
+            ..Command::default()
         })
     }
 

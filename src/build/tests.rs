@@ -13,25 +13,26 @@ use super::{Executor, NoProgress, Outcome};
 use crate::cache::stat::StatCache;
 use crate::cache::Cache;
 use crate::digest::Digest;
+use crate::exec::scripted::{self, Scripted};
 use crate::exec::{Command, Output, Runner};
 use crate::recipe::Language;
 use crate::toolchain::{Toolchain, ToolchainSpec};
 
-/// Writes `<name>` into the staging directory named by the last argument, after a pause, and
-/// fails for arguments listed in `fail`. Records calls and the highest concurrency seen. With
-/// `pair_up`, calls wait (bounded) until two have run at once, so a parallel executor is seen
-/// running two actions together however the machine schedules its threads.
+/// The compiler the executor runs, through a scripted runner: writes `<name>` into the staging
+/// directory named by the last argument, after a pause, and fails for arguments listed in `fail`.
+/// Tracks the highest concurrency seen. With `pair_up`, calls wait (bounded) until two have run
+/// at once, so a parallel executor is seen running two actions together however the machine
+/// schedules its threads.
 #[derive(Default)]
-struct Scripted {
+struct FakeCompiler {
     running: AtomicUsize,
     max_running: AtomicUsize,
-    calls: Mutex<Vec<String>>,
     fail: Vec<String>,
     pair_up: bool,
 }
 
-impl Runner for Scripted {
-    fn run(&self, cmd: &Command) -> std::io::Result<Output> {
+impl FakeCompiler {
+    fn compile(&self, cmd: &Command) -> std::io::Result<Output> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         if self.pair_up {
@@ -44,24 +45,27 @@ impl Runner for Scripted {
         }
         std::thread::sleep(Duration::from_millis(30));
         let name = cmd.args[0].clone();
-        self.calls.lock().unwrap().push(name.clone());
         self.running.fetch_sub(1, Ordering::SeqCst);
         if self.fail.contains(&name) {
-            return Ok(Output {
-                success: false,
-                code: Some(1),
-                stdout: Vec::new(),
-                stderr: format!("{name}: error: scripted failure\n").into_bytes(),
-            });
+            return Ok(scripted::failed(
+                1,
+                format!("{name}: error: scripted failure\n"),
+            ));
         }
-        let out = cmd.cwd.join(cmd.args.last().unwrap());
-        std::fs::write(out, format!("object of {name}"))?;
-        Ok(Output {
-            success: true,
-            code: Some(0),
-            ..Default::default()
-        })
+        let cwd = cmd.cwd.as_ref().expect("actions run in a chosen directory");
+        std::fs::write(
+            cwd.join(cmd.args.last().unwrap()),
+            format!("object of {name}"),
+        )?;
+        Ok(scripted::ok(Vec::new()))
     }
+}
+
+/// The actions `runner` was asked to run, by name.
+fn names(
+    runner: &Scripted<impl Fn(&Command) -> std::io::Result<Output> + Send + Sync>,
+) -> Vec<String> {
+    runner.calls().iter().map(|c| c.args[0].clone()).collect()
 }
 
 fn toolchain() -> BTreeMap<String, Toolchain> {
@@ -148,7 +152,7 @@ impl Env {
     fn run(
         &self,
         plan: &Plan,
-        runner: &Scripted,
+        runner: &dyn Runner,
         jobs: usize,
         state: &Mutex<State>,
     ) -> Vec<Outcome> {
@@ -158,7 +162,7 @@ impl Env {
     fn run_with(
         &self,
         plan: &Plan,
-        runner: &Scripted,
+        runner: &dyn Runner,
         jobs: usize,
         state: &Mutex<State>,
         keep_going: bool,
@@ -189,13 +193,14 @@ impl Env {
 fn independent_actions_run_in_parallel_up_to_the_job_limit() {
     let e = env();
     let plan = plan(&e.root, &[&[], &[], &[], &[], &[], &[]]);
-    let runner = Scripted {
+    let compiler = FakeCompiler {
         pair_up: true,
         ..Default::default()
     };
+    let runner = Scripted::new(|c: &Command| compiler.compile(c));
     let outcomes = e.run(&plan, &runner, 2, &Mutex::new(State::default()));
     assert!(outcomes.iter().all(|o| *o == Outcome::Ran));
-    assert_eq!(runner.max_running.load(Ordering::SeqCst), 2);
+    assert_eq!(compiler.max_running.load(Ordering::SeqCst), 2);
 }
 
 #[test]
@@ -203,9 +208,10 @@ fn an_action_starts_only_after_everything_it_needs() {
     let e = env();
     // a0 -> a1 -> a3, a2 -> a3
     let plan = plan(&e.root, &[&[], &[0], &[], &[1, 2]]);
-    let runner = Scripted::default();
+    let compiler = FakeCompiler::default();
+    let runner = Scripted::new(|c: &Command| compiler.compile(c));
     e.run(&plan, &runner, 4, &Mutex::new(State::default()));
-    let calls = runner.calls.lock().unwrap().clone();
+    let calls = names(&runner);
     let pos = |n: &str| calls.iter().position(|c| c == n).unwrap();
     assert!(
         pos("a0") < pos("a1") && pos("a1") < pos("a3") && pos("a2") < pos("a3"),
@@ -217,10 +223,11 @@ fn an_action_starts_only_after_everything_it_needs() {
 fn a_failure_skips_dependants_caches_nothing_and_is_retried_next_time() {
     let e = env();
     let plan = plan(&e.root, &[&[], &[0]]);
-    let failing = Scripted {
+    let failing_compiler = FakeCompiler {
         fail: vec!["a0".into()],
         ..Default::default()
     };
+    let failing = Scripted::new(|c: &Command| failing_compiler.compile(c));
     let state = Mutex::new(State::default());
     assert_eq!(
         e.run(&plan, &failing, 1, &state),
@@ -229,7 +236,8 @@ fn a_failure_skips_dependants_caches_nothing_and_is_retried_next_time() {
     assert!(!e.root.join("out/a0.o").exists());
 
     // Nothing was cached for the failure: the next run runs it again (and now it works).
-    let working = Scripted::default();
+    let compiler = FakeCompiler::default();
+    let working = Scripted::new(|c: &Command| compiler.compile(c));
     assert_eq!(
         e.run(&plan, &working, 1, &state),
         vec![Outcome::Ran, Outcome::Ran]
@@ -240,13 +248,13 @@ fn a_failure_skips_dependants_caches_nothing_and_is_retried_next_time() {
         vec![Outcome::Fresh, Outcome::Fresh]
     );
     std::fs::remove_dir_all(e.root.join("out")).unwrap();
-    let calls_before = working.calls.lock().unwrap().len();
+    let calls_before = working.calls().len();
     assert_eq!(
         e.run(&plan, &working, 1, &Mutex::new(State::default())),
         vec![Outcome::Cached, Outcome::Cached]
     );
     assert_eq!(
-        working.calls.lock().unwrap().len(),
+        working.calls().len(),
         calls_before,
         "a cache hit ran the runner"
     );
@@ -261,10 +269,11 @@ fn keep_going_runs_everything_that_does_not_depend_on_a_failure() {
     let e = env();
     // a0 fails, a1 needs it; a2 fails on its own; a3 and a4 (after a3) are independent.
     let plan = plan(&e.root, &[&[], &[0], &[], &[], &[3]]);
-    let runner = Scripted {
+    let compiler = FakeCompiler {
         fail: vec!["a0".into(), "a2".into()],
         ..Default::default()
     };
+    let runner = Scripted::new(|c: &Command| compiler.compile(c));
     let outcomes = e.run_with(&plan, &runner, 1, &Mutex::new(State::default()), true);
     assert_eq!(
         outcomes,
@@ -278,10 +287,11 @@ fn keep_going_runs_everything_that_does_not_depend_on_a_failure() {
     );
     // Without it, the first failure stops the build (one job: nothing else was running).
     let e = env();
-    let runner = Scripted {
+    let compiler = FakeCompiler {
         fail: vec!["a0".into(), "a2".into()],
         ..Default::default()
     };
+    let runner = Scripted::new(|c: &Command| compiler.compile(c));
     let outcomes = e.run(&plan, &runner, 1, &Mutex::new(State::default()));
     assert_eq!(outcomes[0], Outcome::Failed);
     assert!(
@@ -294,7 +304,8 @@ fn keep_going_runs_everything_that_does_not_depend_on_a_failure() {
 fn a_damaged_blob_is_a_miss_that_reruns_the_action_and_is_reported_once() {
     let e = env();
     let plan = plan(&e.root, &[&[], &[0]]);
-    let runner = Scripted::default();
+    let compiler = FakeCompiler::default();
+    let runner = Scripted::new(|c: &Command| compiler.compile(c));
     e.run(&plan, &runner, 1, &Mutex::new(State::default()));
     let good = std::fs::read(e.root.join("out/a0.o")).unwrap();
     let blob = e.cache.blob_path(&Digest::of(&good));
@@ -303,11 +314,11 @@ fn a_damaged_blob_is_a_miss_that_reruns_the_action_and_is_reported_once() {
     std::fs::write(&blob, &bytes).unwrap();
 
     std::fs::remove_dir_all(e.root.join("out")).unwrap();
-    let calls_before = runner.calls.lock().unwrap().len();
+    let calls_before = runner.calls().len();
     let outcomes = e.run(&plan, &runner, 1, &Mutex::new(State::default()));
     assert_eq!(outcomes, vec![Outcome::Ran, Outcome::Cached]);
     assert_eq!(
-        runner.calls.lock().unwrap()[calls_before..],
+        names(&runner)[calls_before..],
         ["a0".to_string()],
         "only the action whose blob was damaged reran"
     );
@@ -324,7 +335,8 @@ fn a_damaged_blob_is_a_miss_that_reruns_the_action_and_is_reported_once() {
 fn an_unparsable_entry_is_a_miss_and_is_removed() {
     let e = env();
     let plan = plan(&e.root, &[&[]]);
-    let runner = Scripted::default();
+    let compiler = FakeCompiler::default();
+    let runner = Scripted::new(|c: &Command| compiler.compile(c));
     e.run(&plan, &runner, 1, &Mutex::new(State::default()));
     let entries: Vec<PathBuf> = walk_files(&e.cache.root().join("ac"));
     assert_eq!(entries.len(), 1);
@@ -357,7 +369,8 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 fn a_changed_input_reruns_its_action_and_the_ones_after_it() {
     let e = env();
     let plan = plan(&e.root, &[&[], &[0], &[]]);
-    let runner = Scripted::default();
+    let compiler = FakeCompiler::default();
+    let runner = Scripted::new(|c: &Command| compiler.compile(c));
     let state = Mutex::new(State::default());
     e.run(&plan, &runner, 2, &state);
     std::fs::write(e.root.join("src/a0.c"), "source 0, edited").unwrap();

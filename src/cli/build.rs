@@ -154,7 +154,7 @@ fn summary(outcome: &BuildOutcome) {
 pub fn compile_commands(ws: &Workspace) -> Result<ExitCode, Error> {
     let cache_dir = crate::cache::default_dir();
     let roots: Vec<usize> = (0..ws.recipes.len()).collect();
-    let prepared = driver::prepare(ws, &roots, &cache_dir)?;
+    let prepared = driver::prepare(&ProcessRunner, ws, &roots, &cache_dir)?;
     let root = ws.root.to_string_lossy();
     let ide = format!("{}/", crate::workspace::OutDir::relative().ide().display());
     let mut entries = Vec::new();

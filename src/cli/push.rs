@@ -116,7 +116,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     let meta = outcome
         .meta
         .clone()
-        .unwrap_or_else(|| crate::vcs::Meta::of(&ws.root));
+        .unwrap_or_else(|| crate::vcs::Meta::of(&ProcessRunner, &ws.root));
     let mut popts = PushOptions::new(&dest.registry);
     popts.prefix = dest.prefix.clone();
     popts.jobs = args.jobs.max(1);

@@ -50,7 +50,7 @@ pub fn run(
         let Some(i) = ws.index(name).filter(|_| built.contains(name.as_str())) else {
             continue;
         };
-        let res = testing::run_test(ws, i, &cache, rerun)
+        let res = testing::run_test(&ProcessRunner, ws, i, &cache, rerun)
             .map_err(|e| Error::Failed(format!("running test `{}`: {e}", ws.recipes[i].name)))?;
         if !json {
             let word = match (res.passed, res.cached) {

@@ -14,12 +14,14 @@ pub fn run(
     jobs: usize,
     json: bool,
 ) -> Result<ExitCode, Error> {
-    let report = crate::verify::verify(ws, services, jobs).map_err(|e| match e {
-        VerifyError::Usage(m) => Error::Driver(DriverError::Usage(m)),
-        VerifyError::Driver(d) => Error::Driver(d),
-        VerifyError::Workspace(w) => Error::Workspace(w),
-        e => Error::Verify(Box::new(e)),
-    })?;
+    let report = crate::verify::verify(&crate::exec::ProcessRunner, ws, services, jobs).map_err(
+        |e| match e {
+            VerifyError::Usage(m) => Error::Driver(DriverError::Usage(m)),
+            VerifyError::Driver(d) => Error::Driver(d),
+            VerifyError::Workspace(w) => Error::Workspace(w),
+            e => Error::Verify(Box::new(e)),
+        },
+    )?;
     if json {
         println!(
             "{}",

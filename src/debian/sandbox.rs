@@ -103,7 +103,8 @@ impl Sandbox {
         Command {
             program: self.bwrap.clone(),
             args: a,
-            cwd: self.workspace.clone(),
+            cwd: Some(self.workspace.clone()),
+            ..Command::default()
         }
     }
 
@@ -159,6 +160,7 @@ mod tests {
                 code: Some(1),
                 stdout: vec![],
                 stderr: self.0.as_bytes().to_vec(),
+                ..Output::default()
             })
         }
     }

@@ -65,7 +65,8 @@ pub fn verify_clearsigned(
             output.display().to_string(),
             input.display().to_string(),
         ],
-        cwd: scratch.to_path_buf(),
+        cwd: Some(scratch.to_path_buf()),
+        ..Command::default()
     };
     let out = runner.run(&cmd).map_err(SignatureError::Gpgv)?;
     let status = String::from_utf8_lossy(&out.stdout);
@@ -139,6 +140,7 @@ mod tests {
             code: Some(0),
             stdout: b"[GNUPG:] NEWSIG\n".to_vec(),
             stderr: vec![],
+            ..Output::default()
         });
         let e =
             verify_clearsigned(&r, &keyring(d.path()), b"x", "InRelease", d.path()).unwrap_err();
@@ -153,6 +155,7 @@ mod tests {
             code: Some(1),
             stdout: b"[GNUPG:] NEWSIG\n[GNUPG:] BADSIG 0123 test key\n".to_vec(),
             stderr: b"gpgv: BAD signature\n".to_vec(),
+            ..Output::default()
         });
         let e = verify_clearsigned(&r, &keyring(d.path()), b"x", "http://m/InRelease", d.path())
             .unwrap_err();

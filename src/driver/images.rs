@@ -11,6 +11,7 @@ use crate::build::state::State;
 use crate::cache::key::KeyBuilder;
 use crate::cache::stat::StatCache;
 use crate::digest::Digest;
+use crate::exec::Runner;
 use crate::graph;
 use crate::image::{self, ImageContext, ImageError, ImageRequest, ImageResult};
 use crate::oci;
@@ -48,6 +49,8 @@ pub struct ImagePhase<'a> {
     pub jobs: usize,
     /// Shared by the images of this build (dpkg database, system-file digests).
     pub context: &'a ImageContext,
+    /// Runs binutils.
+    pub runner: &'a dyn Runner,
 }
 
 /// Assembles the images of `services` (recipe indices) on up to `jobs` threads; results are
@@ -62,6 +65,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
         cache_dir,
         jobs,
         context,
+        runner,
     } = *phase;
     let queue = Mutex::new(services.to_vec());
     let results = Mutex::new(Vec::new());
@@ -70,7 +74,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
             scope.spawn(|| {
                 while let Some(i) = queue.lock().unwrap().pop() {
                     let req = image_request(ws, i, prepared, meta, cache_dir);
-                    let res = assemble_unless_fresh(context, &req, stat, state).and_then(
+                    let res = assemble_unless_fresh(context, runner, &req, stat, state).and_then(
                         |(img, fresh)| {
                             if !fresh || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name) {
                                 write_sbom(ws, i, prepared, meta, &img, cache_dir)
@@ -298,6 +302,7 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 /// The image, and whether it was already in out/ (true) or had to be assembled.
 fn assemble_unless_fresh(
     context: &ImageContext,
+    runner: &dyn Runner,
     req: &ImageRequest,
     stat: &StatCache,
     state: &Mutex<State>,
@@ -314,7 +319,7 @@ fn assemble_unless_fresh(
             }
         }
     }
-    let img = image::assemble_in(context, req)?;
+    let img = image::assemble_in(context, runner, req)?;
     if let Ok(v) = serde_json::to_value(&img) {
         state
             .lock()

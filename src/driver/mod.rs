@@ -143,7 +143,7 @@ fn build_impl(
     )))?;
     // Read first: a bad limit is a usage error before anything is built.
     let limits = crate::cache::config::load(cache.root())?;
-    let prepared = prepare(ws, &roots, &opts.cache_dir)?;
+    let prepared = prepare(runner, ws, &roots, &opts.cache_dir)?;
     phases.mark("plan");
     let stat = StatCache::load(out.stat_memo());
     let state = Mutex::new(State::load(&out.state()));
@@ -181,7 +181,7 @@ fn build_impl(
             .filter(|&i| ws.recipes[i].kind == Kind::Service)
             .filter(built)
             .collect();
-        let meta = meta.cloned().unwrap_or_else(|| Meta::of(root));
+        let meta = meta.cloned().unwrap_or_else(|| Meta::of(runner, root));
         let context = ImageContext::host(&opts.cache_dir.join("layers"));
         let phase = images::ImagePhase {
             ws,
@@ -192,6 +192,7 @@ fn build_impl(
             cache_dir: &opts.cache_dir,
             jobs: opts.jobs,
             context: &context,
+            runner,
         };
         images = images::build_images(&phase, &services);
         upkeep.extend(context.save().err().map(UpkeepError::SaveHostMemo));

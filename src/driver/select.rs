@@ -7,6 +7,7 @@ use std::path::Path;
 use super::DriverError;
 use crate::build::plan::{self, Context, Plan};
 use crate::diag::did_you_mean;
+use crate::exec::Runner;
 use crate::graph;
 use crate::recipe::{Kind, Recipe};
 use crate::toolchain::{SystemFlags, Toolchain, ToolchainError};
@@ -64,6 +65,7 @@ pub fn select_kind(
 
 /// The toolchains the recipes `used` name, probed and fingerprinted.
 pub fn resolve_toolchains(
+    runner: &dyn Runner,
     ws: &Workspace,
     used: &[usize],
     cache_dir: &Path,
@@ -80,7 +82,7 @@ pub fn resolve_toolchains(
                 let spec = &ws.toolchains[*name];
                 (
                     name.to_string(),
-                    scope.spawn(move || Toolchain::resolve(spec, cache_dir)),
+                    scope.spawn(move || Toolchain::resolve(runner, spec, cache_dir)),
                 )
             })
             .collect();
@@ -103,14 +105,19 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-pub fn prepare(ws: &Workspace, roots: &[usize], cache_dir: &Path) -> Result<Prepared, DriverError> {
+pub fn prepare(
+    runner: &dyn Runner,
+    ws: &Workspace,
+    roots: &[usize],
+    cache_dir: &Path,
+) -> Result<Prepared, DriverError> {
     let order = graph::build_order(&ws.graph(), roots);
-    let toolchains = resolve_toolchains(ws, &order, cache_dir)?;
+    let toolchains = resolve_toolchains(runner, ws, &order, cache_dir)?;
     let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();
     for &i in &order {
         let libs = plan::inherited_system_libs(ws, i);
         let tc = &toolchains[&ws.recipes[i].toolchain.value];
-        system_flags.insert(i, tc.system_lib_flags(&libs, cache_dir)?);
+        system_flags.insert(i, tc.system_lib_flags(runner, &libs, cache_dir)?);
     }
     let cx = Context {
         ws,

@@ -13,16 +13,18 @@ use super::{safety, ImageContext, ImageError, ImageFile, ImageRequest, ImageResu
 use crate::closure::Resolver;
 use crate::digest::Digest;
 use crate::dpkg::{Database, Origin};
+use crate::exec::Runner;
 use crate::layer::cache::{write_atomic, LayerCache, Lookup};
 use crate::layer::EntryKind;
 use crate::oci::layout::Blob;
 use crate::oci::{self, media_type, to_json, Descriptor, Index, Manifest, Platform};
 
 /// Assembles one image against this machine's libraries and dpkg database, in a context of its
-/// own (a build shares one context across its images: [`assemble_in`]).
-pub fn assemble(req: &ImageRequest) -> Result<ImageResult, ImageError> {
+/// own (a build shares one context across its images: [`assemble_in`]), running binutils
+/// through `runner`.
+pub fn assemble(runner: &dyn Runner, req: &ImageRequest) -> Result<ImageResult, ImageError> {
     let cx = ImageContext::host(&req.cache_dir);
-    let img = assemble_in(&cx, req)?;
+    let img = assemble_in(&cx, runner, req)?;
     // Losing the memo only costs hashing next time: a warning, not a failed image.
     if let Err(e) = cx.save() {
         eprintln!("kiln: warning: could not save the host file-digest memo: {e}");
@@ -30,8 +32,13 @@ pub fn assemble(req: &ImageRequest) -> Result<ImageResult, ImageError> {
     Ok(img)
 }
 
-/// Assembles `req` with the binutils, dpkg database and digest memo of `cx`.
-pub fn assemble_in(cx: &ImageContext, req: &ImageRequest) -> Result<ImageResult, ImageError> {
+/// Assembles `req` with the binutils, dpkg database and digest memo of `cx`, running binutils
+/// through `runner`.
+pub fn assemble_in(
+    cx: &ImageContext,
+    runner: &dyn Runner,
+    req: &ImageRequest,
+) -> Result<ImageResult, ImageError> {
     let binutils = &cx.binutils;
     // Cheap checks first, so a typo in a destination fails before any stripping.
     for extra in &req.extra_files {
@@ -53,14 +60,14 @@ pub fn assemble_in(cx: &ImageContext, req: &ImageRequest) -> Result<ImageResult,
         ))?;
     let debug_tmp = work.path().join(format!("{}.debug", req.service));
     let stripped_bin = work.path().join(&req.binary_name);
-    binutils.split_debug(&req.binary, &debug_tmp, &stripped_bin)?;
+    binutils.split_debug(runner, &req.binary, &debug_tmp, &stripped_bin)?;
     let mut workspace_libs = BTreeMap::new();
     for lib in closure.libraries.iter().filter(|l| l.workspace) {
         let name = lib.real_path.file_name().unwrap_or_default();
         let out = work.path().join("lib").join(name);
         std::fs::create_dir_all(work.path().join("lib"))
             .map_err(ImageError::io("creating", work.path()))?;
-        binutils.strip_to(&lib.real_path, &out)?;
+        binutils.strip_to(runner, &lib.real_path, &out)?;
         workspace_libs.insert(lib.real_path.clone(), out);
     }
     let stripped = Stripped {

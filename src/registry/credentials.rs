@@ -9,18 +9,19 @@
 //!    then `~/.config/containers/auth.json`), same `auths` shape.
 //!
 //! The environment is read once into [`CredentialSources`]; everything after works on explicit
-//! paths so tests never race on process-wide variables.
+//! paths so tests never race on process-wide variables. Helpers run through the sources'
+//! [`Runner`], so tests can script a helper instead of installing one.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use base64::Engine as _;
 
 use super::reference::DOCKER_HUB_API;
+use crate::exec::{Command, Env, Output, ProcessRunner, Runner};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
@@ -88,7 +89,7 @@ pub enum CredentialError {
 }
 
 /// Every place credentials may come from, resolved from the environment once.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CredentialSources {
     pub env: Option<Credential>,
     /// docker's `config.json`.
@@ -97,6 +98,22 @@ pub struct CredentialSources {
     pub containers_auth: Vec<PathBuf>,
     /// `PATH` used to find `docker-credential-*` helpers; `None` inherits the process's.
     pub helper_path: Option<OsString>,
+    /// Runs the helpers: the real [`ProcessRunner`] unless a test scripts one. Shared, because
+    /// the sources travel inside push and login options rather than alongside them.
+    pub runner: Arc<dyn Runner>,
+}
+
+/// Nowhere to look, with helpers run as real processes.
+impl Default for CredentialSources {
+    fn default() -> CredentialSources {
+        CredentialSources {
+            env: None,
+            docker_config: None,
+            containers_auth: Vec::new(),
+            helper_path: None,
+            runner: Arc::new(ProcessRunner),
+        }
+    }
 }
 
 impl CredentialSources {
@@ -130,7 +147,7 @@ impl CredentialSources {
             env,
             docker_config,
             containers_auth,
-            helper_path: None,
+            ..CredentialSources::default()
         }
     }
 
@@ -181,12 +198,31 @@ impl CredentialSources {
         from_auths(path, config, registry)
     }
 
-    fn helper_command(&self, helper: &str) -> Command {
-        let mut cmd = Command::new(format!("docker-credential-{helper}"));
-        if let Some(p) = &self.helper_path {
-            cmd.env("PATH", p);
-        }
-        cmd
+    /// Runs `docker-credential-<helper> <action>` with `input` on stdin. Helpers keep kiln's
+    /// environment (they reach keyrings through it); only PATH may be replaced.
+    fn run_helper(
+        &self,
+        helper: &str,
+        action: &'static str,
+        registry: &str,
+        input: Vec<u8>,
+    ) -> Result<Output, CredentialError> {
+        let path = self
+            .helper_path
+            .iter()
+            .map(|p| ("PATH".to_string(), p.clone()));
+        let cmd = Command::new(format!("docker-credential-{helper}"))
+            .arg(action)
+            .env(Env::Inherited(path.collect()))
+            .stdin(input);
+        self.runner
+            .run(&cmd)
+            .map_err(|source| CredentialError::HelperSpawn {
+                helper: helper.to_string(),
+                action,
+                host: registry.to_string(),
+                source: Arc::new(source),
+            })
     }
 
     fn helper_get(
@@ -195,29 +231,9 @@ impl CredentialSources {
         registry: &str,
     ) -> Result<Option<Credential>, CredentialError> {
         let server = server_url(registry);
-        let spawn_err = |source| CredentialError::HelperSpawn {
-            helper: helper.to_string(),
-            action: "get",
-            host: registry.to_string(),
-            source: Arc::new(source),
-        };
-        let mut child = self
-            .helper_command(helper)
-            .arg("get")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(spawn_err)?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(server.as_bytes())
-            .map_err(spawn_err)?;
-        let out = child.wait_with_output().map_err(spawn_err)?;
+        let out = self.run_helper(helper, "get", registry, server.into_bytes())?;
         let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
+        if !out.success {
             // The helper protocol reports a missing entry as a failure with this text on stdout.
             if stdout.contains("credentials not found") {
                 return Ok(None);
@@ -310,33 +326,13 @@ impl CredentialSources {
         registry: &str,
         cred: &Credential,
     ) -> Result<(), CredentialError> {
-        let spawn_err = |source| CredentialError::HelperSpawn {
-            helper: helper.to_string(),
-            action: "store",
-            host: registry.to_string(),
-            source: Arc::new(source),
-        };
         let input = serde_json::json!({
             "ServerURL": server_url(registry),
             "Username": cred.username,
             "Secret": cred.password,
         });
-        let mut child = self
-            .helper_command(helper)
-            .arg("store")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(spawn_err)?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.to_string().as_bytes())
-            .map_err(spawn_err)?;
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        if !out.status.success() {
+        let out = self.run_helper(helper, "store", registry, input.to_string().into_bytes())?;
+        if !out.success {
             return Err(CredentialError::Helper {
                 helper: helper.to_string(),
                 action: "store",
@@ -533,7 +529,7 @@ mod tests {
             env: Some(cred("env", "e")),
             docker_config: Some(docker),
             containers_auth: vec![containers],
-            helper_path: None,
+            ..Default::default()
         };
         assert_eq!(sources.lookup("reg:5000").unwrap(), Some(cred("env", "e")));
         sources.env = None;
@@ -674,6 +670,147 @@ mod tests {
         .unwrap();
         assert_eq!(plain, cred("someone", ""));
         assert_eq!(plain.refresh_token(), None);
+    }
+
+    /// Sources whose config.json sends every registry to the `vault` helper, which `reply`
+    /// plays; the scripted runner is returned too, to read back what was run.
+    fn scripted_helper<F>(
+        dir: &Path,
+        reply: F,
+    ) -> (CredentialSources, Arc<crate::exec::scripted::Scripted<F>>)
+    where
+        F: Fn(&Command) -> io::Result<Output> + Send + Sync + 'static,
+    {
+        let docker = dir.join("config.json");
+        std::fs::write(&docker, r#"{"credsStore":"vault"}"#).unwrap();
+        let runner = Arc::new(crate::exec::scripted::Scripted::new(reply));
+        let sources = CredentialSources {
+            docker_config: Some(docker),
+            helper_path: Some("/opt/helpers".into()),
+            runner: runner.clone(),
+            ..Default::default()
+        };
+        (sources, runner)
+    }
+
+    #[test]
+    fn a_helper_is_asked_for_the_server_url_on_stdin_with_the_given_path() {
+        use crate::exec::scripted;
+        let dir = tempfile::tempdir().unwrap();
+        let (sources, runner) = scripted_helper(dir.path(), |_: &Command| {
+            Ok(scripted::ok(r#"{"Username":"hub","Secret":"s3"}"#))
+        });
+        assert_eq!(
+            sources.lookup("docker.io").unwrap(),
+            Some(cred("hub", "s3"))
+        );
+        let calls = runner.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].program, Path::new("docker-credential-vault"));
+        assert_eq!(calls[0].args, ["get"]);
+        assert_eq!(
+            calls[0].stdin.as_deref(),
+            Some(b"https://index.docker.io/v1/".as_slice())
+        );
+        // The user's environment (keyring sockets, HOME) with only PATH replaced.
+        assert_eq!(
+            calls[0].env,
+            Env::Inherited(vec![("PATH".into(), "/opt/helpers".into())])
+        );
+    }
+
+    #[test]
+    fn a_helper_printing_something_other_than_its_json_is_a_clear_error() {
+        use crate::exec::scripted;
+        let dir = tempfile::tempdir().unwrap();
+        let (sources, _) = scripted_helper(dir.path(), |_: &Command| {
+            Ok(scripted::ok("Username: hub\n"))
+        });
+        let e = sources.lookup("reg:5000").unwrap_err();
+        assert!(
+            matches!(e, CredentialError::Helper { action: "get", .. }),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "docker-credential-vault get for reg:5000 failed: output is not the helper JSON"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_failing_helper_is_an_error_with_its_own_words_but_not_found_is_a_miss() {
+        use crate::exec::scripted;
+        let dir = tempfile::tempdir().unwrap();
+        let (sources, _) = scripted_helper(dir.path(), |_: &Command| {
+            Ok(Output {
+                stdout: b"keychain locked".to_vec(),
+                ..scripted::failed(1, "vault: run `vault unlock`")
+            })
+        });
+        let e = sources.lookup("reg:5000").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "docker-credential-vault get for reg:5000 failed: keychain locked vault: run `vault unlock`"
+        );
+        let (sources, _) = scripted_helper(dir.path(), |_: &Command| {
+            Ok(Output {
+                stdout: b"credentials not found in native keychain".to_vec(),
+                ..scripted::failed(1, "")
+            })
+        });
+        assert_eq!(sources.lookup("reg:5000").unwrap(), None);
+    }
+
+    #[test]
+    fn a_missing_helper_is_named_with_the_cause_kept() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (sources, _) = scripted_helper(dir.path(), crate::exec::scripted::not_found);
+        let e = sources.lookup("reg:5000").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "running docker-credential-vault get for reg:5000"
+        );
+        let cause = e.source().expect("the spawn error is the cause");
+        assert!(cause.to_string().contains("No such file"), "{cause}");
+    }
+
+    #[test]
+    fn store_hands_the_helper_the_credential_as_json_on_stdin() {
+        use crate::exec::scripted;
+        let dir = tempfile::tempdir().unwrap();
+        let (sources, runner) =
+            scripted_helper(dir.path(), |_: &Command| Ok(scripted::ok(Vec::new())));
+        sources.store("reg:5000", &cred("u", "p")).unwrap();
+        let calls = runner.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].args, ["store"]);
+        let sent: serde_json::Value =
+            serde_json::from_slice(calls[0].stdin.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"ServerURL": "reg:5000", "Username": "u", "Secret": "p"})
+        );
+        // config.json is left alone: the helper holds the secret.
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
+            r#"{"credsStore":"vault"}"#
+        );
+        let (sources, _) = scripted_helper(dir.path(), |_: &Command| Ok(scripted::failed(1, "")));
+        let e = sources.store("reg:5000", &cred("u", "p")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CredentialError::Helper {
+                    action: "store",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

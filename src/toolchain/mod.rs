@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
+use crate::exec::Runner;
 use crate::recipe::reader::{Source, TableReader};
 use crate::recipe::{Diagnostic, Language, SystemLib};
 
@@ -210,8 +211,14 @@ pub enum ToolchainError {
 }
 
 impl Toolchain {
-    pub fn resolve(spec: &ToolchainSpec, cache_dir: &Path) -> Result<Toolchain, ToolchainError> {
-        probe::resolve(spec, cache_dir)
+    /// Finds and fingerprints the toolchain `spec` describes, probing its programs through
+    /// `runner` (memoised under `cache_dir`).
+    pub fn resolve(
+        runner: &dyn Runner,
+        spec: &ToolchainSpec,
+        cache_dir: &Path,
+    ) -> Result<Toolchain, ToolchainError> {
+        probe::resolve(runner, spec, cache_dir)
     }
 
     pub fn program(&self, role: &str) -> &Path {
@@ -221,10 +228,11 @@ impl Toolchain {
     /// Compile and link flags for system libraries, e.g. from `wx-config`.
     pub fn system_lib_flags(
         &self,
+        runner: &dyn Runner,
         libs: &[SystemLib],
         cache_dir: &Path,
     ) -> Result<SystemFlags, ToolchainError> {
-        probe::system_lib_flags(self, libs, cache_dir)
+        probe::system_lib_flags(runner, self, libs, cache_dir)
     }
 }
 

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::{which, SystemFlags, Toolchain, ToolchainError, ToolchainSpec};
 use crate::cache::atomic_write;
 use crate::digest::{Digest, Hasher};
+use crate::exec::{Command, Env, Runner};
 use crate::recipe::{Language, SystemLib};
 
 /// Bumped whenever what goes into a fingerprint changes.
@@ -43,21 +43,24 @@ struct Memo {
     ada_include: Option<PathBuf>,
 }
 
+/// What `program args` printed on stdout; a probe that cannot start or fails names the toolchain,
+/// the command and what went wrong.
 pub(super) fn run(
+    runner: &dyn Runner,
     toolchain: &str,
     program: &Path,
     args: &[&str],
 ) -> Result<String, ToolchainError> {
-    let out = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| ToolchainError::Probe {
-            toolchain: toolchain.to_string(),
-            command: format!("{} {}", program.display(), args.join(" ")),
-            detail: e.to_string(),
-        })?;
-    if !out.status.success() {
+    // The user's environment, with messages and `--version` text in the C locale.
+    let cmd = Command::new(program)
+        .args(args.iter().copied())
+        .env(Env::Inherited(vec![("LC_ALL".into(), "C".into())]));
+    let out = runner.run(&cmd).map_err(|e| ToolchainError::Probe {
+        toolchain: toolchain.to_string(),
+        command: format!("{} {}", program.display(), args.join(" ")),
+        detail: e.to_string(),
+    })?;
+    if !out.success {
         return Err(ToolchainError::Probe {
             toolchain: toolchain.to_string(),
             command: format!("{} {}", program.display(), args.join(" ")),
@@ -67,7 +70,11 @@ pub(super) fn run(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub(super) fn resolve(spec: &ToolchainSpec, cache_dir: &Path) -> Result<Toolchain, ToolchainError> {
+pub(super) fn resolve(
+    runner: &dyn Runner,
+    spec: &ToolchainSpec,
+    cache_dir: &Path,
+) -> Result<Toolchain, ToolchainError> {
     let mut programs = BTreeMap::new();
     for (role, name) in spec.programs() {
         let path = which(name).ok_or_else(|| ToolchainError::Missing {
@@ -99,7 +106,7 @@ pub(super) fn resolve(spec: &ToolchainSpec, cache_dir: &Path) -> Result<Toolchai
     {
         Some(m) => m,
         None => {
-            let m = fingerprint(spec, &programs)?;
+            let m = fingerprint(runner, spec, &programs)?;
             if let Ok(bytes) = serde_json::to_vec(&m) {
                 let _ = atomic_write(&memo_path, &bytes);
             }
@@ -117,6 +124,7 @@ pub(super) fn resolve(spec: &ToolchainSpec, cache_dir: &Path) -> Result<Toolchai
 }
 
 fn fingerprint(
+    runner: &dyn Runner,
     spec: &ToolchainSpec,
     programs: &BTreeMap<String, PathBuf>,
 ) -> Result<Memo, ToolchainError> {
@@ -128,6 +136,7 @@ fn fingerprint(
     };
     let internal_path = PathBuf::from(
         run(
+            runner,
             &spec.name,
             compiler,
             &[&format!("-print-prog-name={internal_name}")],
@@ -140,8 +149,15 @@ fn fingerprint(
     }
     let ada_include = match spec.language {
         Language::Ada => {
-            let p =
-                PathBuf::from(run(&spec.name, compiler, &["-print-file-name=adainclude"])?.trim());
+            let p = PathBuf::from(
+                run(
+                    runner,
+                    &spec.name,
+                    compiler,
+                    &["-print-file-name=adainclude"],
+                )?
+                .trim(),
+            );
             p.is_dir().then_some(p)
         }
         Language::Cxx => None,
@@ -167,11 +183,11 @@ fn fingerprint(
     }
     for (role, path) in programs {
         if role == "archiver" || role == "compiler" {
-            let version = run(&spec.name, path, &["--version"]).unwrap_or_default();
+            let version = run(runner, &spec.name, path, &["--version"]).unwrap_or_default();
             h.update(format!("version {role}\n{version}\n").as_bytes());
         }
     }
-    let package_versions = dpkg_versions(&spec.packages);
+    let package_versions = dpkg_versions(runner, &spec.packages);
     for (name, version) in &package_versions {
         h.update(format!("package {name} {version}\n").as_bytes());
     }
@@ -191,8 +207,9 @@ fn fingerprint(
     })
 }
 
-/// Versions of installed Debian packages; a package that is not installed maps to "".
-pub fn dpkg_versions(packages: &[String]) -> BTreeMap<String, String> {
+/// Versions of installed Debian packages, asked of `dpkg-query` through `runner`; a package that
+/// is not installed (or a machine without dpkg) maps to "".
+pub fn dpkg_versions(runner: &dyn Runner, packages: &[String]) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = packages
         .iter()
         .map(|p| (p.clone(), String::new()))
@@ -200,12 +217,13 @@ pub fn dpkg_versions(packages: &[String]) -> BTreeMap<String, String> {
     if packages.is_empty() {
         return out;
     }
-    let Ok(o) = Command::new("dpkg-query")
+    let cmd = Command::new("dpkg-query")
         .arg("-W")
         .arg("-f=${Package} ${Version} ${db:Status-Status}\n")
-        .args(packages)
-        .output()
-    else {
+        .args(packages.iter().cloned())
+        .env(Env::inherited());
+    // dpkg-query exits 1 when a package is unknown and still lists the others.
+    let Ok(o) = runner.run(&cmd) else {
         return out;
     };
     for line in String::from_utf8_lossy(&o.stdout).lines() {
@@ -220,6 +238,7 @@ pub fn dpkg_versions(packages: &[String]) -> BTreeMap<String, String> {
 }
 
 pub(super) fn system_lib_flags(
+    runner: &dyn Runner,
     tc: &Toolchain,
     libs: &[SystemLib],
     cache_dir: &Path,
@@ -256,12 +275,15 @@ pub(super) fn system_lib_flags(
                     package: "libwxgtk3.2-dev".into(),
                 })?;
                 let list = names.join(",");
-                flags
-                    .cflags
-                    .extend(split(run(&tc.spec.name, &wx, &["--cxxflags", &list])?));
+                flags.cflags.extend(split(run(
+                    runner,
+                    &tc.spec.name,
+                    &wx,
+                    &["--cxxflags", &list],
+                )?));
                 flags
                     .libs
-                    .extend(split(run(&tc.spec.name, &wx, &["--libs", &list])?));
+                    .extend(split(run(runner, &tc.spec.name, &wx, &["--libs", &list])?));
             }
             SystemLib::Pkg(name) => {
                 let pc = which("pkg-config").ok_or_else(|| ToolchainError::Missing {
@@ -272,10 +294,10 @@ pub(super) fn system_lib_flags(
                 })?;
                 flags
                     .cflags
-                    .extend(split(run(&tc.spec.name, &pc, &["--cflags", name])?));
+                    .extend(split(run(runner, &tc.spec.name, &pc, &["--cflags", name])?));
                 flags
                     .libs
-                    .extend(split(run(&tc.spec.name, &pc, &["--libs", name])?));
+                    .extend(split(run(runner, &tc.spec.name, &pc, &["--libs", name])?));
             }
             SystemLib::Lib(name) => flags.libs.push(format!("-l{name}")),
         }
@@ -291,4 +313,152 @@ pub(super) fn system_lib_flags(
 fn dedup_keep_first(v: &mut Vec<String>) {
     let mut seen = std::collections::BTreeSet::new();
     v.retain(|f| seen.insert(f.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::scripted::{self, Scripted};
+    use crate::exec::Output;
+
+    fn spec(packages: &[&str]) -> ToolchainSpec {
+        ToolchainSpec {
+            name: "gcc".into(),
+            file: "toolchains/gcc.toml".into(),
+            language: Language::Cxx,
+            compiler: "g++".into(),
+            archiver: "ar".into(),
+            binder: "gnatbind".into(),
+            cflags: vec!["-O2".into()],
+            ldflags: Vec::new(),
+            bindflags: Vec::new(),
+            packages: packages.iter().map(|p| p.to_string()).collect(),
+            install: "g++".into(),
+            wx_config: "wx-config".into(),
+            source: crate::toolchain::ToolchainSource::Host,
+        }
+    }
+
+    #[test]
+    fn a_probe_runs_in_the_c_locale_and_returns_stdout() {
+        let runner = scripted::replying(scripted::ok("g++ (Debian 12.2.0-14) 12.2.0\n"));
+        let out = run(&runner, "gcc", Path::new("/usr/bin/g++"), &["--version"]).unwrap();
+        assert_eq!(out, "g++ (Debian 12.2.0-14) 12.2.0\n");
+        let calls = runner.calls();
+        assert_eq!(calls[0].program, Path::new("/usr/bin/g++"));
+        assert_eq!(calls[0].args, ["--version"]);
+        assert_eq!(
+            calls[0].env,
+            Env::Inherited(vec![("LC_ALL".into(), "C".into())])
+        );
+    }
+
+    #[test]
+    fn a_failing_or_missing_probe_names_toolchain_command_and_reason() {
+        let runner = scripted::replying(scripted::failed(
+            1,
+            "g++: error: unrecognized command-line option '--bogus'\n",
+        ));
+        let e = run(&runner, "gcc", Path::new("/usr/bin/g++"), &["--bogus"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "toolchain `gcc`: running `/usr/bin/g++ --bogus` failed: \
+             g++: error: unrecognized command-line option '--bogus'"
+        );
+        let e = run(
+            &Scripted::new(scripted::not_found),
+            "gcc",
+            Path::new("wx-config"),
+            &["--libs", "core"],
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("toolchain `gcc`: running `wx-config --libs core` failed: "),
+            "{msg}"
+        );
+        assert!(msg.contains("No such file"), "{msg}");
+    }
+
+    #[test]
+    fn dpkg_versions_keep_only_installed_packages() {
+        // dpkg-query fails for an unknown package but still lists the ones it knows.
+        let runner = scripted::replying(Output {
+            stdout: b"libc6 2.36-9 installed\nlibfoo 1.0-1 config-files\n".to_vec(),
+            ..scripted::failed(1, "dpkg-query: no packages found matching libbar\n")
+        });
+        let names = ["libc6", "libfoo", "libbar"].map(String::from);
+        let v = dpkg_versions(&runner, &names);
+        let want: BTreeMap<String, String> = [("libc6", "2.36-9"), ("libfoo", ""), ("libbar", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(v, want);
+        let calls = runner.calls();
+        assert_eq!(calls[0].program, Path::new("dpkg-query"));
+        assert_eq!(
+            calls[0].args,
+            [
+                "-W",
+                "-f=${Package} ${Version} ${db:Status-Status}\n",
+                "libc6",
+                "libfoo",
+                "libbar"
+            ]
+        );
+        // No packages, no process; no dpkg, nothing installed.
+        let none = Scripted::new(scripted::not_found);
+        assert!(dpkg_versions(&none, &[]).is_empty());
+        assert!(none.calls().is_empty());
+        assert_eq!(dpkg_versions(&none, &names[..1])["libc6"], "");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_the_probes_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let programs: BTreeMap<String, PathBuf> = ["compiler", "archiver"]
+            .iter()
+            .map(|role| {
+                let p = dir.path().join(role);
+                std::fs::write(&p, format!("binary of {role}")).unwrap();
+                (role.to_string(), p)
+            })
+            .collect();
+        // A compiler that reports `version` and, for cc1plus, no absolute path.
+        let compiler = |version: &'static str| {
+            Scripted::new(move |c: &Command| {
+                Ok(match c.args[0].as_str() {
+                    "--version" => scripted::ok(version),
+                    "-W" => scripted::ok("libstdc++6 12.2.0-14 installed\n"),
+                    _ => scripted::ok("cc1plus\n"),
+                })
+            })
+        };
+        let print = |r: &dyn Runner| {
+            fingerprint(r, &spec(&["libstdc++6"]), &programs)
+                .unwrap()
+                .fingerprint
+        };
+        let a = compiler("g++ 12.2.0\n");
+        let first = print(&a);
+        assert_eq!(first, print(&compiler("g++ 12.2.0\n")));
+        assert_ne!(
+            first,
+            print(&compiler("g++ 12.3.0\n")),
+            "--version was ignored"
+        );
+        let memo = fingerprint(&a, &spec(&["libstdc++6"]), &programs).unwrap();
+        assert_eq!(memo.package_versions["libstdc++6"], "12.2.0-14");
+        let asked: Vec<String> = a.calls().iter().map(|c| c.args.join(" ")).collect();
+        assert!(
+            asked.contains(&"-print-prog-name=cc1plus".to_string()),
+            "{asked:?}"
+        );
+        // A failing compiler probe stops resolution with its error.
+        let broken = scripted::replying(scripted::failed(127, "g++: not usable"));
+        let Err(e) = fingerprint(&broken, &spec(&[]), &programs) else {
+            panic!("a broken compiler was fingerprinted");
+        };
+        assert!(e.to_string().contains("g++: not usable"), "{e}");
+    }
 }

@@ -11,9 +11,9 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::VerifyError;
+use crate::exec::{Command, Env, Runner};
 
 /// How the copy was chosen, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -23,9 +23,14 @@ pub enum CopySource {
     Tree,
 }
 
-/// Copies the workspace at `root` into `dest` (created); returns how files were chosen.
-pub fn copy_workspace(root: &Path, dest: &Path) -> Result<CopySource, VerifyError> {
-    let (files, source) = match git_tracked(root) {
+/// Copies the workspace at `root` into `dest` (created); returns how files were chosen. git is
+/// asked through `runner`.
+pub fn copy_workspace(
+    runner: &dyn Runner,
+    root: &Path,
+    dest: &Path,
+) -> Result<CopySource, VerifyError> {
+    let (files, source) = match git_tracked(runner, root) {
         Some(files) => (files, CopySource::GitTracked),
         None => (walk(root)?, CopySource::Tree),
     };
@@ -48,15 +53,15 @@ pub fn copy_workspace(root: &Path, dest: &Path) -> Result<CopySource, VerifyErro
     Ok(source)
 }
 
-/// Tracked files relative to `root`, or None when `root` is not inside a git work tree.
-fn git_tracked(root: &Path) -> Option<Vec<PathBuf>> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
+/// Tracked files relative to `root`, or None when `root` is not inside a git work tree (or git
+/// is not installed).
+fn git_tracked(runner: &dyn Runner, root: &Path) -> Option<Vec<PathBuf>> {
+    let cmd = Command::new("git")
         .args(["ls-files", "-z", "--cached", "--recurse-submodules"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
+        .cwd(root)
+        .env(Env::inherited());
+    let out = runner.run(&cmd).ok()?;
+    if !out.success {
         return None;
     }
     let mut files: Vec<PathBuf> = out
@@ -118,6 +123,78 @@ fn copy_one(from: &Path, to: &Path) -> Result<(), VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::scripted::{self, Scripted};
+
+    /// A workspace with recipes/a.toml, src/a.c and an untracked scratch file.
+    fn workspace() -> tempfile::TempDir {
+        let src = tempfile::tempdir().unwrap();
+        let root = src.path();
+        std::fs::create_dir_all(root.join("recipes")).unwrap();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("recipes/a.toml"), "kind = \"library\"\n").unwrap();
+        std::fs::write(root.join("src/a.c"), "int a;\n").unwrap();
+        std::fs::write(root.join("scratch.txt"), "untracked").unwrap();
+        src
+    }
+
+    #[test]
+    fn in_a_checkout_exactly_the_files_git_lists_are_copied() {
+        let src = workspace();
+        // Tracked but deleted from the working tree: skipped, as the original build never saw it.
+        let runner = scripted::replying(scripted::ok(
+            "src/a.c\0recipes/a.toml\0gone.c\0src/a.c\0".as_bytes(),
+        ));
+        let dst = tempfile::tempdir().unwrap();
+        let to = dst.path().join("ws");
+        assert_eq!(
+            copy_workspace(&runner, src.path(), &to).unwrap(),
+            CopySource::GitTracked
+        );
+        assert!(to.join("recipes/a.toml").is_file());
+        assert!(to.join("src/a.c").is_file());
+        assert!(
+            !to.join("scratch.txt").exists(),
+            "an untracked file was copied"
+        );
+        assert!(!to.join("gone.c").exists());
+        let calls = runner.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].program, Path::new("git"));
+        assert_eq!(
+            calls[0].args,
+            ["ls-files", "-z", "--cached", "--recurse-submodules"]
+        );
+        assert_eq!(calls[0].cwd.as_deref(), Some(src.path()));
+        assert_eq!(calls[0].env, Env::inherited());
+    }
+
+    #[test]
+    fn outside_a_checkout_or_without_git_the_tree_is_copied() {
+        let not_a_repo = scripted::replying(scripted::failed(
+            128,
+            "fatal: not a git repository (or any of the parent directories): .git",
+        ));
+        let no_git = Scripted::new(scripted::not_found);
+        for runner in [&not_a_repo as &dyn Runner, &no_git] {
+            let src = workspace();
+            let dst = tempfile::tempdir().unwrap();
+            let to = dst.path().join("ws");
+            assert_eq!(
+                copy_workspace(runner, src.path(), &to).unwrap(),
+                CopySource::Tree
+            );
+            assert!(to.join("scratch.txt").is_file());
+        }
+    }
+
+    #[test]
+    fn git_tracking_no_recipe_is_an_error_that_says_to_commit() {
+        let src = workspace();
+        let runner = scripted::replying(scripted::ok("src/a.c\0".as_bytes()));
+        let dst = tempfile::tempdir().unwrap();
+        let e = copy_workspace(&runner, src.path(), &dst.path().join("ws")).unwrap_err();
+        assert!(e.to_string().contains("commit the workspace first"), "{e}");
+    }
 
     #[test]
     fn a_plain_tree_is_copied_without_out_and_with_symlinks() {
@@ -130,7 +207,10 @@ mod tests {
         std::os::unix::fs::symlink("recipes/a.toml", root.join("link")).unwrap();
         let dst = tempfile::tempdir().unwrap();
         let to = dst.path().join("ws");
-        assert_eq!(copy_workspace(root, &to).unwrap(), CopySource::Tree);
+        assert_eq!(
+            copy_workspace(&Scripted::new(scripted::not_found), root, &to).unwrap(),
+            CopySource::Tree
+        );
         assert!(to.join("recipes/a.toml").is_file());
         assert!(!to.join("out").exists());
         assert_eq!(

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::build::NoProgress;
 use crate::digest::Digest;
 use crate::driver::{self, BuildOptions, DriverError};
-use crate::exec::ProcessRunner;
+use crate::exec::Runner;
 use crate::image::{ImageError, ImageResult};
 use crate::recipe::Kind;
 use crate::vcs::Meta;
@@ -106,8 +106,10 @@ impl VerifyError {
     }
 }
 
-/// Rebuilds `services` (every service when empty) from a fresh copy and compares.
+/// Rebuilds `services` (every service when empty) from a fresh copy and compares; every process
+/// (the builds, git) goes through `runner`.
 pub fn verify(
+    runner: &dyn Runner,
     ws: &Workspace,
     services: &[String],
     jobs: usize,
@@ -118,6 +120,7 @@ pub fn verify(
         names.join(", ")
     );
     let original = build(
+        runner,
         ws,
         &names,
         jobs,
@@ -126,7 +129,7 @@ pub fn verify(
         "workspace",
     )?;
 
-    let meta = Meta::of(&ws.root);
+    let meta = Meta::of(runner, &ws.root);
     let tmp = tempfile::Builder::new()
         .prefix("kiln-verify-")
         .tempdir()
@@ -135,7 +138,7 @@ pub fn verify(
             std::env::temp_dir(),
         ))?;
     let copy_root = tmp.path().join("workspace");
-    let copied = copy::copy_workspace(&ws.root, &copy_root)?;
+    let copied = copy::copy_workspace(runner, &ws.root, &copy_root)?;
     let cache = tempfile::Builder::new()
         .prefix("kiln-verify-cache-")
         .tempdir()
@@ -149,6 +152,7 @@ pub fn verify(
     );
     let copy_ws = Workspace::load(&copy_root)?;
     let rebuilt = build(
+        runner,
         &copy_ws,
         &names,
         jobs,
@@ -203,6 +207,7 @@ fn service_names(ws: &Workspace, services: &[String]) -> Result<Vec<String>, Ver
 }
 
 fn build(
+    runner: &dyn Runner,
     ws: &Workspace,
     names: &[String],
     jobs: usize,
@@ -218,8 +223,8 @@ fn build(
         keep_going: false,
     };
     let outcome = match meta {
-        Some(m) => driver::build_with_meta(ws, &opts, &ProcessRunner, &NoProgress, m)?,
-        None => driver::build(ws, &opts, &ProcessRunner, &NoProgress)?,
+        Some(m) => driver::build_with_meta(ws, &opts, runner, &NoProgress, m)?,
+        None => driver::build(ws, &opts, runner, &NoProgress)?,
     };
     let mut problems: Vec<String> = Vec::new();
     for t in &outcome.targets {

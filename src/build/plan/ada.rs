@@ -9,17 +9,19 @@ use std::path::PathBuf;
 
 use super::{
     file_name, obj_dir, product_path, push, push_compile, s, Action, ActionOutput, Compile,
-    Context, Discover, Plan, FROM_STAGING, PREFIX_MAP,
+    Discover, Plan, Target, FROM_STAGING, PREFIX_MAP,
 };
-use crate::graph;
 use crate::recipe::Kind;
 
-pub(super) fn plan(cx: &Context, p: &mut Plan, i: usize) {
-    let ws = cx.ws;
-    let r = &ws.recipes[i];
-    let tc = &cx.toolchains[&r.toolchain.value];
-    let sys = &cx.system_flags[&i];
-    let closure = graph::link_closure(&ws.graph(), i);
+pub(super) fn plan(t: Target, p: &mut Plan) {
+    let Target {
+        i,
+        ws,
+        r,
+        tc,
+        sys,
+        closure,
+    } = t;
 
     let mut search: Vec<PathBuf> = r.source_dirs.clone();
     for src in &r.sources {

@@ -133,11 +133,37 @@ pub fn plan(cx: &Context, order: &[usize]) -> Plan {
     let mut p = Plan::default();
     for &i in order {
         match cx.ws.recipes[i].language {
-            Language::Cxx => cxx::plan(cx, &mut p, i),
-            Language::Ada => ada::plan(cx, &mut p, i),
+            Language::Cxx => cxx::plan(Target::new(cx, i), &mut p),
+            Language::Ada => ada::plan(Target::new(cx, i), &mut p),
         }
     }
     p
+}
+
+/// What planning one target starts from, whichever its language.
+struct Target<'a> {
+    /// The recipe's index.
+    i: usize,
+    ws: &'a Workspace,
+    r: &'a Recipe,
+    tc: &'a Toolchain,
+    sys: &'a SystemFlags,
+    /// The libraries it links ([`graph::link_closure`]).
+    closure: Vec<usize>,
+}
+
+impl<'a> Target<'a> {
+    fn new(cx: &Context<'a>, i: usize) -> Target<'a> {
+        let r = &cx.ws.recipes[i];
+        Target {
+            i,
+            ws: cx.ws,
+            r,
+            tc: &cx.toolchains[&r.toolchain.value],
+            sys: &cx.system_flags[&i],
+            closure: graph::link_closure(&cx.ws.graph(), i),
+        }
+    }
 }
 
 fn push(p: &mut Plan, target: usize, a: Action) -> usize {

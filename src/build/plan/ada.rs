@@ -14,14 +14,7 @@ use super::{
 use crate::recipe::Kind;
 
 pub(super) fn plan(t: Target, p: &mut Plan) {
-    let Target {
-        i,
-        ws,
-        r,
-        tc,
-        sys,
-        closure,
-    } = t;
+    let (i, ws, r, tc, sys, closure) = (t.i, t.ws, t.r, t.tc, t.sys, t.closure);
 
     let mut search: Vec<PathBuf> = r.source_dirs.clone();
     for src in &r.sources {

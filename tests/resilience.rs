@@ -447,3 +447,70 @@ fn workspaces_building_into_one_cache_stay_correct_while_it_is_collected() {
         assert_eq!(products(ws.root()), first, "same inputs, same bytes");
     }
 }
+
+/// Whether process `pid` is gone (or a zombie, which runs nothing).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[test]
+fn what_kiln_started_dies_with_kiln() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("pid");
+    let ws = Workspace::with_files(&[
+        (
+            "toolchains/gcc.toml",
+            "language = \"c++\"\ncompiler = \"g++\"\narchiver = \"ar\"\n",
+        ),
+        (
+            "recipes/sleeper.toml",
+            "kind = \"test\"\nlanguage = \"c++\"\nsources = [\"t.cpp\"]\n",
+        ),
+        (
+            "t.cpp",
+            &format!(
+                "#include <fstream>\n#include <unistd.h>\nint main() {{\n  \
+                 std::ofstream(\"{}\") << getpid();\n  for (int i = 0; i < 600; i++) sleep(1);\n}}\n",
+                pid_file.display()
+            ),
+        ),
+    ]);
+    let mut kiln = ws
+        .pinned_kiln()
+        .command(["test"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(&pid_file) {
+            if !p.is_empty() {
+                break p;
+            }
+        }
+        assert!(start.elapsed() < PATIENCE, "the test binary never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    kiln.kill().unwrap();
+    kiln.wait().unwrap();
+    let start = Instant::now();
+    while !gone(&pid) && start.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survived = !gone(&pid);
+    if survived {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+    }
+    assert!(
+        !survived,
+        "the test binary outlived the kiln that started it"
+    );
+}

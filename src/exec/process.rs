@@ -5,6 +5,9 @@
 //! are drained on their own threads, so a child blocked writing a full pipe never stalls the
 //! wait, and a time limit is enforced by polling: the child is killed once it has run too long,
 //! and what it printed until then is kept.
+//!
+//! Every child is asked to die with kiln (`PR_SET_PDEATHSIG`): a compiler that outlived a killed
+//! kiln would go on writing into a staging directory the next build is already using.
 
 use std::io::{self, Read, Write};
 use std::process::{Child, ExitStatus, Stdio};
@@ -19,10 +22,31 @@ const POLL: Duration = Duration::from_millis(10);
 
 pub struct ProcessRunner;
 
+/// Has the kernel kill the child when the thread that started it (and so kiln) dies; it also
+/// covers the window before exec by checking that the parent is still the one that forked.
+fn die_with_parent(c: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Runner for ProcessRunner {
     fn run(&self, cmd: &Command) -> io::Result<Output> {
         let mut c = std::process::Command::new(&cmd.program);
         c.args(&cmd.args);
+        die_with_parent(&mut c);
         if let Some(dir) = &cmd.cwd {
             c.current_dir(dir);
         }

@@ -55,7 +55,7 @@ pub fn run_test(
     k.argv(&r.test.args);
     k.argv(&[format!("{:?}", r.test.framework)]);
     let key = k.finish();
-    let results_dir = ws.root.join("out/test-results");
+    let results_dir = ws.out().test_results();
     std::fs::create_dir_all(&results_dir)?;
     let junit = results_dir.join(format!("{}.xml", r.name));
     let memo = cache
@@ -77,7 +77,7 @@ pub fn run_test(
         }
     }
 
-    let staging = tempfile::tempdir_in(ws.root.join("out"))?;
+    let staging = tempfile::tempdir_in(ws.out().path())?;
     let gtest_xml = staging.path().join("gtest.xml");
     let mut cmd = Command::new(&bin)
         .args(r.test.args.iter().cloned())

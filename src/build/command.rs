@@ -33,7 +33,9 @@ impl Executor<'_> {
     pub(super) fn staging(&self, action: &Action) -> PathBuf {
         // One directory per action identity; the workspace lock keeps two processes apart.
         let d = Digest::of(action.id.as_bytes());
-        self.root.join("out/.kiln/tmp").join(&d.hex()[..16])
+        crate::workspace::OutDir::of(self.root)
+            .tmp()
+            .join(&d.hex()[..16])
     }
 
     pub(super) fn command_line(&self, action: &Action) -> Result<Command, ActionError> {

@@ -258,14 +258,17 @@ impl Resolver {
 fn canonical_in(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
     use std::path::Component;
     let rel = path.strip_prefix(root).unwrap_or(path);
-    let mut pending: VecDeque<std::ffi::OsString> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
+    // Names and `..`, in order; `/` and `.` say nothing once the start is known.
+    let steps = |p: &Path| -> Vec<std::ffi::OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending: VecDeque<std::ffi::OsString> = steps(rel).into();
     let mut out = root.to_path_buf();
     let mut links = 0;
     while let Some(part) = pending.pop_front() {
@@ -292,14 +295,7 @@ fn canonical_in(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
         if target.is_absolute() {
             out = root.to_path_buf();
         }
-        let mut parts: Vec<std::ffi::OsString> = target
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect();
+        let mut parts = steps(&target);
         parts.extend(pending.drain(..));
         pending = parts.into();
     }

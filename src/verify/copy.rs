@@ -87,7 +87,7 @@ fn walk(root: &Path) -> Result<Vec<PathBuf>, VerifyError> {
         for e in entries {
             let e = e.map_err(VerifyError::io("listing", &dir))?;
             let child = rel.join(e.file_name());
-            if child == Path::new("out") {
+            if child == crate::workspace::OutDir::relative().path() {
                 continue;
             }
             let ty = e

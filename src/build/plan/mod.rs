@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::graph;
 use crate::recipe::{Kind, Language, Recipe, SystemLib};
 use crate::toolchain::{SystemFlags, Toolchain};
-use crate::workspace::Workspace;
+use crate::workspace::{OutDir, Workspace};
 
 mod ada;
 mod cxx;
@@ -79,16 +79,19 @@ pub struct Plan {
     pub targets: BTreeMap<usize, TargetPlan>,
 }
 
+/// A target's object directory, workspace-relative.
 pub fn obj_dir(r: &Recipe) -> PathBuf {
-    Path::new("out/obj").join(&r.name)
+    OutDir::relative().objects(&r.name)
 }
 
+/// A target's product, workspace-relative.
 pub fn product_path(r: &Recipe) -> PathBuf {
+    let out = OutDir::relative();
     match (r.kind, r.shared) {
-        (Kind::Library, false) => Path::new("out/lib").join(format!("lib{}.a", r.output)),
-        (Kind::Library, true) => Path::new("out/lib").join(format!("lib{}.so", r.output)),
-        (Kind::Service, _) => Path::new("out/bin").join(&r.output),
-        (Kind::Test, _) => Path::new("out/tests").join(&r.output),
+        (Kind::Library, false) => out.libraries().join(format!("lib{}.a", r.output)),
+        (Kind::Library, true) => out.libraries().join(format!("lib{}.so", r.output)),
+        (Kind::Service, _) => out.binaries().join(&r.output),
+        (Kind::Test, _) => out.tests().join(&r.output),
     }
 }
 

@@ -63,6 +63,16 @@ fn redirecting_front(
     storage: &Front,
     decide: impl Fn(&hostile_front::Seen) -> Option<Action> + Send + Sync + 'static,
 ) -> Front {
+    redirecting_front_recording(upstream, storage, decide, None)
+}
+
+/// [`redirecting_front`], recording the clients' last `Authorization` in `record`.
+fn redirecting_front_recording(
+    upstream: &str,
+    storage: &Front,
+    decide: impl Fn(&hostile_front::Seen) -> Option<Action> + Send + Sync + 'static,
+    record: Option<Arc<Mutex<Option<String>>>>,
+) -> Front {
     let storage_base = format!("http://{}", storage.addr);
     let redirect_base = storage_base.clone();
     hostile_front::start(Config {
@@ -88,6 +98,7 @@ fn redirecting_front(
                 }
             }
         }),
+        record_auth: record,
         ..Config::forward("127.0.0.1", upstream)
     })
 }
@@ -152,17 +163,10 @@ fn with_a_token_service_the_realm_gets_the_password_and_the_registry_only_tokens
         inject_auth: Some(storage_auth.clone()),
         ..Config::forward("127.0.0.2", &reg.addr)
     });
-    let front = redirecting_front(&reg.addr, &storage, |_| None);
-    // Storage "checks the URL signature": here, by forwarding with the registry's last token.
-    let front_auth = front.last_auth.clone();
-    std::thread::spawn(move || {
-        // Bounded mirror of the front's last token into what storage forwards with.
-        let end = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < end {
-            *storage_auth.lock().unwrap() = front_auth.lock().unwrap().clone();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    });
+    // Storage "checks the URL signature": here, by forwarding with the token the client last
+    // gave the registry's front, shared with it directly (no copy that could lag behind).
+    let front =
+        redirecting_front_recording(&reg.addr, &storage, |_| None, Some(storage_auth.clone()));
     let opts = options(&front.addr, "tok", user_cred(PASSWORD));
     registry::push_all(&opts, &[api_image(&["v1"])])
         .remove(0)

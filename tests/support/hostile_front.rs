@@ -69,6 +69,9 @@ pub struct Config {
     /// Forward with this `Authorization` instead of the client's: object storage accepts a
     /// signed URL, which the real registry behind does not know about, so the front signs for it.
     pub inject_auth: Option<Arc<Mutex<Option<String>>>>,
+    /// Record the last client `Authorization` here (else in a cell of the front's own), so
+    /// another front can forward with it the moment it arrives.
+    pub record_auth: Option<Arc<Mutex<Option<String>>>>,
 }
 
 impl Config {
@@ -79,6 +82,7 @@ impl Config {
             decide: Box::new(|_| Action::Forward),
             edit: Box::new(|_, _| {}),
             inject_auth: None,
+            record_auth: None,
         }
     }
 }
@@ -113,7 +117,10 @@ pub fn start(config: Config) -> Front {
     let addr = listener.local_addr().unwrap().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let last_auth = Arc::new(Mutex::new(None));
+    let last_auth = config
+        .record_auth
+        .clone()
+        .unwrap_or_else(|| Arc::new(Mutex::new(None)));
     let config = Arc::new(config);
     let (stop2, seen2, last2) = (stop.clone(), seen.clone(), last_auth.clone());
     let thread = std::thread::spawn(move || {

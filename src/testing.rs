@@ -87,7 +87,8 @@ pub fn run_test(
             "KILN_TEST".into(),
             r.name.clone().into(),
         )]))
-        .timeout(TEST_TIMEOUT);
+        .timeout(TEST_TIMEOUT)
+        .die_with_kiln();
     if r.test.framework == TestFramework::Gtest {
         cmd = cmd.arg(format!("--gtest_output=xml:{}", gtest_xml.display()));
     }

@@ -66,6 +66,7 @@ impl Executor<'_> {
             } else {
                 self.root.to_path_buf()
             }),
+            die_with_kiln: true,
             ..Command::default()
         })
     }

@@ -38,6 +38,10 @@ pub struct Command {
     pub stdin: Option<Vec<u8>>,
     /// The process is killed once it has run this long and [`Output::timed_out`] is set.
     pub timeout: Option<Duration>,
+    /// The process must not outlive kiln: set for what writes into directories a later build
+    /// reuses (actions in their staging directories, test binaries). It costs a plain fork
+    /// instead of `posix_spawn`, so short helper tools (binutils, git) go without it.
+    pub die_with_kiln: bool,
 }
 
 /// The environment a process starts with.
@@ -95,6 +99,12 @@ impl Command {
 
     pub fn timeout(mut self, limit: Duration) -> Command {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// See [`Command::die_with_kiln`].
+    pub fn die_with_kiln(mut self) -> Command {
+        self.die_with_kiln = true;
         self
     }
 

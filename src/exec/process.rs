@@ -6,8 +6,10 @@
 //! wait, and a time limit is enforced by polling: the child is killed once it has run too long,
 //! and what it printed until then is kept.
 //!
-//! Every child is asked to die with kiln (`PR_SET_PDEATHSIG`): a compiler that outlived a killed
-//! kiln would go on writing into a staging directory the next build is already using.
+//! A command marked [`Command::die_with_kiln`] is asked to die with kiln (`PR_SET_PDEATHSIG`): a
+//! compiler that outlived a killed kiln would go on writing into a staging directory the next
+//! build is already using. Only those: the hook makes std fork instead of `posix_spawn`, which
+//! costs milliseconds per process in a kiln holding the dpkg index.
 
 use std::io::{self, Read, Write};
 use std::process::{Child, ExitStatus, Stdio};
@@ -46,7 +48,9 @@ impl Runner for ProcessRunner {
     fn run(&self, cmd: &Command) -> io::Result<Output> {
         let mut c = std::process::Command::new(&cmd.program);
         c.args(&cmd.args);
-        die_with_parent(&mut c);
+        if cmd.die_with_kiln {
+            die_with_parent(&mut c);
+        }
         if let Some(dir) = &cmd.cwd {
             c.current_dir(dir);
         }

@@ -19,6 +19,13 @@ pub enum ImageError {
         #[source]
         source: LayerError,
     },
+    #[error("{tool} {args} could not start")]
+    ToolStart {
+        tool: String,
+        args: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{tool} {args} failed ({status}): {stderr}")]
     Tool {
         tool: String,

@@ -81,11 +81,10 @@ fn run(runner: &dyn Runner, tool: &Path, args: Vec<String>) -> Result<(), ImageE
     // binutils need nothing from the environment; it is inherited as it always was.
     let cmd = Command::new(tool).args(args).env(Env::inherited());
     let shown = || cmd.args.join(" ");
-    let output = runner.run(&cmd).map_err(|e| ImageError::Tool {
+    let output = runner.run(&cmd).map_err(|source| ImageError::ToolStart {
         tool: tool.display().to_string(),
         args: shown(),
-        status: "could not start".into(),
-        stderr: e.to_string(),
+        source,
     })?;
     if output.success {
         return Ok(());
@@ -180,7 +179,13 @@ mod tests {
         let e = Binutils::default()
             .strip_to(&runner, Path::new("in"), Path::new("out"))
             .unwrap_err();
-        assert!(e.to_string().contains("(could not start)"), "{e}");
+        assert!(e.to_string().ends_with("could not start"), "{e}");
+        // The OS error is the cause, said once, not part of the message.
+        let cause = std::error::Error::source(&e).expect("the start failure is the cause");
+        assert_eq!(
+            cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
     }
 
     #[test]

@@ -202,6 +202,14 @@ pub enum ToolchainError {
         program: String,
         package: String,
     },
+    #[error("toolchain `{toolchain}`: {action} `{what}`")]
+    ProbeIo {
+        toolchain: String,
+        action: &'static str,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("toolchain `{toolchain}`: running `{command}` failed: {detail}")]
     Probe {
         toolchain: String,

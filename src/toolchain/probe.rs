@@ -55,10 +55,11 @@ pub(super) fn run(
     let cmd = Command::new(program)
         .args(args.iter().copied())
         .env(Env::Inherited(vec![("LC_ALL".into(), "C".into())]));
-    let out = runner.run(&cmd).map_err(|e| ToolchainError::Probe {
+    let out = runner.run(&cmd).map_err(|source| ToolchainError::ProbeIo {
         toolchain: toolchain.to_string(),
-        command: format!("{} {}", program.display(), args.join(" ")),
-        detail: e.to_string(),
+        action: "starting",
+        what: format!("{} {}", program.display(), args.join(" ")),
+        source,
     })?;
     if !out.success {
         return Err(ToolchainError::Probe {
@@ -167,10 +168,11 @@ fn fingerprint(
     h.update(FINGERPRINT_VERSION.as_bytes());
     for (role, path) in programs.iter().chain(internal.iter()) {
         let real = std::fs::canonicalize(path).unwrap_or(path.clone());
-        let (d, _) = Digest::of_file(&real).map_err(|e| ToolchainError::Probe {
+        let (d, _) = Digest::of_file(&real).map_err(|source| ToolchainError::ProbeIo {
             toolchain: spec.name.clone(),
-            command: format!("reading {}", real.display()),
-            detail: e.to_string(),
+            action: "reading",
+            what: real.display().to_string(),
+            source,
         })?;
         // Only the file name: the same compiler installed elsewhere is the same compiler.
         h.update(
@@ -372,11 +374,12 @@ mod tests {
             &["--libs", "core"],
         )
         .unwrap_err();
-        let msg = e.to_string();
-        assert!(
-            msg.starts_with("toolchain `gcc`: running `wx-config --libs core` failed: "),
-            "{msg}"
+        assert_eq!(
+            e.to_string(),
+            "toolchain `gcc`: starting `wx-config --libs core`"
         );
+        // The OS error travels as the cause, printed once by the CLI.
+        let msg = crate::error::chain(&e);
         assert!(msg.contains("No such file"), "{msg}");
     }
 

@@ -172,16 +172,32 @@ mod tests {
     #[test]
     fn every_input_class_changes_the_action_digest() {
         let reference = key(&action());
-        let cases: Vec<(&str, Box<dyn Fn(&mut RemoteAction)>)> = vec![
+        type Change = Box<dyn Fn(&mut RemoteAction)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("program", Box::new(|a| a.program = "clang++".into())),
             ("argv", Box::new(|a| a.argv.push("-O2".into()))),
             ("env", Box::new(|a| a.env[0].1 = "/y".into())),
-            ("working directory", Box::new(|a| a.working_directory = "src".into())),
-            ("input contents", Box::new(|a| a.inputs[0].blob = BlobDigest::of(b"x"))),
-            ("input path", Box::new(|a| a.inputs[0].path = "src/b.cpp".into())),
+            (
+                "working directory",
+                Box::new(|a| a.working_directory = "src".into()),
+            ),
+            (
+                "input contents",
+                Box::new(|a| a.inputs[0].blob = BlobDigest::of(b"x")),
+            ),
+            (
+                "input path",
+                Box::new(|a| a.inputs[0].path = "src/b.cpp".into()),
+            ),
             ("outputs", Box::new(|a| a.outputs.push("a.d".into()))),
-            ("toolchain", Box::new(|a| a.toolchain = Digest::of(b"gcc-13"))),
-            ("platform", Box::new(|a| a.platform.push(("OSFamily".into(), "linux".into())))),
+            (
+                "toolchain",
+                Box::new(|a| a.toolchain = Digest::of(b"gcc-13")),
+            ),
+            (
+                "platform",
+                Box::new(|a| a.platform.push(("OSFamily".into(), "linux".into()))),
+            ),
             ("salt", Box::new(|a| a.salt = "kiln-action-key-v3".into())),
         ];
         for (what, change) in cases {
@@ -222,9 +238,15 @@ mod tests {
     fn bad_actions_are_refused() {
         let mut a = action();
         a.env.push(("CPATH".into(), "/z".into()));
-        assert!(matches!(a.encode(true), Err(RemoteError::DuplicateEnv { .. })));
+        assert!(matches!(
+            a.encode(true),
+            Err(RemoteError::DuplicateEnv { .. })
+        ));
         let mut a = action();
         a.outputs.push("../escape".into());
-        assert!(matches!(a.encode(true), Err(RemoteError::OutputPath { .. })));
+        assert!(matches!(
+            a.encode(true),
+            Err(RemoteError::OutputPath { .. })
+        ));
     }
 }

@@ -7,7 +7,10 @@ use super::blob::BlobDigest;
 use super::client::Client;
 use super::error::RemoteError;
 
-pub fn get(client: &Client, action: BlobDigest) -> Result<Option<reapi::ActionResult>, RemoteError> {
+pub fn get(
+    client: &Client,
+    action: BlobDigest,
+) -> Result<Option<reapi::ActionResult>, RemoteError> {
     let req = reapi::GetActionResultRequest {
         instance_name: client.instance_name().to_string(),
         action_digest: Some(action.to_proto()),

@@ -145,7 +145,11 @@ impl RemoteCache {
                 path: path.clone(),
                 digest: blob.digest,
                 executable,
-                bytes: if contents.is_empty() { take(&blob) } else { contents },
+                bytes: if contents.is_empty() {
+                    take(&blob)
+                } else {
+                    contents
+                },
             })
             .collect();
         let stdout = stdout.map_or_else(|| result.stdout_raw.clone(), |b| take(&b));

@@ -159,7 +159,10 @@ mod tests {
         let c = Capabilities::from_proto(&server(0, false, (2, 0)));
         assert!(c.batch_limit() <= DEFAULT_MESSAGE_LIMIT);
         assert!(!c.output_paths());
-        assert!(c.missing().iter().any(|m| m.starts_with("action-cache updates")));
+        assert!(c
+            .missing()
+            .iter()
+            .any(|m| m.starts_with("action-cache updates")));
     }
 
     #[test]

@@ -135,7 +135,11 @@ impl Cas {
         client: &Client,
         blobs: &[BlobDigest],
     ) -> Result<Vec<BlobDigest>, RemoteError> {
-        let mut ask: Vec<BlobDigest> = blobs.iter().filter(|b| !self.is_known(b)).copied().collect();
+        let mut ask: Vec<BlobDigest> = blobs
+            .iter()
+            .filter(|b| !self.is_known(b))
+            .copied()
+            .collect();
         ask.sort();
         ask.dedup();
         let mut missing = Vec::new();
@@ -217,7 +221,12 @@ impl Cas {
     }
 
     /// One ByteStream upload; returns how many times it was resumed.
-    fn write(&self, client: &Client, d: BlobDigest, data: Arc<Vec<u8>>) -> Result<usize, RemoteError> {
+    fn write(
+        &self,
+        client: &Client,
+        d: BlobDigest,
+        data: Arc<Vec<u8>>,
+    ) -> Result<usize, RemoteError> {
         let resource = format!(
             "{}uploads/{}/blobs/{}/{}",
             resource_prefix(client),
@@ -388,7 +397,11 @@ async fn write_from(
         let end = (o + CHUNK).min(size);
         WriteRequest {
             // The name is required on the first message of a call only.
-            resource_name: if i == 0 { resource.clone() } else { String::new() },
+            resource_name: if i == 0 {
+                resource.clone()
+            } else {
+                String::new()
+            },
             write_offset: o as i64,
             finish_write: end == size,
             data: data[o..end].to_vec(),
@@ -398,7 +411,11 @@ async fn write_from(
     Ok(resp.into_inner().committed_size)
 }
 
-async fn read_into(client: &Client, resource: &str, buf: &mut Vec<u8>) -> Result<(), tonic::Status> {
+async fn read_into(
+    client: &Client,
+    resource: &str,
+    buf: &mut Vec<u8>,
+) -> Result<(), tonic::Status> {
     let req = ReadRequest {
         resource_name: resource.to_string(),
         read_offset: buf.len() as i64,
@@ -448,7 +465,10 @@ mod tests {
         let (batches, large) = pack(&all, limit);
         assert_eq!(large, [blob(20_000, 99)]);
         let packed: Vec<_> = batches.iter().flatten().copied().collect();
-        assert_eq!(packed, blobs, "every small blob in exactly one batch, in order");
+        assert_eq!(
+            packed, blobs,
+            "every small blob in exactly one batch, in order"
+        );
         for b in &batches {
             let total: u64 = b.iter().map(batch_entry_len).sum();
             assert!(total <= limit, "batch of {total} bytes");

@@ -157,7 +157,9 @@ fn parse_header(line: &str, origin: &'static str) -> Result<Header, RemoteError>
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
-        return Err(invalid("a header name may hold only letters, digits, '-', '_' and '.'"));
+        return Err(invalid(
+            "a header name may hold only letters, digits, '-', '_' and '.'",
+        ));
     }
     if name.ends_with("-bin") {
         return Err(invalid("binary ('-bin') headers are not supported"));
@@ -178,7 +180,12 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]

@@ -94,7 +94,11 @@ pub enum RemoteError {
         actual: u64,
     },
     #[error("{what} names a malformed digest {hash:?}/{size}")]
-    BadDigest { what: String, hash: String, size: i64 },
+    BadDigest {
+        what: String,
+        hash: String,
+        size: i64,
+    },
     #[error("storing blob {digest} on {url} failed")]
     BlobUpload {
         digest: Digest,

@@ -38,10 +38,10 @@ struct Dir {
 }
 
 /// Checks a relative path and splits it into its components.
-pub fn components<'a>(
-    path: &'a str,
+pub fn components(
+    path: &str,
     err: impl Fn(&'static str) -> RemoteError,
-) -> Result<Vec<&'a str>, RemoteError> {
+) -> Result<Vec<&str>, RemoteError> {
     if path.is_empty() {
         return Err(err("it is empty"));
     }

@@ -283,6 +283,38 @@ mod fake_server {
     }
 
     #[test]
+    fn one_client_serves_several_threads() {
+        fn shared<T: Send + Sync>(_: &T) {}
+        let server = FakeServer::start(64 << 10);
+        let remote = RemoteCache::connect(&config(&server)).unwrap();
+        shared(&remote);
+        let dir = tempfile::tempdir().unwrap();
+        let actions: Vec<RemoteAction> =
+            (0..8).map(|i| action(&format!("a{i}"), &["x.o"])).collect();
+        for (i, a) in actions.iter().enumerate() {
+            let content = bytes(if i % 2 == 0 { 100 } else { 100 << 10 }, i as u8);
+            stored(
+                remote
+                    .upload(a, &run(dir.path(), &[("x.o", content, false)], b""))
+                    .unwrap(),
+            );
+        }
+        std::thread::scope(|s| {
+            for (i, a) in actions.iter().enumerate() {
+                let remote = &remote;
+                s.spawn(move || {
+                    let hit = remote.lookup(a).unwrap().expect("miss");
+                    let want = bytes(if i % 2 == 0 { 100 } else { 100 << 10 }, i as u8);
+                    assert!(
+                        hit.outputs[0].bytes == want,
+                        "action {i} got another's output"
+                    );
+                });
+            }
+        });
+    }
+
+    #[test]
     fn the_token_and_instance_name_reach_the_server() {
         let server = FakeServer::start(1 << 20);
         let mut cfg = config(&server)

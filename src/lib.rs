@@ -25,6 +25,7 @@ pub mod publish;
 pub mod recipe;
 pub mod registry;
 pub mod relpath;
+pub mod remote;
 pub mod rfc3339;
 pub mod sbom;
 pub mod scan;

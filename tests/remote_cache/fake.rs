@@ -1,0 +1,412 @@
+//! An in-process REAPI server (CAS, ActionCache, ByteStream, Capabilities) for the faults a real
+//! server will not produce on demand: UNAVAILABLE, bytes that do not match their digest, a
+//! ByteStream write dropped halfway, a small batch limit. It checks what a real server checks
+//! (digests of uploads, batch sizes, write offsets) so a client bug fails here too.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use bazel_remote_apis::build::bazel::semver::SemVer;
+use bazel_remote_apis::google::bytestream as bs;
+use bazel_remote_apis::google::rpc;
+use prost::Message;
+use reapi::action_cache_server::{ActionCache, ActionCacheServer};
+use reapi::capabilities_server::{Capabilities, CapabilitiesServer};
+use reapi::content_addressable_storage_server::{
+    ContentAddressableStorage, ContentAddressableStorageServer,
+};
+use sha2::{Digest as _, Sha256};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+type Res<T> = Result<Response<T>, Status>;
+
+#[derive(Default)]
+pub struct State {
+    pub batch_limit: i64,
+    /// Every call answers UNAVAILABLE while set.
+    pub unavailable: AtomicBool,
+    /// Reads hand back bytes with one bit flipped while set.
+    pub corrupt_reads: AtomicBool,
+    /// This many ByteStream writes fail with UNAVAILABLE after their first chunk.
+    pub drop_writes: AtomicUsize,
+    pub blobs: Mutex<HashMap<String, Vec<u8>>>,
+    results: Mutex<HashMap<String, reapi::ActionResult>>,
+    /// Committed bytes of unfinished uploads, by resource name.
+    partial: Mutex<HashMap<String, Vec<u8>>>,
+    /// Resource names of finished uploads.
+    finished: Mutex<Vec<String>>,
+    pub log: Mutex<Log>,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct Log {
+    pub batch_updates: usize,
+    pub largest_batch: usize,
+    pub find_missing: usize,
+    pub query_write_status: usize,
+    /// `write_offset` of the first message of each ByteStream write call.
+    pub write_starts: Vec<i64>,
+    pub authorization: Vec<String>,
+    pub instance_names: Vec<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Clone)]
+struct Svc(Arc<State>);
+
+impl Svc {
+    fn check<T>(&self, req: &Request<T>, instance: &str) -> Result<(), Status> {
+        let mut log = self.0.log.lock().unwrap();
+        if let Some(a) = req.metadata().get("authorization") {
+            log.authorization.push(a.to_str().unwrap_or("").to_string());
+        }
+        log.instance_names.push(instance.to_string());
+        if self.0.unavailable.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("fake server is down"));
+        }
+        Ok(())
+    }
+
+    fn read_blob(&self, hash: &str) -> Option<Vec<u8>> {
+        let mut b = self.0.blobs.lock().unwrap().get(hash).cloned()?;
+        if self.0.corrupt_reads.load(Ordering::SeqCst) && !b.is_empty() {
+            b[0] ^= 1;
+        }
+        Some(b)
+    }
+
+    fn store(&self, d: &reapi::Digest, data: Vec<u8>) -> Result<(), Status> {
+        if hex(&data) != d.hash || data.len() as i64 != d.size_bytes {
+            return Err(Status::invalid_argument("upload does not match its digest"));
+        }
+        self.0.blobs.lock().unwrap().insert(d.hash.clone(), data);
+        Ok(())
+    }
+}
+
+fn ok() -> Option<rpc::Status> {
+    Some(rpc::Status::default())
+}
+
+#[tonic::async_trait]
+impl Capabilities for Svc {
+    async fn get_capabilities(
+        &self,
+        req: Request<reapi::GetCapabilitiesRequest>,
+    ) -> Res<reapi::ServerCapabilities> {
+        self.check(&req, &req.get_ref().instance_name)?;
+        let v = |minor| SemVer {
+            major: 2,
+            minor,
+            ..Default::default()
+        };
+        Ok(Response::new(reapi::ServerCapabilities {
+            cache_capabilities: Some(reapi::CacheCapabilities {
+                digest_functions: vec![reapi::digest_function::Value::Sha256 as i32],
+                action_cache_update_capabilities: Some(reapi::ActionCacheUpdateCapabilities {
+                    update_enabled: true,
+                }),
+                max_batch_total_size_bytes: self.0.batch_limit,
+                ..Default::default()
+            }),
+            low_api_version: Some(v(0)),
+            high_api_version: Some(v(3)),
+            ..Default::default()
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl ActionCache for Svc {
+    async fn get_action_result(
+        &self,
+        req: Request<reapi::GetActionResultRequest>,
+    ) -> Res<reapi::ActionResult> {
+        self.check(&req, &req.get_ref().instance_name)?;
+        let key = req.get_ref().action_digest.clone().unwrap_or_default().hash;
+        match self.0.results.lock().unwrap().get(&key) {
+            Some(r) => Ok(Response::new(r.clone())),
+            None => Err(Status::not_found("no such action result")),
+        }
+    }
+
+    async fn update_action_result(
+        &self,
+        req: Request<reapi::UpdateActionResultRequest>,
+    ) -> Res<reapi::ActionResult> {
+        self.check(&req, &req.get_ref().instance_name)?;
+        let r = req.into_inner();
+        let result = r.action_result.unwrap_or_default();
+        let key = r.action_digest.unwrap_or_default().hash;
+        self.0.results.lock().unwrap().insert(key, result.clone());
+        Ok(Response::new(result))
+    }
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ContentAddressableStorage for Svc {
+    async fn find_missing_blobs(
+        &self,
+        req: Request<reapi::FindMissingBlobsRequest>,
+    ) -> Res<reapi::FindMissingBlobsResponse> {
+        self.check(&req, &req.get_ref().instance_name)?;
+        self.0.log.lock().unwrap().find_missing += 1;
+        let blobs = self.0.blobs.lock().unwrap();
+        Ok(Response::new(reapi::FindMissingBlobsResponse {
+            missing_blob_digests: req
+                .into_inner()
+                .blob_digests
+                .into_iter()
+                .filter(|d| !blobs.contains_key(&d.hash))
+                .collect(),
+        }))
+    }
+
+    async fn batch_update_blobs(
+        &self,
+        req: Request<reapi::BatchUpdateBlobsRequest>,
+    ) -> Res<reapi::BatchUpdateBlobsResponse> {
+        self.check(&req, &req.get_ref().instance_name)?;
+        let len = req.get_ref().encoded_len();
+        {
+            let mut log = self.0.log.lock().unwrap();
+            log.batch_updates += 1;
+            log.largest_batch = log.largest_batch.max(len);
+        }
+        if len as i64 > self.0.batch_limit {
+            return Err(Status::invalid_argument("batch over the server's limit"));
+        }
+        let mut responses = Vec::new();
+        for r in req.into_inner().requests {
+            let d = r.digest.unwrap_or_default();
+            self.store(&d, r.data)?;
+            responses.push(reapi::batch_update_blobs_response::Response {
+                digest: Some(d),
+                status: ok(),
+            });
+        }
+        Ok(Response::new(reapi::BatchUpdateBlobsResponse { responses }))
+    }
+
+    async fn batch_read_blobs(
+        &self,
+        req: Request<reapi::BatchReadBlobsRequest>,
+    ) -> Res<reapi::BatchReadBlobsResponse> {
+        self.check(&req, &req.get_ref().instance_name)?;
+        let responses = req
+            .into_inner()
+            .digests
+            .into_iter()
+            .map(|d| {
+                let data = self.read_blob(&d.hash);
+                reapi::batch_read_blobs_response::Response {
+                    status: match data {
+                        Some(_) => ok(),
+                        None => Some(rpc::Status {
+                            code: tonic::Code::NotFound as i32,
+                            ..Default::default()
+                        }),
+                    },
+                    data: data.unwrap_or_default(),
+                    digest: Some(d),
+                    compressor: 0,
+                }
+            })
+            .collect();
+        Ok(Response::new(reapi::BatchReadBlobsResponse { responses }))
+    }
+
+    type GetTreeStream = Boxed<reapi::GetTreeResponse>;
+    async fn get_tree(&self, _: Request<reapi::GetTreeRequest>) -> Res<Self::GetTreeStream> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn split_blob(
+        &self,
+        _: Request<reapi::SplitBlobRequest>,
+    ) -> Res<reapi::SplitBlobResponse> {
+        Err(Status::unimplemented("fake"))
+    }
+    type GetChunkMappingStream = Boxed<reapi::GetChunkMappingResponse>;
+    async fn get_chunk_mapping(
+        &self,
+        _: Request<reapi::GetChunkMappingRequest>,
+    ) -> Res<Self::GetChunkMappingStream> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn splice_blob(
+        &self,
+        _: Request<reapi::SpliceBlobRequest>,
+    ) -> Res<reapi::SpliceBlobResponse> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn register_chunk_mapping(
+        &self,
+        _: Request<Streaming<reapi::RegisterChunkMappingRequest>>,
+    ) -> Res<reapi::RegisterChunkMappingResponse> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+/// `[instance/]uploads/<uuid>/blobs/<hash>/<size>` or `[instance/]blobs/<hash>/<size>`.
+fn blob_of(resource: &str) -> Option<(String, i64)> {
+    let parts: Vec<&str> = resource.split('/').collect();
+    let i = parts.iter().rposition(|p| *p == "blobs")?;
+    Some((
+        parts.get(i + 1)?.to_string(),
+        parts.get(i + 2)?.parse().ok()?,
+    ))
+}
+
+#[tonic::async_trait]
+impl bs::byte_stream_server::ByteStream for Svc {
+    type ReadStream = Boxed<bs::ReadResponse>;
+    async fn read(&self, req: Request<bs::ReadRequest>) -> Res<Self::ReadStream> {
+        self.check(&req, "")?;
+        let r = req.into_inner();
+        let (hash, _) =
+            blob_of(&r.resource_name).ok_or_else(|| Status::invalid_argument("name"))?;
+        let data = self
+            .read_blob(&hash)
+            .ok_or_else(|| Status::not_found("no such blob"))?;
+        let chunks: Vec<Result<bs::ReadResponse, Status>> = data[r.read_offset as usize..]
+            .chunks(64 << 10)
+            .map(|c| Ok(bs::ReadResponse { data: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn write(&self, req: Request<Streaming<bs::WriteRequest>>) -> Res<bs::WriteResponse> {
+        self.check(&req, "")?;
+        let mut stream = req.into_inner();
+        let mut resource = String::new();
+        let mut first = true;
+        while let Some(msg) = stream.next().await {
+            let msg = msg?;
+            if first {
+                resource = msg.resource_name.clone();
+                self.0
+                    .log
+                    .lock()
+                    .unwrap()
+                    .write_starts
+                    .push(msg.write_offset);
+            }
+            let mut partial = self.0.partial.lock().unwrap();
+            let buf = partial.entry(resource.clone()).or_default();
+            if msg.write_offset != buf.len() as i64 {
+                return Err(Status::invalid_argument(
+                    "write_offset is not the committed size",
+                ));
+            }
+            buf.extend_from_slice(&msg.data);
+            if msg.finish_write {
+                let data = partial.remove(&resource).unwrap_or_default();
+                drop(partial);
+                let (hash, size) =
+                    blob_of(&resource).ok_or_else(|| Status::invalid_argument("name"))?;
+                let committed = data.len() as i64;
+                self.store(
+                    &reapi::Digest {
+                        hash,
+                        size_bytes: size,
+                    },
+                    data,
+                )?;
+                self.0.finished.lock().unwrap().push(resource);
+                return Ok(Response::new(bs::WriteResponse {
+                    committed_size: committed,
+                }));
+            }
+            drop(partial);
+            if first {
+                let drops = &self.0.drop_writes;
+                if drops.load(Ordering::SeqCst) > 0 {
+                    drops.fetch_sub(1, Ordering::SeqCst);
+                    return Err(Status::unavailable("fake server dropped the write"));
+                }
+            }
+            first = false;
+        }
+        Err(Status::invalid_argument("write ended without finish_write"))
+    }
+
+    async fn query_write_status(
+        &self,
+        req: Request<bs::QueryWriteStatusRequest>,
+    ) -> Res<bs::QueryWriteStatusResponse> {
+        self.check(&req, "")?;
+        self.0.log.lock().unwrap().query_write_status += 1;
+        let name = req.into_inner().resource_name;
+        if let Some(buf) = self.0.partial.lock().unwrap().get(&name) {
+            return Ok(Response::new(bs::QueryWriteStatusResponse {
+                committed_size: buf.len() as i64,
+                complete: false,
+            }));
+        }
+        if self.0.finished.lock().unwrap().contains(&name) {
+            let size = blob_of(&name).map_or(0, |b| b.1);
+            return Ok(Response::new(bs::QueryWriteStatusResponse {
+                committed_size: size,
+                complete: true,
+            }));
+        }
+        Err(Status::not_found("no such upload"))
+    }
+}
+
+/// The server on a free loopback port; stopped when dropped (its runtime goes with it).
+pub struct FakeServer {
+    pub state: Arc<State>,
+    pub url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeServer {
+    pub fn start(batch_limit: i64) -> FakeServer {
+        let state = Arc::new(State {
+            batch_limit,
+            ..Default::default()
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("grpc://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let svc = Svc(Arc::clone(&state));
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tonic::transport::Server::builder()
+                .add_service(CapabilitiesServer::new(svc.clone()))
+                .add_service(ActionCacheServer::new(svc.clone()))
+                .add_service(ContentAddressableStorageServer::new(svc.clone()))
+                .add_service(bs::byte_stream_server::ByteStreamServer::new(svc))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        FakeServer {
+            state,
+            url,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn log(&self) -> Log {
+        self.state.log.lock().unwrap().clone()
+    }
+}

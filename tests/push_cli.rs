@@ -148,10 +148,17 @@ fn push_scenario(mode: Mode) {
         let scratch = tempfile::tempdir().unwrap();
         let conf = scratch.path().join("containers.conf");
         std::fs::write(&conf, "[containers]\ndefault_ulimits = []\n").unwrap();
+        // A store of its own: the other scenario pulls the same image (same ID) from its own
+        // registry, and its `rmi -f` would otherwise remove this one between pull and run.
+        let (store, run_store) = (scratch.path().join("store"), scratch.path().join("run"));
         let podman = |args: &[&str]| {
             Command::new("podman")
                 .env("CONTAINERS_CONF", &conf)
                 .args(["--runtime", "/usr/sbin/runc"])
+                .arg("--root")
+                .arg(&store)
+                .arg("--runroot")
+                .arg(&run_store)
                 .args(args)
                 .output()
                 .unwrap()

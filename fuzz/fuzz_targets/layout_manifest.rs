@@ -21,7 +21,7 @@ fn dir() -> &'static tempfile::TempDir {
 fuzz_target!(|bytes: &[u8]| {
     let layout = dir().path();
     let digest = kiln::digest::Digest::of(bytes);
-    let blob = kiln::registry::layout::blob_path(layout, &digest);
+    let blob = kiln::oci::layout::blob_path(layout, &digest);
     std::fs::write(&blob, bytes).unwrap();
     // An empty media type makes the reader take the manifest's own `mediaType`.
     let index = serde_json::json!({

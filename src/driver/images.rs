@@ -72,7 +72,13 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(services.len().max(1)) {
             scope.spawn(|| {
-                while let Some(i) = queue.lock().unwrap().pop() {
+                loop {
+                    // A statement of its own: in a `while let` scrutinee the guard would live
+                    // to the end of the body and hold the queue through the whole assembly,
+                    // so the other workers would wait and images would be built one at a time.
+                    let Some(i) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
                     let req = image_request(ws, i, prepared, meta, cache_dir);
                     let res = assemble_unless_fresh(context, runner, &req, stat, state).and_then(
                         |(img, fresh)| {

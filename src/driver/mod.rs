@@ -145,6 +145,10 @@ fn build_impl(
     let limits = crate::cache::config::load(cache.root())?;
     let prepared = prepare(runner, ws, &roots, &opts.cache_dir)?;
     phases.mark("plan");
+    let context = std::sync::Arc::new(ImageContext::host(&opts.cache_dir.join("layers")));
+    if opts.images {
+        context.preload();
+    }
     let stat = StatCache::load(out.stat_memo());
     let state = Mutex::new(State::load(&out.state()));
     let exec = Executor {
@@ -182,7 +186,6 @@ fn build_impl(
             .filter(built)
             .collect();
         let meta = meta.cloned().unwrap_or_else(|| Meta::of(runner, root));
-        let context = ImageContext::host(&opts.cache_dir.join("layers"));
         let phase = images::ImagePhase {
             ws,
             prepared: &prepared,

@@ -145,13 +145,25 @@ impl Archive<'_> {
         roots: &[String],
         with_essential: bool,
     ) -> Result<Vec<LockedPackage>, DebianError> {
+        self.resolve_request(
+            suites,
+            &Request {
+                roots: roots.to_vec(),
+                architecture: self.architecture.clone(),
+                with_essential,
+                without_dependencies: Vec::new(),
+            },
+        )
+    }
+
+    /// The closure `request` asks for over `suites` (see [`Archive::resolve`]).
+    pub fn resolve_request(
+        &self,
+        suites: &[String],
+        request: &Request,
+    ) -> Result<Vec<LockedPackage>, DebianError> {
         let index = self.index(suites)?;
-        let request = Request {
-            roots: roots.to_vec(),
-            architecture: self.architecture.clone(),
-            with_essential,
-        };
-        Ok(resolve::resolve(&index, &request)?
+        Ok(resolve::resolve(&index, request)?
             .into_iter()
             .map(LockedPackage::from_index)
             .collect())

@@ -29,6 +29,10 @@ pub struct Request {
     pub roots: Vec<String>,
     pub architecture: String,
     pub with_essential: bool,
+    /// Packages taken alone: chosen as usual, their own dependencies not followed. For a
+    /// package whose files a toolchain needs only part of, such as `libwxgtk3.2-dev`, which
+    /// holds wx-config and `setup.h` for wxBase but depends on all of GTK.
+    pub without_dependencies: Vec<String>,
 }
 
 /// How a package came to be chosen: root first, each step the package that depends on the next.
@@ -97,6 +101,7 @@ struct Resolver<'a> {
     arch: String,
     chosen: BTreeMap<String, Chosen<'a>>,
     queue: VecDeque<String>,
+    alone: Vec<String>,
 }
 
 impl<'a> Resolver<'a> {
@@ -164,6 +169,9 @@ impl<'a> Resolver<'a> {
     }
 
     fn visit(&mut self, name: &str) -> Result<(), ResolveError> {
+        if self.alone.iter().any(|a| a == name) {
+            return Ok(());
+        }
         let chosen = &self.chosen[name];
         let (package, chain) = (chosen.package, chosen.chain.clone());
         for dep in package.pre_depends.iter().chain(&package.depends) {
@@ -227,6 +235,7 @@ pub fn resolve<'a>(index: &'a Index, request: &Request) -> Result<Vec<&'a Packag
         arch: request.architecture.clone(),
         chosen: BTreeMap::new(),
         queue: VecDeque::new(),
+        alone: request.without_dependencies.clone(),
     };
     let mut roots: Vec<&str> = request.roots.iter().map(String::as_str).collect();
     if request.with_essential {
@@ -287,6 +296,7 @@ mod tests {
             roots: roots.iter().map(|s| s.to_string()).collect(),
             architecture: "amd64".into(),
             with_essential: false,
+            without_dependencies: Vec::new(),
         };
         Ok(resolve(index, &req)?
             .into_iter()
@@ -396,8 +406,36 @@ mod tests {
             roots: vec!["app".into()],
             architecture: "amd64".into(),
             with_essential: true,
+            without_dependencies: Vec::new(),
         };
         assert_eq!(resolve(&i, &req).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_package_taken_alone_brings_none_of_its_dependencies() {
+        let i = index(&[
+            stanza("wx-dev", "3", "Depends: gtk (>= 3), base\n"),
+            stanza("gtk", "3", "Depends: x11\n"),
+            stanza("x11", "1", ""),
+            stanza("base", "3", ""),
+            stanza("app", "1", "Depends: wx-dev, base\n"),
+        ]);
+        let req = |alone: &[&str]| Request {
+            roots: vec!["app".into()],
+            architecture: "amd64".into(),
+            with_essential: false,
+            without_dependencies: alone.iter().map(|s| s.to_string()).collect(),
+        };
+        let names = |r: Request| -> Vec<String> {
+            resolve(&i, &r)
+                .unwrap()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect()
+        };
+        assert_eq!(names(req(&[])), ["app", "base", "gtk", "wx-dev", "x11"]);
+        // base stays: app needs it for itself.
+        assert_eq!(names(req(&["wx-dev"])), ["app", "base", "wx-dev"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod graph;
 pub mod image;
 pub mod layer;
 pub mod lock;
+pub mod lockfile;
 pub mod oci;
 pub mod publish;
 pub mod recipe;

@@ -34,53 +34,18 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use crate::build::NoProgress;
 use crate::digest::Digest;
 use crate::driver::{self, BuildOptions, DriverError};
 use crate::exec::ProcessRunner;
 use crate::recipe::Kind;
+use crate::toolchain::hermetic::PinPolicy;
 use crate::toolchain::probe::dpkg_versions;
 use crate::workspace::Workspace;
 
-pub const FILE_NAME: &str = "kiln.lock";
-pub const VERSION: u32 = 1;
-
-const HEADER: &str = "# Written by `kiln lock`; checked by `kiln build --locked`.\n\
-                      # Regenerate it with `kiln lock` rather than editing it.\n";
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockFile {
-    pub version: u32,
-    #[serde(default)]
-    pub toolchain: BTreeMap<String, LockedToolchain>,
-    #[serde(default)]
-    pub image: BTreeMap<String, LockedImage>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockedToolchain {
-    pub fingerprint: Digest,
-    #[serde(default)]
-    pub packages: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockedImage {
-    #[serde(default)]
-    pub packages: BTreeMap<String, String>,
-}
-
-impl LockFile {
-    pub fn to_toml(&self) -> String {
-        let body = toml::to_string(self).expect("lock structs serialise");
-        format!("{HEADER}\n{body}")
-    }
-}
+pub use crate::lockfile::{
+    LockFile, LockedImage, LockedRoot, LockedToolchain, LockfileError, FILE_NAME, VERSION,
+};
 
 /// One way the machine (or the workspace) differs from the lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,8 +117,8 @@ impl std::fmt::Display for Difference {
 pub enum LockError {
     #[error("{} does not exist; run `kiln lock` to write it", .0.display())]
     Missing(PathBuf),
-    #[error("{path}: {detail}")]
-    Parse { path: PathBuf, detail: String },
+    #[error(transparent)]
+    File(#[from] LockfileError),
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error("building the services to learn their packages failed:\n{0}")]
@@ -170,7 +135,7 @@ pub enum LockError {
 }
 
 pub fn path(ws: &Workspace) -> PathBuf {
-    ws.root.join(FILE_NAME)
+    crate::lockfile::path(&ws.root)
 }
 
 /// Builds every service (through the cache) and writes `kiln.lock`; returns its path.
@@ -181,12 +146,15 @@ pub fn write(ws: &Workspace) -> Result<PathBuf, LockError> {
         version: VERSION,
         ..LockFile::default()
     };
-    for (name, tc) in driver::resolve_toolchains(&ProcessRunner, ws, &all, &cache_dir)? {
+    for (name, tc) in
+        driver::resolve_toolchains(&ProcessRunner, ws, &all, &cache_dir, PinPolicy::Refresh)?
+    {
         lock.toolchain.insert(
             name,
             LockedToolchain {
                 fingerprint: tc.fingerprint,
                 packages: tc.package_versions.clone(),
+                debian: tc.root.as_ref().map(|r| r.locked.clone()),
             },
         );
     }
@@ -229,42 +197,14 @@ pub fn write(ws: &Workspace) -> Result<PathBuf, LockError> {
         }
     }
     let path = path(ws);
-    crate::cache::atomic_write(&path, lock.to_toml().as_bytes()).map_err(|source| {
-        LockError::Io {
-            context: format!("writing {}", path.display()),
-            source,
-        }
-    })?;
+    crate::lockfile::write(&path, &lock)?;
     Ok(path)
 }
 
 /// Reads and parses `kiln.lock`.
 pub fn read(ws: &Workspace) -> Result<LockFile, LockError> {
     let path = path(ws);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LockError::Missing(path)),
-        Err(source) => {
-            return Err(LockError::Io {
-                context: format!("reading {}", path.display()),
-                source,
-            })
-        }
-    };
-    let lock: LockFile = toml::from_str(&text).map_err(|e| LockError::Parse {
-        path: path.clone(),
-        detail: e.to_string(),
-    })?;
-    if lock.version != VERSION {
-        return Err(LockError::Parse {
-            path,
-            detail: format!(
-                "version {} is not understood by this kiln (it writes version {VERSION})",
-                lock.version
-            ),
-        });
-    }
-    Ok(lock)
+    crate::lockfile::read(&path)?.ok_or(LockError::Missing(path))
 }
 
 /// Fails, naming every difference, when this machine does not match `kiln.lock`. Writes nothing
@@ -272,19 +212,24 @@ pub fn read(ws: &Workspace) -> Result<LockFile, LockError> {
 pub fn check(ws: &Workspace) -> Result<(), LockError> {
     let lock = read(ws)?;
     let all: Vec<usize> = (0..ws.recipes.len()).collect();
-    let current: BTreeMap<String, Current> =
-        driver::resolve_toolchains(&ProcessRunner, ws, &all, &crate::cache::default_dir())?
-            .into_iter()
-            .map(|(name, tc)| {
-                (
-                    name,
-                    Current {
-                        fingerprint: tc.fingerprint,
-                        packages: tc.package_versions,
-                    },
-                )
-            })
-            .collect();
+    let current: BTreeMap<String, Current> = driver::resolve_toolchains(
+        &ProcessRunner,
+        ws,
+        &all,
+        &crate::cache::default_dir(),
+        PinPolicy::Locked,
+    )?
+    .into_iter()
+    .map(|(name, tc)| {
+        (
+            name,
+            Current {
+                fingerprint: tc.fingerprint,
+                packages: tc.package_versions,
+            },
+        )
+    })
+    .collect();
     let names: Vec<String> = lock
         .image
         .values()
@@ -399,6 +344,7 @@ mod tests {
             LockedToolchain {
                 fingerprint: Digest::of(b"gcc"),
                 packages: [("g++-12".to_string(), "12.2.0-14".to_string())].into(),
+                debian: None,
             },
         );
         for s in ["hello", "world"] {

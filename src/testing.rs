@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::key::KeyBuilder;
 use crate::cache::Cache;
+use crate::debian::sandbox::{Sandbox, WORKSPACE};
 use crate::digest::Digest;
 use crate::exec::{Command, Env, Runner};
 use crate::recipe::{Kind, TestFramework};
@@ -31,12 +32,15 @@ pub struct TestResult {
 }
 
 /// Runs test target `i` (already built) through `runner`, unless a passing result is cached.
+/// A test built with a Debian toolchain runs in its `sandbox`, over the root it was linked
+/// against (with a cleared environment but for `KILN_TEST`), never over this machine's libraries.
 pub fn run_test(
     runner: &dyn Runner,
     ws: &Workspace,
     i: usize,
     cache: &Cache,
     rerun: bool,
+    sandbox: Option<&Sandbox>,
 ) -> std::io::Result<TestResult> {
     let r = &ws.recipes[i];
     assert_eq!(r.kind, Kind::Test);
@@ -54,6 +58,9 @@ pub fn run_test(
     }
     k.argv(&r.test.args);
     k.argv(&[format!("{:?}", r.test.framework)]);
+    if let Some(sb) = sandbox {
+        k.argv(&[format!("sandbox over {}", sb.root().display())]);
+    }
     let key = k.finish();
     let results_dir = ws.out().test_results();
     std::fs::create_dir_all(&results_dir)?;
@@ -91,6 +98,23 @@ pub fn run_test(
         .die_with_kiln();
     if r.test.framework == TestFramework::Gtest {
         cmd = cmd.arg(format!("--gtest_output=xml:{}", gtest_xml.display()));
+    }
+    if let Some(sb) = sandbox {
+        let mut binds = Vec::new();
+        let program = sb.map_path(&bin, &mut binds);
+        let mut args: Vec<String> = r.test.args.clone();
+        if r.test.framework == TestFramework::Gtest {
+            args.push(format!(
+                "--gtest_output=xml:{}",
+                sb.map_path(&gtest_xml, &mut binds)
+            ));
+        }
+        let mut wrapped = sb
+            .with_env(&[("KILN_TEST", &r.name)])
+            .command_with_binds(&program, &args, WORKSPACE, &binds);
+        wrapped.timeout = cmd.timeout;
+        wrapped.die_with_kiln = true;
+        cmd = wrapped;
     }
     let (code, output, elapsed) = run_bounded(runner, &cmd)?;
     let passed = code == Some(0);

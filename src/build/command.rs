@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::plan::{self, Action};
 use super::{io_ctx, ActionError, Executor};
+use crate::debian::sandbox::WORKSPACE;
 use crate::digest::Digest;
 use crate::exec::Command;
 use crate::toolchain::gnat;
@@ -41,6 +42,29 @@ impl Executor<'_> {
     pub(super) fn command_line(&self, action: &Action) -> Result<Command, ActionError> {
         let tc = &self.toolchains[&action.toolchain];
         let staging = self.staging(action);
+        if let Some(root) = &tc.root {
+            // Inside the toolchain root: the workspace is at /ws, so `$WS` is too, and the
+            // staging directory (under out/) is the same relative path below it.
+            let ws = WORKSPACE;
+            let rel = staging.strip_prefix(self.root).unwrap_or(&staging);
+            let out_prefix = if action.in_staging {
+                String::new()
+            } else {
+                format!("{}/", rel.display())
+            };
+            let args: Vec<String> = self
+                .argv(action)?
+                .into_iter()
+                .map(|a| a.replace("$OUT/", &out_prefix).replace("$WS", ws))
+                .collect();
+            let cwd = if action.in_staging {
+                format!("{WORKSPACE}/{}", rel.display())
+            } else {
+                WORKSPACE.to_string()
+            };
+            let program = tc.program(&action.program).to_string_lossy().into_owned();
+            return Ok(root.sandbox.command(&program, &args, &cwd).die_with_kiln());
+        }
         let ws = self.root.to_string_lossy();
         let out_prefix = if action.in_staging {
             String::new()

@@ -11,6 +11,7 @@ use super::state::State;
 use super::{io_ctx, ActionError, Executor, Outcome};
 use crate::cache::key::{allowed_env, full_key, KeyBuilder};
 use crate::cache::{ActionEntry, OutputEntry, RestoreError};
+use crate::debian::sandbox::WORKSPACE;
 use crate::digest::Digest;
 use crate::toolchain::{gcc, gnat};
 
@@ -242,11 +243,18 @@ impl Executor<'_> {
                     .collect()
             }
         };
+        let hermetic = self.toolchains[&action.toolchain].root.is_some();
         let mut out = Vec::new();
         for p in paths {
             let p = if p.is_absolute() {
                 match p.strip_prefix(self.root) {
                     Ok(rel) => rel.to_path_buf(),
+                    // Seen from inside the sandbox, the workspace is at /ws.
+                    Err(_) if hermetic => match p.strip_prefix(WORKSPACE) {
+                        Ok(rel) => rel.to_path_buf(),
+                        // A file of the toolchain root: its set digest, in the key, covers it.
+                        Err(_) => continue,
+                    },
                     Err(_) => p,
                 }
             } else {

@@ -83,6 +83,7 @@ fn toolchain() -> BTreeMap<String, Toolchain> {
         install: "fake".into(),
         wx_config: "wx-config".into(),
         source: crate::toolchain::ToolchainSource::Host,
+        without_dependencies: Vec::new(),
     };
     let tc = Toolchain {
         spec,
@@ -91,6 +92,7 @@ fn toolchain() -> BTreeMap<String, Toolchain> {
         package_versions: BTreeMap::new(),
         library_paths: Vec::new(),
         ada_include: None,
+        root: None,
     };
     [("fake".to_string(), tc)].into()
 }

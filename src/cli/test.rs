@@ -50,7 +50,12 @@ pub fn run(
         let Some(i) = ws.index(name).filter(|_| built.contains(name.as_str())) else {
             continue;
         };
-        let res = testing::run_test(&ProcessRunner, ws, i, &cache, rerun)
+        let sandbox = outcome
+            .toolchains
+            .get(&ws.recipes[i].toolchain.value)
+            .and_then(|t| t.root.as_ref())
+            .map(|r| &r.sandbox);
+        let res = testing::run_test(&ProcessRunner, ws, i, &cache, rerun, sandbox)
             .map_err(|e| Error::Failed(format!("running test `{}`: {e}", ws.recipes[i].name)))?;
         if !json {
             let word = match (res.passed, res.cached) {

@@ -255,7 +255,7 @@ impl Resolver {
 
 /// `path` (under `root`) with every symlink resolved as inside `root`: absolute targets start
 /// again at `root`, `..` never climbs above it. At most 40 links, as the kernel allows.
-fn canonical_in(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
+pub fn canonical_in(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
     use std::path::Component;
     let rel = path.strip_prefix(root).unwrap_or(path);
     // Names and `..`, in order; `/` and `.` say nothing once the start is known.

@@ -14,6 +14,7 @@ use crate::digest::Digest;
 const DIGEST_FORMAT: &str = "kiln debian root v1\n";
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LockedPackage {
     pub name: String,
     pub version: String,

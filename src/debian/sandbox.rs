@@ -39,6 +39,8 @@ pub struct Sandbox {
     root: PathBuf,
     workspace: PathBuf,
     source_date_epoch: u64,
+    /// Set after kiln's own variables (see [`Sandbox::with_env`]).
+    env: Vec<(String, String)>,
 }
 
 /// `bwrap` on `path_var` (a PATH value), if any.
@@ -76,12 +78,38 @@ impl Sandbox {
             root: root.to_path_buf(),
             workspace: workspace.to_path_buf(),
             source_date_epoch,
+            env: Vec::new(),
         }
+    }
+
+    /// The root mounted as `/`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// This sandbox with `vars` set in its environment too (a test's `KILN_TEST`).
+    pub fn with_env(&self, vars: &[(&str, &str)]) -> Sandbox {
+        let mut s = self.clone();
+        s.env
+            .extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        s
     }
 
     /// The bwrap command running `program` (a path inside the root) with `args` in `cwd` (a
     /// path inside the sandbox, usually under [`WORKSPACE`]).
     pub fn command(&self, program: &str, args: &[String], cwd: &str) -> Command {
+        self.command_with_binds(program, args, cwd, &[])
+    }
+
+    /// [`Sandbox::command`] with more host directories bound (read-write) at paths under
+    /// `/tmp` (a tmpfs, so the mount points need not exist in the read-only root).
+    pub fn command_with_binds(
+        &self,
+        program: &str,
+        args: &[String],
+        cwd: &str,
+        binds: &[(PathBuf, String)],
+    ) -> Command {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         let root = self.root.display().to_string();
@@ -89,6 +117,9 @@ impl Sandbox {
         push(&["--ro-bind", &root, "/"]);
         push(&["--bind", &ws, WORKSPACE]);
         push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        for (host, inside) in binds {
+            push(&["--bind", &host.display().to_string(), inside]);
+        }
         push(&["--unshare-all", "--die-with-parent", "--new-session"]);
         // --clearenv first: bwrap applies its options in order, so the --setenv after it stay.
         push(&["--clearenv"]);
@@ -98,6 +129,9 @@ impl Sandbox {
             "SOURCE_DATE_EPOCH",
             &self.source_date_epoch.to_string(),
         ]);
+        for (k, v) in &self.env {
+            push(&["--setenv", k, v]);
+        }
         push(&["--chdir", cwd, "--", program]);
         a.extend(args.iter().cloned());
         Command {
@@ -106,6 +140,28 @@ impl Sandbox {
             cwd: Some(self.workspace.clone()),
             ..Command::default()
         }
+    }
+
+    /// Where `path` (a file on this machine) is seen inside the sandbox: under [`WORKSPACE`]
+    /// when it is in the workspace, else in its parent directory bound at `/tmp/kiln-N` (added
+    /// to `binds` once per directory).
+    pub fn map_path(&self, path: &Path, binds: &mut Vec<(PathBuf, String)>) -> String {
+        if let Ok(rel) = path.strip_prefix(&self.workspace) {
+            return format!("{WORKSPACE}/{}", rel.display());
+        }
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(d), Some(n)) => (d.to_path_buf(), n.to_string_lossy().into_owned()),
+            _ => return path.display().to_string(),
+        };
+        let inside = match binds.iter().find(|(h, _)| *h == dir) {
+            Some((_, i)) => i.clone(),
+            None => {
+                let i = format!("/tmp/kiln-{}", binds.len());
+                binds.push((dir, i.clone()));
+                i
+            }
+        };
+        format!("{inside}/{name}")
     }
 
     /// Runs `program` in the sandbox; bwrap's own failure to set up namespaces becomes
@@ -117,18 +173,26 @@ impl Sandbox {
         args: &[String],
         cwd: &str,
     ) -> Result<Output, SandboxError> {
-        let out = runner
-            .run(&self.command(program, args, cwd))
-            .map_err(|source| {
-                if source.kind() == io::ErrorKind::NotFound {
-                    SandboxError::MissingBwrap
-                } else {
-                    SandboxError::Run {
-                        program: program.to_string(),
-                        source,
-                    }
+        self.run_command(runner, program, &self.command(program, args, cwd))
+    }
+
+    /// Runs a command made by [`Sandbox::command_with_binds`] (see [`Sandbox::run`]).
+    pub fn run_command(
+        &self,
+        runner: &dyn Runner,
+        program: &str,
+        command: &Command,
+    ) -> Result<Output, SandboxError> {
+        let out = runner.run(command).map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                SandboxError::MissingBwrap
+            } else {
+                SandboxError::Run {
+                    program: program.to_string(),
+                    source,
                 }
-            })?;
+            }
+        })?;
         if !out.success {
             let stderr = String::from_utf8_lossy(&out.stderr);
             if let Some(line) = stderr.lines().find(|l| is_namespace_failure(l)) {

@@ -71,6 +71,11 @@ impl Downloads {
         }
     }
 
+    /// A store at `root` itself (see `toolchain::hermetic::STORE_ENV`).
+    pub fn at(root: PathBuf) -> Downloads {
+        Downloads { root }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

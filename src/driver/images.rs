@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::select::Prepared;
 use crate::build::plan;
@@ -47,8 +47,9 @@ pub struct ImagePhase<'a> {
     pub state: &'a Mutex<State>,
     pub cache_dir: &'a Path,
     pub jobs: usize,
-    /// Shared by the images of this build (dpkg database, system-file digests).
-    pub context: &'a ImageContext,
+    /// Per toolchain: where its images take their runtime from (dpkg database, binutils),
+    /// sharing one memo of system-file digests.
+    pub contexts: &'a BTreeMap<String, Arc<ImageContext>>,
     /// Runs binutils.
     pub runner: &'a dyn Runner,
 }
@@ -64,7 +65,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
         state,
         cache_dir,
         jobs,
-        context,
+        contexts,
         runner,
     } = *phase;
     let queue = Mutex::new(services.to_vec());
@@ -80,6 +81,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
                         break;
                     };
                     let req = image_request(ws, i, prepared, meta, cache_dir);
+                    let context = &contexts[&ws.recipes[i].toolchain.value];
                     let res = assemble_unless_fresh(context, runner, &req, stat, state).and_then(
                         |(img, fresh)| {
                             if !fresh || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name) {
@@ -266,18 +268,16 @@ fn request_fields(req: &ImageRequest) -> serde_json::Value {
 /// Everything an image is made from, for deciding that the image in out/ is still current.
 /// Local to this workspace (it may hold absolute paths); the layers themselves are cached by
 /// content in the image module.
-fn image_key(req: &ImageRequest, stat: &StatCache) -> std::io::Result<Digest> {
+fn image_key(req: &ImageRequest, dpkg_root: &Path, stat: &StatCache) -> std::io::Result<Digest> {
     let mut k = KeyBuilder::new("image-inputs");
     k.argv(&[request_fields(req).to_string()]);
     // A different kiln may write different bytes.
     if let Ok(exe) = std::env::current_exe() {
         k.input("kiln", &stat.digest(&exe)?);
     }
-    // System libraries come from installed packages.
-    k.input(
-        "/var/lib/dpkg/status",
-        &stat.digest(Path::new("/var/lib/dpkg/status"))?,
-    );
+    // System libraries come from installed packages: this machine's, or a toolchain root's.
+    let status = dpkg_root.join("var/lib/dpkg/status");
+    k.input(&status.to_string_lossy(), &stat.digest(&status)?);
     k.input("binary", &stat.digest(&req.binary)?);
     for lib in &req.workspace_libs {
         k.input(&lib.to_string_lossy(), &stat.digest(lib)?);
@@ -313,7 +313,7 @@ fn assemble_unless_fresh(
     stat: &StatCache,
     state: &Mutex<State>,
 ) -> Result<(ImageResult, bool), ImagePhaseError> {
-    let key = image_key(req, stat).map_err(ImagePhaseError::Inputs)?;
+    let key = image_key(req, context.dpkg_root(), stat).map_err(ImagePhaseError::Inputs)?;
     let index = req.layout_dir.join(oci::layout::INDEX_FILE);
     if let Some((k, v)) = state.lock().unwrap().images.get(&req.service) {
         if *k == key && index.is_file() {

@@ -13,7 +13,7 @@ mod upkeep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::build::state::State;
 use crate::build::{Executor, Outcome, Progress};
@@ -21,6 +21,7 @@ use crate::cache::gc::GcReport;
 use crate::cache::stat::StatCache;
 use crate::cache::Cache;
 use crate::exec::Runner;
+use crate::image::strip::Binutils;
 use crate::image::{ImageContext, ImageResult};
 use crate::recipe::Kind;
 use crate::vcs::Meta;
@@ -90,6 +91,8 @@ pub struct BuildOutcome {
     pub damage: Vec<crate::cache::Damage>,
     /// The automatic collection after the build, when the cache was over its limits.
     pub gc: Option<Result<GcReport, UpkeepError>>,
+    /// The toolchains the build used, by name (a Debian toolchain's sandbox runs its tests).
+    pub toolchains: BTreeMap<String, crate::toolchain::Toolchain>,
 }
 
 pub fn build(
@@ -125,6 +128,32 @@ pub fn build_with_meta(
     build_impl(ws, opts, runner, progress, false, Some(meta))
 }
 
+/// The image context of each toolchain: this machine's for host toolchains, one over its root
+/// (with the root's binutils, in its sandbox) for each Debian toolchain; all share one memo.
+fn image_contexts(
+    host: &Arc<ImageContext>,
+    prepared: &Prepared,
+) -> BTreeMap<String, Arc<ImageContext>> {
+    prepared
+        .toolchains
+        .iter()
+        .map(|(name, tc)| {
+            let cx = match &tc.root {
+                None => Arc::clone(host),
+                Some(root) => Arc::new(host.sibling(
+                    Binutils {
+                        objcopy: "/usr/bin/objcopy".into(),
+                        strip: "/usr/bin/strip".into(),
+                        sandbox: Some(root.sandbox.clone()),
+                    },
+                    &root.dir,
+                )),
+            };
+            (name.clone(), cx)
+        })
+        .collect()
+}
+
 fn build_impl(
     ws: &Workspace,
     opts: &BuildOptions,
@@ -145,9 +174,16 @@ fn build_impl(
     let limits = crate::cache::config::load(cache.root())?;
     let prepared = prepare(runner, ws, &roots, &opts.cache_dir)?;
     phases.mark("plan");
-    let context = std::sync::Arc::new(ImageContext::host(&opts.cache_dir.join("layers")));
+    let host_context = Arc::new(ImageContext::host(&opts.cache_dir.join("layers")));
+    let contexts = image_contexts(&host_context, &prepared);
     if opts.images {
-        context.preload();
+        let mut started: Vec<&Arc<ImageContext>> = Vec::new();
+        for cx in contexts.values() {
+            if !started.iter().any(|s| Arc::ptr_eq(s, cx)) {
+                cx.preload();
+                started.push(cx);
+            }
+        }
     }
     let stat = StatCache::load(out.stat_memo());
     let state = Mutex::new(State::load(&out.state()));
@@ -194,11 +230,11 @@ fn build_impl(
             state: &state,
             cache_dir: &opts.cache_dir,
             jobs: opts.jobs,
-            context: &context,
+            contexts: &contexts,
             runner,
         };
         images = images::build_images(&phase, &services);
-        upkeep.extend(context.save().err().map(UpkeepError::SaveHostMemo));
+        upkeep.extend(host_context.save().err().map(UpkeepError::SaveHostMemo));
         built_meta = Some(meta);
     }
     for (name, img) in &images.built {
@@ -243,5 +279,6 @@ fn build_impl(
         upkeep,
         damage,
         gc,
+        toolchains: prepared.toolchains,
     })
 }

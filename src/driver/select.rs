@@ -10,7 +10,8 @@ use crate::diag::did_you_mean;
 use crate::exec::Runner;
 use crate::graph;
 use crate::recipe::{Kind, Recipe};
-use crate::toolchain::{SystemFlags, Toolchain, ToolchainError};
+use crate::toolchain::hermetic::{self, PinPolicy};
+use crate::toolchain::{SystemFlags, Toolchain, ToolchainError, ToolchainSource};
 use crate::workspace::Workspace;
 
 /// Resolves target names (all when empty) to recipe indices, with suggestions for typos.
@@ -69,11 +70,25 @@ pub fn resolve_toolchains(
     ws: &Workspace,
     used: &[usize],
     cache_dir: &Path,
+    pins: PinPolicy,
 ) -> Result<BTreeMap<String, Toolchain>, DriverError> {
     let names: BTreeSet<&String> = used
         .iter()
         .map(|&i| &ws.recipes[i].toolchain.value)
         .collect();
+    // Pins first and one at a time: a toolchain met for the first time writes kiln.lock.
+    let mut pinned = BTreeMap::new();
+    for name in &names {
+        let spec = &ws.toolchains[*name];
+        if let ToolchainSource::Debian { .. } = spec.source {
+            pinned.insert(
+                name.to_string(),
+                hermetic::pins(runner, &ws.root, spec, cache_dir, pins)?,
+            );
+        }
+    }
+    let pinned = std::sync::Mutex::new(pinned);
+    let pinned = &pinned;
     // Fingerprinting hashes each compiler (tens of MB) the first time: do the toolchains at once.
     let resolved: Vec<(String, Result<Toolchain, ToolchainError>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = names
@@ -82,7 +97,14 @@ pub fn resolve_toolchains(
                 let spec = &ws.toolchains[*name];
                 (
                     name.to_string(),
-                    scope.spawn(move || Toolchain::resolve(runner, spec, cache_dir)),
+                    scope.spawn(move || {
+                        // A statement of its own, so the guard is dropped before resolving.
+                        let pins = pinned.lock().unwrap().remove(*name);
+                        match pins {
+                            None => Toolchain::resolve(runner, spec, cache_dir),
+                            Some(p) => hermetic::resolve(runner, spec, p, cache_dir, &ws.root),
+                        }
+                    }),
                 )
             })
             .collect();
@@ -112,7 +134,7 @@ pub fn prepare(
     cache_dir: &Path,
 ) -> Result<Prepared, DriverError> {
     let order = graph::build_order(&ws.graph(), roots);
-    let toolchains = resolve_toolchains(runner, ws, &order, cache_dir)?;
+    let toolchains = resolve_toolchains(runner, ws, &order, cache_dir, PinPolicy::Update)?;
     let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();
     for &i in &order {
         let libs = plan::inherited_system_libs(ws, i);

@@ -21,7 +21,7 @@ pub struct ImageContext {
     pub(super) binutils: Binutils,
     dpkg_root: PathBuf,
     database: Mutex<Option<Arc<Database>>>,
-    host_digests: StatCache,
+    host_digests: Arc<StatCache>,
 }
 
 impl ImageContext {
@@ -36,7 +36,18 @@ impl ImageContext {
             binutils,
             dpkg_root: dpkg_root.to_path_buf(),
             database: Mutex::new(None),
-            host_digests: StatCache::load(layer_cache.join(MEMO_FILE)),
+            host_digests: Arc::new(StatCache::load(layer_cache.join(MEMO_FILE))),
+        }
+    }
+
+    /// A context over another root (a toolchain root, with its binutils) that shares this
+    /// one's memo of file digests, so one build keeps one memo whatever roots its images use.
+    pub fn sibling(&self, binutils: Binutils, dpkg_root: &Path) -> ImageContext {
+        ImageContext {
+            binutils,
+            dpkg_root: dpkg_root.to_path_buf(),
+            database: Mutex::new(None),
+            host_digests: Arc::clone(&self.host_digests),
         }
     }
 
@@ -71,6 +82,12 @@ impl ImageContext {
     /// temporary copies and workspace files are hashed each time.
     pub(super) fn host_digests(&self) -> &StatCache {
         &self.host_digests
+    }
+
+    /// The root whose dpkg database and files the images of this context take their runtime
+    /// from (`/` for this machine).
+    pub fn dpkg_root(&self) -> &Path {
+        &self.dpkg_root
     }
 
     /// Writes the memo back; losing it only costs hashing next time.

@@ -8,13 +8,16 @@
 use std::path::{Path, PathBuf};
 
 use super::ImageError;
-use crate::exec::{Command, Env, Runner};
+use crate::debian::sandbox::{Sandbox, WORKSPACE};
+use crate::exec::{Command, Env, Output, Runner};
 
-/// The binutils programs to run; a seam so callers can point at a cross toolchain.
+/// The binutils programs to run; a seam so callers can point at a cross toolchain, or at a
+/// toolchain root's own binutils run in its sandbox (then the programs are paths inside it).
 #[derive(Clone, Debug)]
 pub struct Binutils {
     pub objcopy: PathBuf,
     pub strip: PathBuf,
+    pub sandbox: Option<Sandbox>,
 }
 
 impl Default for Binutils {
@@ -22,8 +25,16 @@ impl Default for Binutils {
         Binutils {
             objcopy: "objcopy".into(),
             strip: "strip".into(),
+            sandbox: None,
         }
     }
+}
+
+/// A binutils argument: plain text, or a path (maybe after a prefix such as
+/// `--add-gnu-debuglink=`) that a sandbox must be able to see.
+enum Arg<'a> {
+    Text(&'static str),
+    Path(&'static str, &'a Path),
 }
 
 impl Binutils {
@@ -35,15 +46,21 @@ impl Binutils {
         debug: &Path,
         out: &Path,
     ) -> Result<(), ImageError> {
-        let (input_arg, debug_arg) = (arg(input)?, arg(debug)?);
-        run(
+        self.run(
             runner,
             &self.objcopy,
-            vec!["--only-keep-debug".into(), input_arg, debug_arg],
+            &[
+                Arg::Text("--only-keep-debug"),
+                Arg::Path("", input),
+                Arg::Path("", debug),
+            ],
         )?;
         self.strip_to(runner, input, out)?;
-        let link = format!("--add-gnu-debuglink={}", debug.display());
-        run(runner, &self.objcopy, vec![link, arg(out)?])
+        self.run(
+            runner,
+            &self.objcopy,
+            &[Arg::Path("--add-gnu-debuglink=", debug), Arg::Path("", out)],
+        )
     }
 
     /// Writes a copy of `input` without symbols that relocation does not need.
@@ -53,13 +70,53 @@ impl Binutils {
         input: &Path,
         out: &Path,
     ) -> Result<(), ImageError> {
-        let args = vec![
-            "--strip-unneeded".into(),
-            "-o".into(),
-            arg(out)?,
-            arg(input)?,
-        ];
-        run(runner, &self.strip, args)
+        self.run(
+            runner,
+            &self.strip,
+            &[
+                Arg::Text("--strip-unneeded"),
+                Arg::Text("-o"),
+                Arg::Path("", out),
+                Arg::Path("", input),
+            ],
+        )
+    }
+
+    fn run(&self, runner: &dyn Runner, tool: &Path, args: &[Arg]) -> Result<(), ImageError> {
+        let Some(sandbox) = &self.sandbox else {
+            let mut text = Vec::new();
+            for a in args {
+                text.push(match a {
+                    Arg::Text(t) => t.to_string(),
+                    Arg::Path(prefix, p) => format!("{prefix}{}", arg(p)?),
+                });
+            }
+            // binutils need nothing from the environment; it is inherited as it always was.
+            return run(runner, &Command::new(tool).args(text).env(Env::inherited()));
+        };
+        let mut binds = Vec::new();
+        let mut text = Vec::new();
+        for a in args {
+            text.push(match a {
+                Arg::Text(t) => t.to_string(),
+                Arg::Path(prefix, p) => {
+                    arg(p)?;
+                    format!("{prefix}{}", sandbox.map_path(p, &mut binds))
+                }
+            });
+        }
+        let program = tool.to_string_lossy();
+        let cmd = sandbox.command_with_binds(&program, &text, WORKSPACE, &binds);
+        let shown = format!("{program} {}", text.join(" "));
+        let output =
+            sandbox
+                .run_command(runner, &program, &cmd)
+                .map_err(|e| ImageError::ToolStart {
+                    tool: program.to_string(),
+                    args: shown,
+                    source: std::io::Error::other(crate::error::chain(&e)),
+                })?;
+        check(tool, &text.join(" "), &output)
     }
 }
 
@@ -77,21 +134,23 @@ fn arg(path: &Path) -> Result<String, ImageError> {
     }
 }
 
-fn run(runner: &dyn Runner, tool: &Path, args: Vec<String>) -> Result<(), ImageError> {
-    // binutils need nothing from the environment; it is inherited as it always was.
-    let cmd = Command::new(tool).args(args).env(Env::inherited());
-    let shown = || cmd.args.join(" ");
-    let output = runner.run(&cmd).map_err(|source| ImageError::ToolStart {
+fn run(runner: &dyn Runner, cmd: &Command) -> Result<(), ImageError> {
+    let tool = &cmd.program;
+    let output = runner.run(cmd).map_err(|source| ImageError::ToolStart {
         tool: tool.display().to_string(),
-        args: shown(),
+        args: cmd.args.join(" "),
         source,
     })?;
+    check(tool, &cmd.args.join(" "), &output)
+}
+
+fn check(tool: &Path, shown: &str, output: &Output) -> Result<(), ImageError> {
     if output.success {
         return Ok(());
     }
     Err(ImageError::Tool {
         tool: tool.display().to_string(),
-        args: shown(),
+        args: shown.to_string(),
         status: match output.code {
             Some(code) => format!("exit status: {code}"),
             None => "killed by a signal".into(),
@@ -160,6 +219,7 @@ mod tests {
         let cross = Binutils {
             objcopy: "/opt/cross/bin/objcopy".into(),
             strip: "/opt/cross/bin/strip".into(),
+            sandbox: None,
         };
         let e = cross
             .split_debug(
@@ -198,5 +258,58 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, ImageError::Io { .. }), "{e}");
         assert!(runner.calls().is_empty());
+    }
+
+    #[test]
+    fn in_a_sandbox_the_root_binutils_see_the_workspace_at_ws_and_other_files_bound() {
+        let runner = scripted::replying(scripted::ok(""));
+        let sandboxed = Binutils {
+            objcopy: "/usr/bin/objcopy".into(),
+            strip: "/usr/bin/strip".into(),
+            sandbox: Some(Sandbox::with_bwrap(
+                "/usr/bin/bwrap".into(),
+                Path::new("/roots/r1"),
+                Path::new("/w"),
+                0,
+            )),
+        };
+        sandboxed
+            .split_debug(
+                &runner,
+                Path::new("/w/out/bin/hello"),
+                Path::new("/cache/work/hello.debug"),
+                Path::new("/cache/work/hello"),
+            )
+            .unwrap();
+        let calls = runner.calls();
+        assert_eq!(calls.len(), 3);
+        for c in &calls {
+            assert_eq!(c.program, Path::new("/usr/bin/bwrap"));
+            let line = c.args.join(" ");
+            assert!(
+                line.starts_with("--ro-bind /roots/r1 / --bind /w /ws"),
+                "{line}"
+            );
+            assert!(
+                line.contains("--tmpfs /tmp --bind /cache/work /tmp/kiln-0 "),
+                "{line}"
+            );
+        }
+        let tail = |c: &Command| {
+            let dash = c.args.iter().position(|a| a == "--").unwrap();
+            c.args[dash + 1..].join(" ")
+        };
+        assert_eq!(
+            tail(&calls[0]),
+            "/usr/bin/objcopy --only-keep-debug /ws/out/bin/hello /tmp/kiln-0/hello.debug"
+        );
+        assert_eq!(
+            tail(&calls[1]),
+            "/usr/bin/strip --strip-unneeded -o /tmp/kiln-0/hello /ws/out/bin/hello"
+        );
+        assert_eq!(
+            tail(&calls[2]),
+            "/usr/bin/objcopy --add-gnu-debuglink=/tmp/kiln-0/hello.debug /tmp/kiln-0/hello"
+        );
     }
 }

@@ -9,10 +9,12 @@
 
 pub mod gcc;
 pub mod gnat;
+pub mod hermetic;
 pub mod probe;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::exec::Runner;
@@ -42,6 +44,9 @@ pub struct ToolchainSpec {
     pub wx_config: String,
     /// Where the programs and runtime libraries come from.
     pub source: ToolchainSource,
+    /// Debian only: packages taken without their dependencies (see
+    /// [`crate::debian::resolve::Request::without_dependencies`]).
+    pub without_dependencies: Vec<String>,
 }
 
 /// `source = "host"` (the machine's installed packages) or `source = "debian"` (the closure of
@@ -73,6 +78,7 @@ const KEYS: &[&str] = &[
     "source",
     "suites",
     "architecture",
+    "without_dependencies",
 ];
 
 impl ToolchainSpec {
@@ -122,6 +128,13 @@ impl ToolchainSpec {
         };
         let suites = r.strings("suites")?;
         let architecture = r.string("architecture")?;
+        let alone = r.strings("without_dependencies")?;
+        if let (None, Some(a)) = (&source, alone.first()) {
+            return Err(src.error(
+                a.span.clone(),
+                "`without_dependencies` only applies to `source = \"debian\"`",
+            ));
+        }
         let source = match source {
             Some(_) => {
                 let suites: Vec<String> = suites.into_iter().map(|s| s.value).collect();
@@ -166,6 +179,7 @@ impl ToolchainSpec {
             install: s("install", install)?,
             wx_config: s("wx_config", "wx-config")?,
             source,
+            without_dependencies: alone.into_iter().map(|s| s.value).collect(),
         })
     }
 
@@ -191,6 +205,8 @@ pub struct Toolchain {
     pub library_paths: Vec<PathBuf>,
     /// Ada only: the runtime's source directory (adainclude), to resolve ALI dependencies.
     pub ada_include: Option<PathBuf>,
+    /// Debian toolchains: the root the programs run in (paths in `programs` are inside it).
+    pub root: Option<Arc<hermetic::HermeticRoot>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +232,21 @@ pub enum ToolchainError {
         command: String,
         detail: String,
     },
+    #[error("toolchain `{toolchain}`: {detail}")]
+    Debian { toolchain: String, detail: String },
+    #[error("toolchain `{toolchain}` is not locked: {reason}; run `kiln lock` (or build without --locked) to pin it")]
+    NotLocked { toolchain: String, reason: String },
+    #[error("toolchain `{toolchain}`: `{program}` is not in its root (packages: {packages}); add the package that ships it to `packages`")]
+    NotInRoot {
+        toolchain: String,
+        program: String,
+        packages: String,
+    },
+    #[error("toolchain `{toolchain}`: {source}")]
+    Sandbox {
+        toolchain: String,
+        source: crate::debian::sandbox::SandboxError,
+    },
 }
 
 impl Toolchain {
@@ -240,7 +271,10 @@ impl Toolchain {
         libs: &[SystemLib],
         cache_dir: &Path,
     ) -> Result<SystemFlags, ToolchainError> {
-        probe::system_lib_flags(runner, self, libs, cache_dir)
+        match &self.root {
+            Some(root) => hermetic::system_lib_flags(runner, self, root, libs, cache_dir),
+            None => probe::system_lib_flags(runner, self, libs, cache_dir),
+        }
     }
 }
 

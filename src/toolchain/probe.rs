@@ -121,6 +121,7 @@ pub(super) fn resolve(
         package_versions: memo.package_versions,
         library_paths: Vec::new(),
         ada_include: memo.ada_include,
+        root: None,
     })
 }
 
@@ -312,7 +313,7 @@ pub(super) fn system_lib_flags(
     Ok(flags)
 }
 
-fn dedup_keep_first(v: &mut Vec<String>) {
+pub(super) fn dedup_keep_first(v: &mut Vec<String>) {
     let mut seen = std::collections::BTreeSet::new();
     v.retain(|f| seen.insert(f.clone()));
 }
@@ -338,6 +339,7 @@ mod tests {
             install: "g++".into(),
             wx_config: "wx-config".into(),
             source: crate::toolchain::ToolchainSource::Host,
+            without_dependencies: Vec::new(),
         }
     }
 

@@ -27,6 +27,7 @@ fn plan_all(ws: &Workspace) -> Plan {
                 package_versions: BTreeMap::new(),
                 library_paths: Vec::new(),
                 ada_include: Some(PathBuf::from("/usr/lib/gcc/adainclude")),
+                root: None,
             };
             (name.clone(), tc)
         })

@@ -178,6 +178,7 @@ impl Env {
             progress: &NoProgress,
             jobs,
             keep_going,
+            remote: None,
         };
         let outcomes = exec
             .run(plan, state)

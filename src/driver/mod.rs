@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use crate::build::remote::{Remote, RemoteSummary};
 use crate::build::state::State;
 use crate::build::{Executor, Outcome, Progress};
 use crate::cache::gc::GcReport;
@@ -90,6 +91,8 @@ pub struct BuildOutcome {
     pub damage: Vec<crate::cache::Damage>,
     /// The automatic collection after the build, when the cache was over its limits.
     pub gc: Option<Result<GcReport, UpkeepError>>,
+    /// What the remote cache did, when the build had one.
+    pub remote: Option<RemoteSummary>,
 }
 
 pub fn build(
@@ -110,7 +113,19 @@ pub fn build_selected(
     progress: &dyn Progress,
     tests: bool,
 ) -> Result<BuildOutcome, DriverError> {
-    build_impl(ws, opts, runner, progress, tests, None)
+    build_impl(ws, opts, runner, progress, tests, None, None)
+}
+
+/// Like [`build`], with a remote cache consulted after local misses and filled after local runs
+/// (see [`crate::build::remote`]).
+pub fn build_with_remote(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    remote: Option<&Remote>,
+) -> Result<BuildOutcome, DriverError> {
+    build_impl(ws, opts, runner, progress, false, None, remote)
 }
 
 /// Like [`build`], with the source metadata (revision, SOURCE_DATE_EPOCH, source URL) given
@@ -122,7 +137,7 @@ pub fn build_with_meta(
     progress: &dyn Progress,
     meta: &Meta,
 ) -> Result<BuildOutcome, DriverError> {
-    build_impl(ws, opts, runner, progress, false, Some(meta))
+    build_impl(ws, opts, runner, progress, false, Some(meta), None)
 }
 
 fn build_impl(
@@ -132,6 +147,7 @@ fn build_impl(
     progress: &dyn Progress,
     tests: bool,
     meta: Option<&Meta>,
+    remote: Option<&Remote>,
 ) -> Result<BuildOutcome, DriverError> {
     let (root, out) = (ws.root.as_path(), ws.out());
     let phases = phases::Phases::start();
@@ -156,6 +172,7 @@ fn build_impl(
         progress,
         jobs: opts.jobs,
         keep_going: opts.keep_going,
+        remote,
     };
     phases.mark("load state");
     let reports = exec.run(&prepared.plan, &state);
@@ -173,7 +190,7 @@ fn build_impl(
             actions.iter().all(|&a| {
                 matches!(
                     reports[a].outcome,
-                    Outcome::Fresh | Outcome::Cached | Outcome::Ran
+                    Outcome::Fresh | Outcome::Cached | Outcome::Remote | Outcome::Ran
                 )
             })
         };
@@ -240,5 +257,6 @@ fn build_impl(
         upkeep,
         damage,
         gc,
+        remote: remote.map(Remote::summary),
     })
 }

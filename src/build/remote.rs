@@ -1,0 +1,336 @@
+//! The remote cache in an action's lifecycle (issue 11): looked up when the local action cache
+//! misses, filled after a local run succeeds. The client is [`crate::remote::RemoteCache`].
+//!
+//! A kiln action is two REAPI actions, as the local cache has a base key and full keys (ccache's
+//! direct mode):
+//! - the *dependency manifest*: the declared inputs (what the base key covers) and one output,
+//!   [`DEPS_OUTPUT`], holding the dependencies a run discovered (depfile, ALI) with their
+//!   digests, exactly as the local [`ActionEntry`] holds them;
+//! - the *action*: the declared inputs plus the workspace's discovered dependencies in the input
+//!   root, the digest of the discovered files outside the workspace (system headers) as the
+//!   platform property [`HOST_DEPS_PROPERTY`], and the action's real outputs. Its key thus covers
+//!   what the local full key covers.
+//!
+//! A lookup reads the manifest, requires every dependency it names to have that digest here
+//! (as a local entry's are), then looks up the action; the outputs (verified by the client) go
+//! into the local CAS with a local entry holding the discovered dependencies, and are restored
+//! into `out/` by [`Executor::restore`], the local cache's own path (hashed again while copied,
+//! renamed into place). So a machine that got everything from the remote has the same local
+//! cache and `out/` state as one that built it: its no-op and incremental builds are the same.
+//! An upload stores the action first and then its manifest, so a manifest never names an
+//! action result that is not there yet.
+//!
+//! Falls back, never lies: the first error of any kind (unreachable, UNAVAILABLE, a blob that
+//! does not match its digest, a refused upload) turns the remote off for the rest of the build
+//! and is kept for one warning at the end; the action then runs locally like every later one.
+//! A result whose outputs do not verify never reaches `out/`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::plan::Action;
+use super::state::State;
+use super::{io_ctx, ActionError, Executor};
+use crate::cache::key::{allowed_env, full_key, KEY_VERSION};
+use crate::cache::{ActionEntry, OutputEntry};
+use crate::digest::{Digest, Hasher};
+use crate::remote::{
+    BlobDigest, InputFile, LocalOutput, LocalRun, RemoteAction, RemoteCache, RemoteConfig,
+    RemoteError, RemoteResult, Uploaded,
+};
+
+/// The manifest's one output.
+pub const DEPS_OUTPUT: &str = "kiln-deps.json";
+/// Platform property telling the manifest from the action.
+pub const ROLE_PROPERTY: &str = "kiln-role";
+/// Platform property naming the action kind (compile, link, ...), which the local base key
+/// covers too.
+pub const KIND_PROPERTY: &str = "kiln-kind";
+/// Platform property: the digest of the discovered dependencies outside the workspace.
+pub const HOST_DEPS_PROPERTY: &str = "kiln-host-deps";
+
+/// The remote cache of one build: connected on first use (a build with nothing to do never
+/// connects), turned off by its first failure.
+pub struct Remote {
+    config: RemoteConfig,
+    client: OnceLock<Option<RemoteCache>>,
+    off: AtomicBool,
+    failure: Mutex<Option<String>>,
+    uploads: AtomicUsize,
+}
+
+/// What the remote did in one build, for the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RemoteSummary {
+    /// The server, credentials in the URL redacted.
+    pub url: String,
+    pub instance: String,
+    /// Action results this build stored on the server.
+    pub uploads: usize,
+    /// The first failure, after which the build went on without the remote.
+    pub error: Option<String>,
+}
+
+impl Remote {
+    pub fn new(config: RemoteConfig) -> Remote {
+        Remote {
+            config,
+            client: OnceLock::new(),
+            off: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            uploads: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn summary(&self) -> RemoteSummary {
+        RemoteSummary {
+            url: self.config.redacted_url(),
+            instance: self.config.instance_name.clone(),
+            uploads: self.uploads.load(Ordering::SeqCst),
+            error: self.failure.lock().unwrap().clone(),
+        }
+    }
+
+    fn fail(&self, e: &RemoteError) {
+        self.off.store(true, Ordering::SeqCst);
+        let mut f = self.failure.lock().unwrap();
+        if f.is_none() {
+            *f = Some(crate::error::chain(e));
+        }
+    }
+
+    /// Runs `f` on the connected client; None when the remote is off or `f` failed (which
+    /// turns it off).
+    fn call<T>(&self, f: impl FnOnce(&RemoteCache) -> Result<T, RemoteError>) -> Option<T> {
+        if self.off.load(Ordering::SeqCst) {
+            return None;
+        }
+        let client = self
+            .client
+            .get_or_init(|| match RemoteCache::connect(&self.config) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.fail(&e);
+                    None
+                }
+            })
+            .as_ref()?;
+        match f(client) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+}
+
+impl Executor<'_> {
+    /// An input file of the remote action: workspace-relative path, digest, size, mode.
+    fn input_file(&self, path: &str, digest: Digest) -> Result<InputFile, ActionError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta =
+            std::fs::metadata(self.root.join(path)).map_err(io_ctx(format!("reading {path}")))?;
+        Ok(InputFile {
+            path: path.to_string(),
+            blob: BlobDigest {
+                digest,
+                size: meta.len(),
+            },
+            executable: meta.permissions().mode() & 0o100 != 0,
+        })
+    }
+
+    /// The manifest when `deps` is None, else the action with those discovered dependencies.
+    fn remote_action(
+        &self,
+        action: &Action,
+        argv: &[String],
+        deps: Option<&[(String, Digest)]>,
+    ) -> Result<RemoteAction, ActionError> {
+        let tc = &self.toolchains[&action.toolchain];
+        let mut inputs = Vec::new();
+        for input in &action.inputs {
+            let path = input.to_string_lossy();
+            inputs.push(self.input_file(&path, self.digest(input)?)?);
+        }
+        let mut platform = vec![(KIND_PROPERTY.to_string(), action.kind.to_string())];
+        let outputs = match deps {
+            None => {
+                platform.push((ROLE_PROPERTY.into(), "dependencies".into()));
+                vec![DEPS_OUTPUT.to_string()]
+            }
+            Some(deps) => {
+                let mut host = Hasher::new();
+                for (p, d) in deps {
+                    if Path::new(p).is_absolute() {
+                        host.update(format!("{} {p} {d}\n", p.len()).as_bytes());
+                    } else {
+                        inputs.push(self.input_file(p, *d)?);
+                    }
+                }
+                platform.push((HOST_DEPS_PROPERTY.into(), host.finish().to_string()));
+                platform.push((ROLE_PROPERTY.into(), "action".into()));
+                action.outputs.iter().map(|o| o.name.clone()).collect()
+            }
+        };
+        Ok(RemoteAction {
+            program: action.program.clone(),
+            argv: argv.to_vec(),
+            env: allowed_env()
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            // gnatbind runs in its staging directory; a stable name stands for it.
+            working_directory: if action.in_staging {
+                "$OUT".into()
+            } else {
+                String::new()
+            },
+            inputs,
+            outputs,
+            toolchain: tc.fingerprint,
+            platform,
+            salt: KEY_VERSION.to_string(),
+        })
+    }
+
+    /// After a local miss: the action's outputs from the remote cache, put in place and recorded
+    /// like a local hit. Some(stderr) on a hit; None on a miss, with the remote off, or after a
+    /// remote failure (recorded for the warning).
+    pub(super) fn remote_restore(
+        &self,
+        action: &Action,
+        argv: &[String],
+        base: &Digest,
+        state: &Mutex<State>,
+    ) -> Result<Option<String>, ActionError> {
+        let Some(remote) = self.remote else {
+            return Ok(None);
+        };
+        let manifest = self.remote_action(action, argv, None)?;
+        let Some(Some(found)) = remote.call(|c| c.lookup(&manifest)) else {
+            return Ok(None);
+        };
+        let Some(deps) = found
+            .outputs
+            .first()
+            .and_then(|o| serde_json::from_slice::<Vec<(String, Digest)>>(&o.bytes).ok())
+        else {
+            return Ok(None);
+        };
+        // As for a local entry: every discovered dependency must still be what it was.
+        if !self.deps_match(&deps) {
+            return Ok(None);
+        }
+        let full_action = self.remote_action(action, argv, Some(&deps))?;
+        let Some(Some(result)) = remote.call(|c| c.lookup(&full_action)) else {
+            return Ok(None);
+        };
+        let Some(entry) = self.store_remote_result(action, &deps, &result)? else {
+            return Ok(None);
+        };
+        let full = full_key(base, &deps);
+        self.cache
+            .put_entry(base, &full, &entry)
+            .map_err(io_ctx("writing the action cache"))?;
+        let Some(outputs) = self.restore(action, base, &full, &entry)? else {
+            return Ok(None);
+        };
+        state
+            .lock()
+            .unwrap()
+            .record(&action.id, *base, &deps, outputs);
+        Ok(Some(entry.stderr))
+    }
+
+    /// The remote outputs into the local CAS, as the entry a local run would have written.
+    /// None when the result lacks an output (then it is not used).
+    fn store_remote_result(
+        &self,
+        action: &Action,
+        deps: &[(String, Digest)],
+        result: &RemoteResult,
+    ) -> Result<Option<ActionEntry>, ActionError> {
+        let mut outputs = Vec::new();
+        for spec in &action.outputs {
+            let Some(o) = result.outputs.iter().find(|o| o.path == spec.name) else {
+                return Ok(None);
+            };
+            let digest = self
+                .cache
+                .put_bytes(&o.bytes)
+                .map_err(io_ctx(format!("storing {} in the cache", spec.name)))?;
+            if digest != o.digest {
+                return Ok(None);
+            }
+            outputs.push(OutputEntry {
+                name: spec.name.clone(),
+                digest,
+                executable: spec.executable,
+            });
+        }
+        Ok(Some(ActionEntry {
+            deps: deps.to_vec(),
+            outputs,
+            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
+        }))
+    }
+
+    /// After a successful local run whose outputs are in the local CAS: the action, then its
+    /// manifest, to the remote cache. `staging` is the action's staging directory, still there.
+    pub(super) fn remote_store(
+        &self,
+        action: &Action,
+        argv: &[String],
+        entry: &ActionEntry,
+        staging: &Path,
+    ) -> Result<(), ActionError> {
+        let Some(remote) = self.remote else {
+            return Ok(());
+        };
+        if remote.off.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let full_action = self.remote_action(action, argv, Some(&entry.deps))?;
+        let run = LocalRun {
+            outputs: entry
+                .outputs
+                .iter()
+                .map(|o| LocalOutput {
+                    path: o.name.clone(),
+                    file: self.cache.blob_path(&o.digest),
+                    executable: o.executable,
+                })
+                .collect(),
+            stdout: Vec::new(),
+            stderr: entry.stderr.clone().into_bytes(),
+        };
+        match remote.call(|c| c.upload(&full_action, &run)) {
+            Some(Uploaded::Stored(_)) => {}
+            // Off, failed, or a server that takes no updates: no manifest either.
+            _ => return Ok(()),
+        }
+        let manifest = self.remote_action(action, argv, None)?;
+        let deps_file = staging.join(DEPS_OUTPUT);
+        let bytes = serde_json::to_vec(&entry.deps).map_err(|e| ActionError::Io {
+            context: "encoding the discovered dependencies".into(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&deps_file, bytes)
+            .map_err(io_ctx(format!("writing {}", deps_file.display())))?;
+        let run = LocalRun {
+            outputs: vec![LocalOutput {
+                path: DEPS_OUTPUT.into(),
+                file: deps_file,
+                executable: false,
+            }],
+            ..LocalRun::default()
+        };
+        if let Some(Uploaded::Stored(_)) = remote.call(|c| c.upload(&manifest, &run)) {
+            remote.uploads.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}

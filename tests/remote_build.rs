@@ -142,6 +142,41 @@ fn a_second_checkout_with_an_empty_cache_builds_everything_from_the_remote() {
     );
     assert!(second.run_bin("hello").starts_with("kiln-banner "));
 
+    // A third checkout still has the old header. The remote now holds the second checkout's
+    // objects, built with the new one: the compile that includes it is not served them.
+    let third = Workspace::fixture_at("engine", "third");
+    let three = third
+        .kiln()
+        .run([
+            "build",
+            "--json",
+            "--no-images",
+            "-j2",
+            "--remote-cache",
+            &bg.url,
+        ])
+        .ok("third checkout's build");
+    let three_sources = sources(&three);
+    // Its object equals the first checkout's, so the link is the first checkout's again.
+    assert_eq!(
+        ran(&three_sources),
+        ["hello compile hello/src/main.cpp"],
+        "{three}"
+    );
+    assert_eq!(
+        three_sources
+            .values()
+            .filter(|s| *s == "remote-cache")
+            .count(),
+        three_sources.len() - 1,
+        "{three}"
+    );
+    assert_eq!(third.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
+    assert!(
+        std::fs::read(first.path("out/bin/hello")).unwrap()
+            == std::fs::read(third.path("out/bin/hello")).unwrap()
+    );
+
     // After `kiln clean` without the remote, the local cache it filled serves everything.
     second.kiln().run(["clean"]).ok("clean");
     let local = second
@@ -252,7 +287,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_the_action_runs_locally(
 }
 
 #[test]
-fn an_unavailable_remote_mid_build_falls_back_once() {
+fn an_unavailable_remote_falls_back_with_one_warning() {
     let server = FakeServer::start(1 << 20);
     server.state.unavailable.store(true, Ordering::SeqCst);
     let ws = Workspace::engine();

@@ -78,6 +78,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+fn build_no_images(ws: &Workspace, url: &str) -> Run {
+    ws.kiln()
+        .run([
+            "build",
+            "--json",
+            "--no-images",
+            "-j2",
+            "--remote-cache",
+            url,
+        ])
+        .ok("build")
+}
+
 const PRODUCTS: &[&str] = &["out/bin/hello", "out/bin/geometry", "out/lib/libgreet.a"];
 
 #[test]
@@ -142,40 +155,29 @@ fn a_second_checkout_with_an_empty_cache_builds_everything_from_the_remote() {
     );
     assert!(second.run_bin("hello").starts_with("kiln-banner "));
 
-    // A third checkout still has the old header. The remote now holds the second checkout's
-    // objects, built with the new one: the compile that includes it is not served them.
+    // A third checkout has a header neither holds: the compile that includes it is not served
+    // either's object.
     let third = Workspace::fixture_at("engine", "third");
-    let three = third
-        .kiln()
-        .run([
-            "build",
-            "--json",
-            "--no-images",
-            "-j2",
-            "--remote-cache",
-            &bg.url,
-        ])
-        .ok("third checkout's build");
-    let three_sources = sources(&three);
-    // Its object equals the first checkout's, so the link is the first checkout's again.
+    third.edit("hello/src/banner.h", "kiln-fixture", "kiln-third");
+    let three = build_no_images(&third, &bg.url);
     assert_eq!(
-        ran(&three_sources),
-        ["hello compile hello/src/main.cpp"],
+        ran(&sources(&three)),
+        ["hello compile hello/src/main.cpp", "hello link"],
         "{three}"
     );
-    assert_eq!(
-        three_sources
-            .values()
-            .filter(|s| *s == "remote-cache")
-            .count(),
-        three_sources.len() - 1,
-        "{three}"
-    );
-    assert_eq!(third.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
-    assert!(
-        std::fs::read(first.path("out/bin/hello")).unwrap()
-            == std::fs::read(third.path("out/bin/hello")).unwrap()
-    );
+    assert!(third.run_bin("hello").starts_with("kiln-third "));
+
+    // A fourth has the original header again: the manifest kept that set of dependencies next
+    // to the newer ones, so everything is the first checkout's.
+    let fourth = Workspace::fixture_at("engine", "fourth");
+    let four = build_no_images(&fourth, &bg.url);
+    assert!(all(&sources(&four), "remote-cache"), "{four}");
+    for p in PRODUCTS {
+        assert!(
+            std::fs::read(first.path(p)).unwrap() == std::fs::read(fourth.path(p)).unwrap(),
+            "{p} differs between the first and fourth checkouts"
+        );
+    }
 
     // After `kiln clean` without the remote, the local cache it filled serves everything.
     second.kiln().run(["clean"]).ok("clean");

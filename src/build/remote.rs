@@ -4,21 +4,23 @@
 //! A kiln action is two REAPI actions, as the local cache has a base key and full keys (ccache's
 //! direct mode):
 //! - the *dependency manifest*: the declared inputs (what the base key covers) and one output,
-//!   [`DEPS_OUTPUT`], holding the dependencies a run discovered (depfile, ALI) with their
-//!   digests, exactly as the local [`ActionEntry`] holds them;
+//!   [`DEPS_OUTPUT`], holding the dependencies runs discovered (depfile, ALI) with their
+//!   digests, as the local [`ActionEntry`] holds them: up to [`MAX_VARIANTS`] sets, newest
+//!   first, so branches whose headers differ do not push each other out;
 //! - the *action*: the declared inputs plus the workspace's discovered dependencies in the input
 //!   root, the digest of the discovered files outside the workspace (system headers) as the
 //!   platform property [`HOST_DEPS_PROPERTY`], and the action's real outputs. Its key thus covers
 //!   what the local full key covers.
 //!
-//! A lookup reads the manifest, requires every dependency it names to have that digest here
-//! (as a local entry's are), then looks up the action; the outputs (verified by the client) go
+//! A lookup reads the manifest, takes the sets whose every dependency has that digest here (as a
+//! local entry's must), then looks up the action for each until one is there; the outputs (verified by the client) go
 //! into the local CAS with a local entry holding the discovered dependencies, and are restored
 //! into `out/` by [`Executor::restore`], the local cache's own path (hashed again while copied,
 //! renamed into place). So a machine that got everything from the remote has the same local
 //! cache and `out/` state as one that built it: its no-op and incremental builds are the same.
-//! An upload stores the action first and then its manifest, so a manifest never names an
-//! action result that is not there yet.
+//! An upload stores the action first and then its manifest (the set just discovered put before
+//! the ones the server already had), so a manifest never names an action result that is not
+//! there yet. Two machines writing one manifest at once may lose a set: a later miss, no harm.
 //!
 //! Falls back, never lies: the first error of any kind (unreachable, UNAVAILABLE, a blob that
 //! does not match its digest, a refused upload) turns the remote off for the rest of the build
@@ -42,6 +44,11 @@ use crate::remote::{
 
 /// The manifest's one output.
 pub const DEPS_OUTPUT: &str = "kiln-deps.json";
+/// Dependency sets a manifest keeps.
+pub const MAX_VARIANTS: usize = 8;
+
+/// One set of discovered dependencies with their digests.
+type Deps = Vec<(String, Digest)>;
 /// Platform property telling the manifest from the action.
 pub const ROLE_PROPERTY: &str = "kiln-role";
 /// Platform property naming the action kind (compile, link, ...), which the local base key
@@ -210,22 +217,26 @@ impl Executor<'_> {
             return Ok(None);
         };
         let manifest = self.remote_action(action, argv, None)?;
-        let Some(Some(found)) = remote.call(|c| c.lookup(&manifest)) else {
-            return Ok(None);
-        };
-        let Some(deps) = found
-            .outputs
-            .first()
-            .and_then(|o| serde_json::from_slice::<Vec<(String, Digest)>>(&o.bytes).ok())
-        else {
+        let Some(variants) = remote.call(|c| c.lookup(&manifest)) else {
             return Ok(None);
         };
         // As for a local entry: every discovered dependency must still be what it was.
-        if !self.deps_match(&deps) {
-            return Ok(None);
+        let mut hit = None;
+        for deps in parse_variants(variants.as_ref()) {
+            if !self.deps_match(&deps) {
+                continue;
+            }
+            let full_action = self.remote_action(action, argv, Some(&deps))?;
+            match remote.call(|c| c.lookup(&full_action)) {
+                Some(Some(result)) => {
+                    hit = Some((deps, result));
+                    break;
+                }
+                Some(None) => continue,
+                None => return Ok(None),
+            }
         }
-        let full_action = self.remote_action(action, argv, Some(&deps))?;
-        let Some(Some(result)) = remote.call(|c| c.lookup(&full_action)) else {
+        let Some((deps, result)) = hit else {
             return Ok(None);
         };
         let Some(entry) = self.store_remote_result(action, &deps, &result)? else {
@@ -313,8 +324,17 @@ impl Executor<'_> {
             _ => return Ok(()),
         }
         let manifest = self.remote_action(action, argv, None)?;
+        let Some(known) = remote.call(|c| c.lookup(&manifest)) else {
+            return Ok(());
+        };
+        let mut variants = vec![entry.deps.clone()];
+        for v in parse_variants(known.as_ref()) {
+            if variants.len() < MAX_VARIANTS && !variants.contains(&v) {
+                variants.push(v);
+            }
+        }
         let deps_file = staging.join(DEPS_OUTPUT);
-        let bytes = serde_json::to_vec(&entry.deps).map_err(|e| ActionError::Io {
+        let bytes = serde_json::to_vec(&variants).map_err(|e| ActionError::Io {
             context: "encoding the discovered dependencies".into(),
             source: std::io::Error::other(e),
         })?;
@@ -333,4 +353,15 @@ impl Executor<'_> {
         }
         Ok(())
     }
+}
+
+/// The dependency sets of a manifest (none when there is none, or it is not kiln's), at most
+/// [`MAX_VARIANTS`] of them.
+fn parse_variants(manifest: Option<&RemoteResult>) -> Vec<Deps> {
+    let Some(out) = manifest.and_then(|m| m.outputs.first()) else {
+        return Vec::new();
+    };
+    let mut variants: Vec<Deps> = serde_json::from_slice(&out.bytes).unwrap_or_default();
+    variants.truncate(MAX_VARIANTS);
+    variants
 }

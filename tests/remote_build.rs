@@ -154,6 +154,28 @@ fn a_second_checkout_with_an_empty_cache_builds_everything_from_the_remote() {
         "{edit}"
     );
     assert!(second.run_bin("hello").starts_with("kiln-banner "));
+    // And the Ada units' (from ALI files): a spec edit reruns its body, the units that with
+    // it, the bind and the link.
+    second.edit(
+        "shapes/shapes-circles.ads",
+        "   overriding function Area",
+        "   function Diameter (C : Circle) return Float is (2.0 * C.Radius);\n   overriding function Area",
+    );
+    let edit = second
+        .kiln()
+        .run(["build", "--json", "--no-images", "-j2"])
+        .ok("incremental Ada build");
+    assert_eq!(
+        ran(&sources(&edit)),
+        [
+            "geometry bind",
+            "geometry compile geometry/geometry_main.adb",
+            "geometry compile-binder",
+            "geometry link",
+            "shapes compile shapes/shapes-circles.adb",
+        ],
+        "{edit}"
+    );
 
     // A third checkout has a header neither holds: the compile that includes it is not served
     // either's object.
@@ -344,4 +366,40 @@ fn a_bad_remote_table_is_a_positioned_usage_error() {
             .contains("config.toml:2:12: `remote.instance` must be a string"),
         "{run}"
     );
+}
+
+#[test]
+fn the_instance_name_and_token_reach_the_server_and_nothing_prints_the_token() {
+    let server = FakeServer::start(1 << 20);
+    let ws = Workspace::engine();
+    let run = ws
+        .kiln()
+        .env("KILN_REMOTE_TOKEN", "s3cret-t0ken")
+        .run([
+            "build",
+            "--json",
+            "--no-images",
+            "-j2",
+            "--remote-cache",
+            &server.url,
+            "--remote-instance",
+            "main",
+        ])
+        .ok("build with a token");
+    assert!(all(&sources(&run), "local"), "{run}");
+    assert!(
+        run.json()["remote"]["uploads"].as_u64().unwrap() > 0,
+        "{run}"
+    );
+    let log = server.log();
+    assert!(!log.authorization.is_empty(), "{log:?}");
+    assert!(
+        log.authorization.iter().all(|a| a == "Bearer s3cret-t0ken"),
+        "{log:?}"
+    );
+    assert!(
+        !log.instance_names.is_empty() && log.instance_names.iter().all(|i| i == "main"),
+        "{log:?}"
+    );
+    assert!(!run.stdout_text().contains("s3cret") && !run.stderr_text().contains("s3cret"));
 }

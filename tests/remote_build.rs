@@ -372,16 +372,26 @@ fn a_bad_remote_table_is_a_positioned_usage_error() {
 fn the_instance_name_and_token_reach_the_server_and_nothing_prints_the_token() {
     let server = FakeServer::start(1 << 20);
     let ws = Workspace::engine();
+    // The URL from the user's config, the instance from the flag.
+    let xdg = ws.scratch().join("xdg");
+    std::fs::create_dir_all(xdg.join("kiln")).unwrap();
+    std::fs::write(
+        xdg.join("kiln/config.toml"),
+        format!(
+            "[remote]\ncache = \"{}\"\ninstance = \"other\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
     let run = ws
         .kiln()
+        .env("XDG_CONFIG_HOME", &xdg)
         .env("KILN_REMOTE_TOKEN", "s3cret-t0ken")
         .run([
             "build",
             "--json",
             "--no-images",
             "-j2",
-            "--remote-cache",
-            &server.url,
             "--remote-instance",
             "main",
         ])

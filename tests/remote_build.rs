@@ -295,8 +295,10 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_the_action_runs_locally(
     let warnings = remote_warnings(&three);
     assert_eq!(warnings.len(), 1, "{three}");
     assert!(warnings[0].contains("does not match its digest"), "{three}");
+    let error = &three.json()["remote"]["error"];
+    assert_eq!(error["during"], "lookup", "{three}");
     assert!(
-        three.json()["remote"]["error"]
+        error["error"]
             .as_str()
             .unwrap()
             .contains("does not match its digest"),
@@ -412,4 +414,44 @@ fn the_instance_name_and_token_reach_the_server_and_nothing_prints_the_token() {
         "{log:?}"
     );
     assert!(!run.stdout_text().contains("s3cret") && !run.stderr_text().contains("s3cret"));
+}
+
+#[test]
+fn a_remote_that_refuses_uploads_still_serves_hits() {
+    let server = FakeServer::start(1 << 20);
+    let first = Workspace::fixture_at("engine", "first");
+    build_no_images(&first, &server.url);
+
+    // A read-only credential: the server still advertises updates but refuses them.
+    server.state.refuse_updates.store(true, Ordering::SeqCst);
+    let second = Workspace::fixture_at("engine", "second");
+    second.edit("greet/src/format.cpp", "\"<\"", "\"[\"");
+    let two = build_no_images(&second, &server.url);
+    let two_sources = sources(&two);
+    assert_eq!(
+        ran(&two_sources),
+        [
+            "greet archive",
+            "greet compile greet/src/format.cpp",
+            "hello link"
+        ],
+        "{two}"
+    );
+    assert_eq!(
+        two_sources
+            .values()
+            .filter(|s| *s == "remote-cache")
+            .count(),
+        two_sources.len() - 3,
+        "every other action is still served: {two}"
+    );
+    let warnings = remote_warnings(&two);
+    assert_eq!(warnings.len(), 1, "{two}");
+    assert!(
+        warnings[0].starts_with("kiln: warning: remote cache not updated: ")
+            && warnings[0].contains("PermissionDenied"),
+        "{two}"
+    );
+    assert_eq!(two.json()["remote"]["uploads"], 0, "{two}");
+    assert_eq!(second.run_bin("hello"), "kiln-fixture [hello, wxBase 3>\n");
 }

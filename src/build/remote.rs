@@ -22,10 +22,11 @@
 //! the ones the server already had), so a manifest never names an action result that is not
 //! there yet. Two machines writing one manifest at once may lose a set: a later miss, no harm.
 //!
-//! Falls back, never lies: the first error of any kind (unreachable, UNAVAILABLE, a blob that
-//! does not match its digest, a refused upload) turns the remote off for the rest of the build
-//! and is kept for one warning at the end; the action then runs locally like every later one.
-//! A result whose outputs do not verify never reaches `out/`.
+//! Falls back, never lies: the first error of a lookup (unreachable, UNAVAILABLE, a blob that
+//! does not match its digest) turns the remote off for the rest of the build; the action then
+//! runs locally like every later one. An upload's error (a read-only credential, a full
+//! server) turns off only uploads, so hits are still served. The first failure is kept for one
+//! warning at the end. A result whose outputs do not verify never reaches `out/`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -62,9 +63,40 @@ pub const HOST_DEPS_PROPERTY: &str = "kiln-host-deps";
 pub struct Remote {
     config: RemoteConfig,
     client: OnceLock<Option<RemoteCache>>,
+    /// No more calls of any kind.
     off: AtomicBool,
-    failure: Mutex<Option<String>>,
+    /// No more uploads.
+    uploads_off: AtomicBool,
+    failure: Mutex<Option<RemoteFailure>>,
     uploads: AtomicUsize,
+}
+
+/// The first thing that went wrong with the remote in a build.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteFailure {
+    /// `lookup` (the remote was not used from then on) or `upload` (results stayed local).
+    pub during: &'static str,
+    pub error: String,
+}
+
+impl std::fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.during {
+            "upload" => write!(
+                f,
+                "remote cache not updated: {}; later results stay local",
+                self.error
+            ),
+            _ => write!(f, "remote cache not used: {}; built locally", self.error),
+        }
+    }
+}
+
+/// Which calls a failure turns off.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Lookup,
+    Upload,
 }
 
 /// What the remote did in one build, for the report.
@@ -75,8 +107,9 @@ pub struct RemoteSummary {
     pub instance: String,
     /// Action results this build stored on the server.
     pub uploads: usize,
-    /// The first failure, after which the build went on without the remote.
-    pub error: Option<String>,
+    /// The first failure, after which the build went on without the remote (or without
+    /// uploading).
+    pub error: Option<RemoteFailure>,
 }
 
 impl Remote {
@@ -85,6 +118,7 @@ impl Remote {
             config,
             client: OnceLock::new(),
             off: AtomicBool::new(false),
+            uploads_off: AtomicBool::new(false),
             failure: Mutex::new(None),
             uploads: AtomicUsize::new(0),
         }
@@ -99,18 +133,38 @@ impl Remote {
         }
     }
 
-    fn fail(&self, e: &RemoteError) {
-        self.off.store(true, Ordering::SeqCst);
+    fn fail(&self, call: Call, e: &RemoteError) {
+        self.uploads_off.store(true, Ordering::SeqCst);
+        if call == Call::Lookup {
+            self.off.store(true, Ordering::SeqCst);
+        }
         let mut f = self.failure.lock().unwrap();
         if f.is_none() {
-            *f = Some(crate::error::chain(e));
+            *f = Some(RemoteFailure {
+                during: match call {
+                    Call::Lookup => "lookup",
+                    Call::Upload => "upload",
+                },
+                error: crate::error::chain(e),
+            });
         }
     }
 
-    /// Runs `f` on the connected client; None when the remote is off or `f` failed (which
-    /// turns it off).
-    fn call<T>(&self, f: impl FnOnce(&RemoteCache) -> Result<T, RemoteError>) -> Option<T> {
-        if self.off.load(Ordering::SeqCst) {
+    fn is_off(&self, call: Call) -> bool {
+        match call {
+            Call::Lookup => self.off.load(Ordering::SeqCst),
+            Call::Upload => self.uploads_off.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Runs `f` on the connected client; None when that kind of call is off or `f` failed
+    /// (which turns it off). A failed connection is a lookup's failure, whoever made it.
+    fn call<T>(
+        &self,
+        call: Call,
+        f: impl FnOnce(&RemoteCache) -> Result<T, RemoteError>,
+    ) -> Option<T> {
+        if self.is_off(call) {
             return None;
         }
         let client = self
@@ -118,7 +172,7 @@ impl Remote {
             .get_or_init(|| match RemoteCache::connect(&self.config) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    self.fail(&e);
+                    self.fail(Call::Lookup, &e);
                     None
                 }
             })
@@ -126,7 +180,7 @@ impl Remote {
         match f(client) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.fail(&e);
+                self.fail(call, &e);
                 None
             }
         }
@@ -217,7 +271,7 @@ impl Executor<'_> {
             return Ok(None);
         };
         let manifest = self.remote_action(action, argv, None)?;
-        let Some(variants) = remote.call(|c| c.lookup(&manifest)) else {
+        let Some(variants) = remote.call(Call::Lookup, |c| c.lookup(&manifest)) else {
             return Ok(None);
         };
         // As for a local entry: every discovered dependency must still be what it was.
@@ -227,7 +281,7 @@ impl Executor<'_> {
                 continue;
             }
             let full_action = self.remote_action(action, argv, Some(&deps))?;
-            match remote.call(|c| c.lookup(&full_action)) {
+            match remote.call(Call::Lookup, |c| c.lookup(&full_action)) {
                 Some(Some(result)) => {
                     hit = Some((deps, result));
                     break;
@@ -301,7 +355,7 @@ impl Executor<'_> {
         let Some(remote) = self.remote else {
             return Ok(());
         };
-        if remote.off.load(Ordering::SeqCst) {
+        if remote.is_off(Call::Upload) {
             return Ok(());
         }
         let full_action = self.remote_action(action, argv, Some(&entry.deps))?;
@@ -318,13 +372,13 @@ impl Executor<'_> {
             stdout: Vec::new(),
             stderr: entry.stderr.clone().into_bytes(),
         };
-        match remote.call(|c| c.upload(&full_action, &run)) {
+        match remote.call(Call::Upload, |c| c.upload(&full_action, &run)) {
             Some(Uploaded::Stored(_)) => {}
             // Off, failed, or a server that takes no updates: no manifest either.
             _ => return Ok(()),
         }
         let manifest = self.remote_action(action, argv, None)?;
-        let Some(known) = remote.call(|c| c.lookup(&manifest)) else {
+        let Some(known) = remote.call(Call::Upload, |c| c.lookup(&manifest)) else {
             return Ok(());
         };
         let mut variants = vec![entry.deps.clone()];
@@ -348,7 +402,8 @@ impl Executor<'_> {
             }],
             ..LocalRun::default()
         };
-        if let Some(Uploaded::Stored(_)) = remote.call(|c| c.upload(&manifest, &run)) {
+        if let Some(Uploaded::Stored(_)) = remote.call(Call::Upload, |c| c.upload(&manifest, &run))
+        {
             remote.uploads.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())

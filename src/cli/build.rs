@@ -89,9 +89,9 @@ pub fn report_cache(outcome: &BuildOutcome) {
     for d in &outcome.damage {
         eprintln!("kiln: warning: {d}; removed it and rebuilt what it held");
     }
-    // One line for the whole build: the first failure turned the remote off.
-    if let Some(error) = outcome.remote.as_ref().and_then(|r| r.error.as_ref()) {
-        eprintln!("kiln: warning: remote cache not used: {error}; built locally");
+    // One line for the whole build: the first failure turned the remote (or its uploads) off.
+    if let Some(failure) = outcome.remote.as_ref().and_then(|r| r.error.as_ref()) {
+        eprintln!("kiln: warning: {failure}");
     }
     match &outcome.gc {
         Some(Ok(r)) => eprintln!(

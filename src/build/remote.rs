@@ -8,8 +8,8 @@
 //!   digests, as the local [`ActionEntry`] holds them: up to [`MAX_VARIANTS`] sets, newest
 //!   first, so branches whose headers differ do not push each other out;
 //! - the *action*: the declared inputs plus the workspace's discovered dependencies in the input
-//!   root, the digest of the discovered files outside the workspace (system headers) as the
-//!   platform property [`HOST_DEPS_PROPERTY`], and the action's real outputs. Its key thus covers
+//!   root, the digest of the files outside the workspace (system headers, the GNAT runtime) as
+//!   the platform property [`HOST_DEPS_PROPERTY`], and the action's real outputs. Its key thus covers
 //!   what the local full key covers.
 //!
 //! A lookup reads the manifest, takes the sets whose every dependency has that digest here (as a
@@ -38,6 +38,7 @@ use super::{io_ctx, ActionError, Executor};
 use crate::cache::key::{allowed_env, full_key, KEY_VERSION};
 use crate::cache::{ActionEntry, OutputEntry};
 use crate::digest::{Digest, Hasher};
+use crate::remote::merkle;
 use crate::remote::{
     BlobDigest, InputFile, LocalOutput, LocalRun, RemoteAction, RemoteCache, RemoteConfig,
     RemoteError, RemoteResult, Uploaded,
@@ -55,7 +56,8 @@ pub const ROLE_PROPERTY: &str = "kiln-role";
 /// Platform property naming the action kind (compile, link, ...), which the local base key
 /// covers too.
 pub const KIND_PROPERTY: &str = "kiln-kind";
-/// Platform property: the digest of the discovered dependencies outside the workspace.
+/// Platform property: the digest of the inputs and discovered dependencies outside the
+/// workspace (which the input root cannot hold).
 pub const HOST_DEPS_PROPERTY: &str = "kiln-host-deps";
 
 /// The remote cache of one build: connected on first use (a build with nothing to do never
@@ -204,7 +206,7 @@ impl Executor<'_> {
     }
 
     /// The manifest when `deps` is None, else the action with those discovered dependencies.
-    fn remote_action(
+    pub(super) fn remote_action(
         &self,
         action: &Action,
         argv: &[String],
@@ -212,30 +214,39 @@ impl Executor<'_> {
     ) -> Result<RemoteAction, ActionError> {
         let tc = &self.toolchains[&action.toolchain];
         let mut inputs = Vec::new();
-        for input in &action.inputs {
-            let path = input.to_string_lossy();
-            inputs.push(self.input_file(&path, self.digest(input)?)?);
-        }
-        let mut platform = vec![(KIND_PROPERTY.to_string(), action.kind.to_string())];
-        let outputs = match deps {
-            None => {
-                platform.push((ROLE_PROPERTY.into(), "dependencies".into()));
-                vec![DEPS_OUTPUT.to_string()]
+        // Files the input root cannot hold (absolute, or reached through `..`: system headers,
+        // the GNAT runtime, a sibling checkout) enter the key as one digest.
+        let mut host = Hasher::new();
+        let mut add = |path: &str, digest: Digest| -> Result<(), ActionError> {
+            if merkle::is_root_path(path) {
+                inputs.push(self.input_file(path, digest)?);
+            } else {
+                host.update(format!("{} {path} {digest}\n", path.len()).as_bytes());
             }
+            Ok(())
+        };
+        for input in &action.inputs {
+            add(&input.to_string_lossy(), self.digest(input)?)?;
+        }
+        let outputs = match deps {
+            None => vec![DEPS_OUTPUT.to_string()],
             Some(deps) => {
-                let mut host = Hasher::new();
                 for (p, d) in deps {
-                    if Path::new(p).is_absolute() {
-                        host.update(format!("{} {p} {d}\n", p.len()).as_bytes());
-                    } else {
-                        inputs.push(self.input_file(p, *d)?);
-                    }
+                    add(p, *d)?;
                 }
-                platform.push((HOST_DEPS_PROPERTY.into(), host.finish().to_string()));
-                platform.push((ROLE_PROPERTY.into(), "action".into()));
                 action.outputs.iter().map(|o| o.name.clone()).collect()
             }
         };
+        let role = if deps.is_some() {
+            "action"
+        } else {
+            "dependencies"
+        };
+        let platform = vec![
+            (KIND_PROPERTY.to_string(), action.kind.to_string()),
+            (ROLE_PROPERTY.to_string(), role.to_string()),
+            (HOST_DEPS_PROPERTY.to_string(), host.finish().to_string()),
+        ];
         Ok(RemoteAction {
             program: action.program.clone(),
             argv: argv.to_vec(),

@@ -1,7 +1,9 @@
 //! One action's way through the cache: its key from the command line and input contents, then
 //! *fresh* (the outputs in `out/` are the ones recorded for this key), *cached* (restored from an
-//! action-cache entry whose discovered dependencies still match), or *run* (in its staging
-//! directory; outputs stored in the CAS, recorded in the action cache, then renamed into `out/`).
+//! action-cache entry whose discovered dependencies still match), *remote* (fetched from the
+//! remote cache into the local one, then restored the same way; see [`super::remote`]), or *run*
+//! (in its staging directory; outputs stored in the CAS, recorded in the action cache, uploaded
+//! to the remote cache, then renamed into `out/`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,7 +18,7 @@ use crate::digest::Digest;
 use crate::toolchain::{gcc, gnat};
 
 impl Executor<'_> {
-    fn digest(&self, path: &Path) -> Result<Digest, ActionError> {
+    pub(super) fn digest(&self, path: &Path) -> Result<Digest, ActionError> {
         let full = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -51,7 +53,7 @@ impl Executor<'_> {
         Some(full_key(base, &deps?))
     }
 
-    fn deps_match(&self, deps: &[(String, Digest)]) -> bool {
+    pub(super) fn deps_match(&self, deps: &[(String, Digest)]) -> bool {
         deps.iter()
             .all(|(p, d)| self.digest(Path::new(p)).map(|c| c == *d).unwrap_or(false))
     }
@@ -101,7 +103,12 @@ impl Executor<'_> {
             }
         }
 
-        // 3. Run.
+        // 3. Remote cache?
+        if let Some(stderr) = self.remote_restore(action, &argv, &base, state)? {
+            return Ok((Outcome::Remote, stderr, String::new()));
+        }
+
+        // 4. Run.
         let cmd = self.command_line(action)?;
         let staging = self.staging(action);
         let _ = std::fs::remove_dir_all(&staging);
@@ -165,6 +172,8 @@ impl Executor<'_> {
             .put_entry(&base, &full, &entry)
             .map_err(io_ctx("writing the action cache"))?;
 
+        self.remote_store(action, &argv, &entry, &staging)?;
+
         let mut outputs = Vec::new();
         for (spec, o) in action.outputs.iter().zip(&entry_outputs) {
             let produced = staging.join(&spec.name);
@@ -188,7 +197,7 @@ impl Executor<'_> {
 
     /// Restores an entry's outputs into `out/`, each verified as it is copied. None when a blob
     /// is gone (collected meanwhile) or damaged (then the entry is deleted too): a miss.
-    fn restore(
+    pub(super) fn restore(
         &self,
         action: &Action,
         base: &Digest,

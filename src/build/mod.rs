@@ -4,7 +4,9 @@
 //! 1. *fresh*: the local state says its outputs in `out/` came from the same base key and the same
 //!    discovered dependencies, and they are still there: nothing to do;
 //! 2. *cached*: an action-cache entry matches: outputs are restored from the CAS;
-//! 3. *run*: the command runs in a private staging directory; only on success are its outputs
+//! 3. *remote*: with a remote cache, its result for the action is fetched, verified, stored in the
+//!    local cache and restored like a local hit ([`remote`]);
+//! 4. *run*: the command runs in a private staging directory; only on success are its outputs
 //!    stored in the CAS, recorded in the action cache and renamed into `out/`.
 //!
 //! A failed action leaves no entry in the cache and removes its old outputs and those of every
@@ -16,7 +18,8 @@
 //! the next entry or the command itself runs, and the cache records the damage for the CLI.
 //!
 //! The parts follow ninja's: `schedule` decides what runs when (the ready list, workers, what a
-//! failure stops), `lifecycle` takes one action through fresh / cached / run, and `command`
+//! failure stops), `lifecycle` takes one action through fresh / cached / remote / run, `remote`
+//! is the remote cache's part of that, and `command`
 //! turns an action's template into the concrete command line; the process itself is the
 //! [`Runner`]'s.
 
@@ -27,6 +30,7 @@ mod tests;
 
 mod command;
 mod lifecycle;
+pub mod remote;
 mod schedule;
 
 use std::collections::BTreeMap;
@@ -43,6 +47,8 @@ use plan::Action;
 pub enum Outcome {
     Fresh,
     Cached,
+    /// Fetched from the remote cache (and stored in the local one).
+    Remote,
     Ran,
     Failed,
     Skipped,
@@ -76,6 +82,8 @@ pub struct Executor<'a> {
     pub jobs: usize,
     /// Keep starting actions that do not depend on a failed one.
     pub keep_going: bool,
+    /// The remote cache, consulted after a local miss and filled after a local run.
+    pub remote: Option<&'a remote::Remote>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -180,6 +180,7 @@ impl Env {
             progress: &NoProgress,
             jobs,
             keep_going,
+            remote: None,
         };
         let outcomes = exec
             .run(plan, state)
@@ -381,4 +382,61 @@ fn a_changed_input_reruns_its_action_and_the_ones_after_it() {
         e.run(&plan, &runner, 2, &state),
         vec![Outcome::Ran, Outcome::Fresh, Outcome::Fresh]
     );
+}
+
+/// The remote keys (src/build/remote.rs): what enters them and what must not.
+#[test]
+fn remote_keys_cover_the_discovered_dependencies_and_not_the_workspace_path() {
+    fn digests(e: &Env) -> Vec<Digest> {
+        let plan = plan(&e.root, &[&[]]);
+        std::fs::create_dir_all(e.root.join("inc")).unwrap();
+        std::fs::write(e.root.join("inc/a.h"), "header").unwrap();
+        let stat = StatCache::load(e.stat_path.clone());
+        let exec = Executor {
+            root: &e.root,
+            cache: &e.cache,
+            stat: &stat,
+            toolchains: &e.toolchains,
+            runner: &crate::exec::scripted::Scripted::new(|_: &Command| {
+                Ok(scripted::ok(Vec::new()))
+            }),
+            progress: &NoProgress,
+            jobs: 1,
+            keep_going: false,
+            remote: None,
+        };
+        let a = &plan.actions[0];
+        let argv = exec.argv(a).unwrap();
+        let key = |deps: Option<&[(String, Digest)]>| {
+            let ra = exec.remote_action(a, &argv, deps).unwrap();
+            let enc = ra.encode(true).unwrap();
+            (enc.digest.digest, ra.inputs.len())
+        };
+        let h = Digest::of(b"header");
+        let (manifest, _) = key(None);
+        let (with_header, n) = key(Some(&[("inc/a.h".into(), h)]));
+        assert_eq!(n, 2, "a workspace header is in the input root");
+        let (other_header, _) = key(Some(&[("inc/a.h".into(), Digest::of(b"other"))]));
+        let (system, n) = key(Some(&[("/usr/include/x.h".into(), h)]));
+        assert_eq!(n, 1, "a system header is not");
+        let (other_system, _) = key(Some(&[("/usr/include/x.h".into(), Digest::of(b"2"))]));
+        let (sibling, n) = key(Some(&[("../sibling/x.h".into(), h)]));
+        assert_eq!(n, 1, "nor one reached through ..");
+        let all = [
+            manifest,
+            with_header,
+            other_header,
+            system,
+            other_system,
+            sibling,
+        ];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x, y, "two different actions share a remote key: {all:?}");
+            }
+        }
+        all.to_vec()
+    }
+    // The same action in two workspaces at different paths has the same keys.
+    assert_eq!(digests(&env()), digests(&env()));
 }

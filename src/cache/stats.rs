@@ -24,12 +24,15 @@ pub struct BuildStats {
     /// Damaged blobs found (and removed).
     #[serde(default)]
     pub damaged: u64,
+    /// Actions fetched from the remote cache (local misses).
+    #[serde(default)]
+    pub remote: u64,
 }
 
 impl BuildStats {
     /// Hits over lookups, or None when nothing was looked up.
     pub fn hit_rate(&self) -> Option<f64> {
-        let lookups = self.cached + self.ran + self.failed;
+        let lookups = self.cached + self.ran + self.failed + self.remote;
         (lookups > 0).then(|| self.cached as f64 / lookups as f64)
     }
 
@@ -39,6 +42,7 @@ impl BuildStats {
         self.fresh += o.fresh;
         self.failed += o.failed;
         self.damaged += o.damaged;
+        self.remote += o.remote;
     }
 }
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use super::output::{self, Bar, Lines, Quiet};
 use super::{jobs, BuildArgs, Error};
+use crate::build::remote::Remote;
 use crate::build::Progress;
 use crate::driver::{self, BuildOptions, BuildOutcome};
 use crate::exec::ProcessRunner;
@@ -26,7 +27,13 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         (Some(b), false) => b,
         (None, false) => &Lines,
     };
-    let outcome = driver::build(ws, &opts, &ProcessRunner, progress)?;
+    let flags = crate::remote::settings::Flags {
+        cache: args.remote_cache.clone(),
+        instance: args.remote_instance.clone(),
+        disabled: args.no_remote_cache,
+    };
+    let remote = crate::remote::settings::resolve(&ws.root, &flags)?.map(Remote::new);
+    let outcome = driver::build_with_remote(ws, &opts, &ProcessRunner, progress, remote.as_ref())?;
     if let Some(b) = &bar_ref {
         b.finish();
     }
@@ -39,6 +46,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
                 "damaged": outcome.damage.iter().map(|d| d.blob).collect::<Vec<_>>(),
                 "gc": outcome.gc.as_ref().and_then(|g| g.as_ref().ok()),
             },
+            "remote": outcome.remote,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
@@ -80,6 +88,10 @@ pub fn report_cache(outcome: &BuildOutcome) {
     }
     for d in &outcome.damage {
         eprintln!("kiln: warning: {d}; removed it and rebuilt what it held");
+    }
+    // One line for the whole build: the first failure turned the remote (or its uploads) off.
+    if let Some(failure) = outcome.remote.as_ref().and_then(|r| r.error.as_ref()) {
+        eprintln!("kiln: warning: {failure}");
     }
     match &outcome.gc {
         Some(Ok(r)) => eprintln!(
@@ -129,10 +141,11 @@ pub fn report_failures(outcome: &BuildOutcome) {
 }
 
 fn summary(outcome: &BuildOutcome) {
-    let (mut run, mut cached, mut fresh) = (0, 0, 0);
+    let (mut run, mut cached, mut remote, mut fresh) = (0, 0, 0, 0);
     for t in &outcome.targets {
         run += t.actions_run;
         cached += t.actions_cached;
+        remote += t.actions_remote;
         fresh += t.actions_fresh;
     }
     for (name, img) in &outcome.images {
@@ -145,7 +158,7 @@ fn summary(outcome: &BuildOutcome) {
     }
     if !outcome.failed {
         eprintln!(
-            "kiln: {} targets: {run} actions run, {cached} from cache, {fresh} up to date",
+            "kiln: {} targets: {run} actions run, {cached} from cache, {remote} from remote cache, {fresh} up to date",
             outcome.targets.len()
         );
     }

@@ -161,10 +161,11 @@ pub fn run(cmd: &CacheCmd) -> Result<ExitCode, Error> {
             );
             match total.hit_rate() {
                 Some(rate) => println!(
-                    "hit rate: {:.1}% over the last {} build(s): {} from cache, {} run, {} failed, {} up to date, {} damaged blob(s)",
+                    "hit rate: {:.1}% over the last {} build(s): {} from cache, {} from remote cache, {} run, {} failed, {} up to date, {} damaged blob(s)",
                     rate * 100.0,
                     recent.len(),
                     total.cached,
+                    total.remote,
                     total.ran,
                     total.failed,
                     total.fresh,

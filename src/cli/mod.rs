@@ -60,6 +60,17 @@ pub struct BuildArgs {
     /// every failure (like make -k). Still exits 1.
     #[arg(short = 'k', long)]
     pub keep_going: bool,
+    /// A REAPI remote cache (grpc://HOST:PORT, grpcs://HOST:PORT): looked up after a local
+    /// miss, filled after a local run. Overrides `[remote] cache` in kiln.toml and the user's
+    /// config. A token comes from KILN_REMOTE_TOKEN, other headers from KILN_REMOTE_HEADER.
+    #[arg(long, value_name = "URL")]
+    pub remote_cache: Option<String>,
+    /// The remote cache's instance name (default: `[remote] instance`, else "").
+    #[arg(long, value_name = "NAME")]
+    pub remote_instance: Option<String>,
+    /// Use no remote cache, whatever the config files say.
+    #[arg(long, conflicts_with_all = ["remote_cache", "remote_instance"])]
+    pub no_remote_cache: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,6 +172,8 @@ pub enum Error {
     Verify(Box<crate::verify::VerifyError>),
     #[error(transparent)]
     Clean(Box<clean::CleanError>),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::settings::SettingsError),
     #[error("{0}")]
     Failed(String),
 }
@@ -184,6 +197,8 @@ impl CliError for Error {
             // Could not scan (bad database or allowlist, no image yet): not a finding, so not 1.
             Error::Scan(crate::scan::ScanError::Write { .. }) => 1,
             Error::Scan(_) => 2,
+            // A bad [remote] table, URL or header: the build has not started.
+            Error::Remote(_) => 2,
             Error::Lock(_) | Error::Verify(_) | Error::Clean(_) | Error::Failed(_) => 1,
         }
     }

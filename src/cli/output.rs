@@ -28,6 +28,7 @@ impl Progress for Lines {
         let word = match report.outcome {
             Outcome::Ran => "built",
             Outcome::Cached => "cached",
+            Outcome::Remote => "remote",
             Outcome::Failed => "FAILED",
             Outcome::Fresh | Outcome::Skipped => return,
         };

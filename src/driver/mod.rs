@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::build::remote::{Remote, RemoteSummary};
 use crate::build::state::State;
 use crate::build::{Executor, Outcome, Progress};
 use crate::cache::gc::GcReport;
@@ -93,6 +94,8 @@ pub struct BuildOutcome {
     pub gc: Option<Result<GcReport, UpkeepError>>,
     /// The toolchains the build used, by name (a Debian toolchain's sandbox runs its tests).
     pub toolchains: BTreeMap<String, crate::toolchain::Toolchain>,
+    /// What the remote cache did, when the build had one.
+    pub remote: Option<RemoteSummary>,
 }
 
 pub fn build(
@@ -113,7 +116,19 @@ pub fn build_selected(
     progress: &dyn Progress,
     tests: bool,
 ) -> Result<BuildOutcome, DriverError> {
-    build_impl(ws, opts, runner, progress, tests, None)
+    build_impl(ws, opts, runner, progress, tests, None, None)
+}
+
+/// Like [`build`], with a remote cache consulted after local misses and filled after local runs
+/// (see [`crate::build::remote`]).
+pub fn build_with_remote(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    remote: Option<&Remote>,
+) -> Result<BuildOutcome, DriverError> {
+    build_impl(ws, opts, runner, progress, false, None, remote)
 }
 
 /// Like [`build`], with the source metadata (revision, SOURCE_DATE_EPOCH, source URL) given
@@ -125,7 +140,7 @@ pub fn build_with_meta(
     progress: &dyn Progress,
     meta: &Meta,
 ) -> Result<BuildOutcome, DriverError> {
-    build_impl(ws, opts, runner, progress, false, Some(meta))
+    build_impl(ws, opts, runner, progress, false, Some(meta), None)
 }
 
 /// The image context of each toolchain: this machine's for host toolchains, one over its root
@@ -161,6 +176,7 @@ fn build_impl(
     progress: &dyn Progress,
     tests: bool,
     meta: Option<&Meta>,
+    remote: Option<&Remote>,
 ) -> Result<BuildOutcome, DriverError> {
     let (root, out) = (ws.root.as_path(), ws.out());
     let phases = phases::Phases::start();
@@ -196,6 +212,7 @@ fn build_impl(
         progress,
         jobs: opts.jobs,
         keep_going: opts.keep_going,
+        remote,
     };
     phases.mark("load state");
     let reports = exec.run(&prepared.plan, &state);
@@ -213,7 +230,7 @@ fn build_impl(
             actions.iter().all(|&a| {
                 matches!(
                     reports[a].outcome,
-                    Outcome::Fresh | Outcome::Cached | Outcome::Ran
+                    Outcome::Fresh | Outcome::Cached | Outcome::Remote | Outcome::Ran
                 )
             })
         };
@@ -280,5 +297,6 @@ fn build_impl(
         damage,
         gc,
         toolchains: prepared.toolchains,
+        remote: remote.map(Remote::summary),
     })
 }

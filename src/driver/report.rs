@@ -15,16 +15,30 @@ pub struct TargetReport {
     pub outputs: Vec<PathBuf>,
     pub actions_run: usize,
     pub actions_cached: usize,
+    /// Actions whose outputs came from the remote cache.
+    pub actions_remote: usize,
     pub actions_fresh: usize,
     /// Actions not started because something they need failed (or the build stopped).
     pub skipped: usize,
     /// Ids of the actions that ran a command.
     pub ran: Vec<String>,
+    /// Where each action's outputs came from this build, in plan order (failed and skipped
+    /// actions are in `failures` and `skipped`).
+    pub actions: Vec<ActionSource>,
     pub duration_ms: u128,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<serde_json::Value>,
     #[serde(skip)]
     pub failures: Vec<(String, ActionReport)>,
+}
+
+/// One action and where its outputs came from.
+#[derive(Debug, serde::Serialize)]
+pub struct ActionSource {
+    pub id: String,
+    /// `local` (its command ran), `local-cache`, `remote-cache`, or `up-to-date` (out/ already
+    /// held its outputs).
+    pub source: &'static str,
 }
 
 /// One report per target, in build order.
@@ -39,9 +53,11 @@ pub fn tally(ws: &Workspace, prepared: &Prepared, reports: &[ActionReport]) -> V
             outputs: tp.product.iter().cloned().collect(),
             actions_run: 0,
             actions_cached: 0,
+            actions_remote: 0,
             actions_fresh: 0,
             skipped: 0,
             ran: Vec::new(),
+            actions: Vec::new(),
             duration_ms: 0,
             image: None,
             failures: Vec::new(),
@@ -49,12 +65,26 @@ pub fn tally(ws: &Workspace, prepared: &Prepared, reports: &[ActionReport]) -> V
         for &a in &tp.actions {
             let rep = &reports[a];
             t.duration_ms += rep.millis;
+            let source = match rep.outcome {
+                Outcome::Ran => Some("local"),
+                Outcome::Cached => Some("local-cache"),
+                Outcome::Remote => Some("remote-cache"),
+                Outcome::Fresh => Some("up-to-date"),
+                Outcome::Failed | Outcome::Skipped => None,
+            };
+            if let Some(source) = source {
+                t.actions.push(ActionSource {
+                    id: prepared.plan.actions[a].id.clone(),
+                    source,
+                });
+            }
             match rep.outcome {
                 Outcome::Ran => {
                     t.actions_run += 1;
                     t.ran.push(prepared.plan.actions[a].id.clone());
                 }
                 Outcome::Cached => t.actions_cached += 1,
+                Outcome::Remote => t.actions_remote += 1,
                 Outcome::Fresh => t.actions_fresh += 1,
                 Outcome::Failed => t
                     .failures
@@ -76,6 +106,7 @@ pub fn counts(reports: &[ActionReport], damaged: usize) -> BuildStats {
     for r in reports {
         match r.outcome {
             Outcome::Cached => counts.cached += 1,
+            Outcome::Remote => counts.remote += 1,
             Outcome::Ran => counts.ran += 1,
             Outcome::Fresh => counts.fresh += 1,
             Outcome::Failed => counts.failed += 1,

@@ -37,6 +37,15 @@ struct Dir {
     dirs: BTreeMap<String, Dir>,
 }
 
+/// Whether an input root can hold `path` (relative, no `.`, `..` or empty component).
+pub fn is_root_path(path: &str) -> bool {
+    components(path, |reason| RemoteError::InputPath {
+        path: String::new(),
+        reason,
+    })
+    .is_ok()
+}
+
 /// Checks a relative path and splits it into its components.
 pub fn components(
     path: &str,

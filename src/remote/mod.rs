@@ -28,7 +28,11 @@
 //!
 //! Layout: [`config`] (URL, instance, TLS, headers from the environment), [`client`] (channel,
 //! runtime, headers), [`capabilities`], [`cas`] (blobs), [`action_cache`], [`merkle`] (input
-//! root), [`action`] (Command + Action), [`blob`] (REAPI digests), [`cache`] (the facade).
+//! root), [`action`] (Command + Action), [`blob`] (REAPI digests), [`cache`] (the facade),
+//! [`settings`] (flags, `kiln.toml` and the user's config naming the remote for a build).
+//!
+//! The executor's side (what it looks up and uploads, and the fallback) is
+//! `crate::build::remote`.
 
 pub mod action;
 pub mod action_cache;
@@ -40,6 +44,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod merkle;
+pub mod settings;
 
 pub use action::RemoteAction;
 pub use blob::BlobDigest;

@@ -33,6 +33,9 @@ pub struct State {
     pub corrupt_reads: AtomicBool,
     /// This many ByteStream writes fail with UNAVAILABLE after their first chunk.
     pub drop_writes: AtomicUsize,
+    /// UpdateActionResult answers PERMISSION_DENIED while set (a read-only credential on a
+    /// server that advertises updates).
+    pub refuse_updates: AtomicBool,
     pub blobs: Mutex<HashMap<String, Vec<u8>>>,
     results: Mutex<HashMap<String, reapi::ActionResult>>,
     /// Committed bytes of unfinished uploads, by resource name.
@@ -145,6 +148,9 @@ impl ActionCache for Svc {
         req: Request<reapi::UpdateActionResultRequest>,
     ) -> Res<reapi::ActionResult> {
         self.check(&req, &req.get_ref().instance_name)?;
+        if self.0.refuse_updates.load(Ordering::SeqCst) {
+            return Err(Status::permission_denied("this credential may only read"));
+        }
         let r = req.into_inner();
         let result = r.action_result.unwrap_or_default();
         let key = r.action_digest.unwrap_or_default().hash;

@@ -94,11 +94,13 @@ impl Workspace {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
-    /// kiln in this workspace with its own cache, as CI runs it.
+    /// kiln in this workspace with its own cache, as CI runs it, and without the user's kiln
+    /// config (a `[remote]` there would serve builds from someone's remote cache).
     pub fn kiln(&self) -> Kiln {
         Kiln::at(&self.root)
             .env("KILN_CACHE", &self.cache)
             .env("CI", "1")
+            .env("XDG_CONFIG_HOME", self.tmp.path().join("config"))
     }
 
     /// Runs `out/bin/<name>`, which must succeed, and returns its stdout.

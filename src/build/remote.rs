@@ -1,0 +1,433 @@
+//! The remote cache in an action's lifecycle (issue 11): looked up when the local action cache
+//! misses, filled after a local run succeeds. The client is [`crate::remote::RemoteCache`].
+//!
+//! A kiln action is two REAPI actions, as the local cache has a base key and full keys (ccache's
+//! direct mode):
+//! - the *dependency manifest*: the declared inputs (what the base key covers) and one output,
+//!   [`DEPS_OUTPUT`], holding the dependencies runs discovered (depfile, ALI) with their
+//!   digests, as the local [`ActionEntry`] holds them: up to [`MAX_VARIANTS`] sets, newest
+//!   first, so branches whose headers differ do not push each other out;
+//! - the *action*: the declared inputs plus the workspace's discovered dependencies in the input
+//!   root, the digest of the files outside the workspace (system headers, the GNAT runtime) as
+//!   the platform property [`HOST_DEPS_PROPERTY`], and the action's real outputs. Its key thus covers
+//!   what the local full key covers.
+//!
+//! A lookup reads the manifest, takes the sets whose every dependency has that digest here (as a
+//! local entry's must), then looks up the action for each until one is there; the outputs (verified by the client) go
+//! into the local CAS with a local entry holding the discovered dependencies, and are restored
+//! into `out/` by [`Executor::restore`], the local cache's own path (hashed again while copied,
+//! renamed into place). So a machine that got everything from the remote has the same local
+//! cache and `out/` state as one that built it: its no-op and incremental builds are the same.
+//! An upload stores the action first and then its manifest (the set just discovered put before
+//! the ones the server already had), so a manifest never names an action result that is not
+//! there yet. Two machines writing one manifest at once may lose a set: a later miss, no harm.
+//!
+//! Falls back, never lies: the first error of a lookup (unreachable, UNAVAILABLE, a blob that
+//! does not match its digest) turns the remote off for the rest of the build; the action then
+//! runs locally like every later one. An upload's error (a read-only credential, a full
+//! server) turns off only uploads, so hits are still served. The first failure is kept for one
+//! warning at the end. A result whose outputs do not verify never reaches `out/`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::plan::Action;
+use super::state::State;
+use super::{io_ctx, ActionError, Executor};
+use crate::cache::key::{allowed_env, full_key, KEY_VERSION};
+use crate::cache::{ActionEntry, OutputEntry};
+use crate::digest::{Digest, Hasher};
+use crate::remote::merkle;
+use crate::remote::{
+    BlobDigest, InputFile, LocalOutput, LocalRun, RemoteAction, RemoteCache, RemoteConfig,
+    RemoteError, RemoteResult, Uploaded,
+};
+
+/// The manifest's one output.
+pub const DEPS_OUTPUT: &str = "kiln-deps.json";
+/// Dependency sets a manifest keeps.
+pub const MAX_VARIANTS: usize = 8;
+
+/// One set of discovered dependencies with their digests.
+type Deps = Vec<(String, Digest)>;
+/// Platform property telling the manifest from the action.
+pub const ROLE_PROPERTY: &str = "kiln-role";
+/// Platform property naming the action kind (compile, link, ...), which the local base key
+/// covers too.
+pub const KIND_PROPERTY: &str = "kiln-kind";
+/// Platform property: the digest of the inputs and discovered dependencies outside the
+/// workspace (which the input root cannot hold).
+pub const HOST_DEPS_PROPERTY: &str = "kiln-host-deps";
+
+/// The remote cache of one build: connected on first use (a build with nothing to do never
+/// connects), turned off by its first failure.
+pub struct Remote {
+    config: RemoteConfig,
+    client: OnceLock<Option<RemoteCache>>,
+    /// No more calls of any kind.
+    off: AtomicBool,
+    /// No more uploads.
+    uploads_off: AtomicBool,
+    failure: Mutex<Option<RemoteFailure>>,
+    uploads: AtomicUsize,
+}
+
+/// The first thing that went wrong with the remote in a build.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteFailure {
+    /// `lookup` (the remote was not used from then on) or `upload` (results stayed local).
+    pub during: &'static str,
+    pub error: String,
+}
+
+impl std::fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.during {
+            "upload" => write!(
+                f,
+                "remote cache not updated: {}; later results stay local",
+                self.error
+            ),
+            _ => write!(f, "remote cache not used: {}; built locally", self.error),
+        }
+    }
+}
+
+/// Which calls a failure turns off.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Lookup,
+    Upload,
+}
+
+/// What the remote did in one build, for the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RemoteSummary {
+    /// The server, credentials in the URL redacted.
+    pub url: String,
+    pub instance: String,
+    /// Action results this build stored on the server.
+    pub uploads: usize,
+    /// The first failure, after which the build went on without the remote (or without
+    /// uploading).
+    pub error: Option<RemoteFailure>,
+}
+
+impl Remote {
+    pub fn new(config: RemoteConfig) -> Remote {
+        Remote {
+            config,
+            client: OnceLock::new(),
+            off: AtomicBool::new(false),
+            uploads_off: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            uploads: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn summary(&self) -> RemoteSummary {
+        RemoteSummary {
+            url: self.config.redacted_url(),
+            instance: self.config.instance_name.clone(),
+            uploads: self.uploads.load(Ordering::SeqCst),
+            error: self.failure.lock().unwrap().clone(),
+        }
+    }
+
+    fn fail(&self, call: Call, e: &RemoteError) {
+        self.uploads_off.store(true, Ordering::SeqCst);
+        if call == Call::Lookup {
+            self.off.store(true, Ordering::SeqCst);
+        }
+        let mut f = self.failure.lock().unwrap();
+        if f.is_none() {
+            *f = Some(RemoteFailure {
+                during: match call {
+                    Call::Lookup => "lookup",
+                    Call::Upload => "upload",
+                },
+                error: crate::error::chain(e),
+            });
+        }
+    }
+
+    fn is_off(&self, call: Call) -> bool {
+        match call {
+            Call::Lookup => self.off.load(Ordering::SeqCst),
+            Call::Upload => self.uploads_off.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Runs `f` on the connected client; None when that kind of call is off or `f` failed
+    /// (which turns it off). A failed connection is a lookup's failure, whoever made it.
+    fn call<T>(
+        &self,
+        call: Call,
+        f: impl FnOnce(&RemoteCache) -> Result<T, RemoteError>,
+    ) -> Option<T> {
+        if self.is_off(call) {
+            return None;
+        }
+        let client = self
+            .client
+            .get_or_init(|| match RemoteCache::connect(&self.config) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.fail(Call::Lookup, &e);
+                    None
+                }
+            })
+            .as_ref()?;
+        match f(client) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(call, &e);
+                None
+            }
+        }
+    }
+}
+
+impl Executor<'_> {
+    /// An input file of the remote action: workspace-relative path, digest, size, mode.
+    fn input_file(&self, path: &str, digest: Digest) -> Result<InputFile, ActionError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta =
+            std::fs::metadata(self.root.join(path)).map_err(io_ctx(format!("reading {path}")))?;
+        Ok(InputFile {
+            path: path.to_string(),
+            blob: BlobDigest {
+                digest,
+                size: meta.len(),
+            },
+            executable: meta.permissions().mode() & 0o100 != 0,
+        })
+    }
+
+    /// The manifest when `deps` is None, else the action with those discovered dependencies.
+    pub(super) fn remote_action(
+        &self,
+        action: &Action,
+        argv: &[String],
+        deps: Option<&[(String, Digest)]>,
+    ) -> Result<RemoteAction, ActionError> {
+        let tc = &self.toolchains[&action.toolchain];
+        let mut inputs = Vec::new();
+        // Files the input root cannot hold (absolute, or reached through `..`: system headers,
+        // the GNAT runtime, a sibling checkout) enter the key as one digest.
+        let mut host = Hasher::new();
+        let mut add = |path: &str, digest: Digest| -> Result<(), ActionError> {
+            if merkle::is_root_path(path) {
+                inputs.push(self.input_file(path, digest)?);
+            } else {
+                host.update(format!("{} {path} {digest}\n", path.len()).as_bytes());
+            }
+            Ok(())
+        };
+        for input in &action.inputs {
+            add(&input.to_string_lossy(), self.digest(input)?)?;
+        }
+        let outputs = match deps {
+            None => vec![DEPS_OUTPUT.to_string()],
+            Some(deps) => {
+                for (p, d) in deps {
+                    add(p, *d)?;
+                }
+                action.outputs.iter().map(|o| o.name.clone()).collect()
+            }
+        };
+        let role = if deps.is_some() {
+            "action"
+        } else {
+            "dependencies"
+        };
+        let platform = vec![
+            (KIND_PROPERTY.to_string(), action.kind.to_string()),
+            (ROLE_PROPERTY.to_string(), role.to_string()),
+            (HOST_DEPS_PROPERTY.to_string(), host.finish().to_string()),
+        ];
+        Ok(RemoteAction {
+            program: action.program.clone(),
+            argv: argv.to_vec(),
+            env: allowed_env()
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            // gnatbind runs in its staging directory; a stable name stands for it.
+            working_directory: if action.in_staging {
+                "$OUT".into()
+            } else {
+                String::new()
+            },
+            inputs,
+            outputs,
+            toolchain: tc.fingerprint,
+            platform,
+            salt: KEY_VERSION.to_string(),
+        })
+    }
+
+    /// After a local miss: the action's outputs from the remote cache, put in place and recorded
+    /// like a local hit. Some(stderr) on a hit; None on a miss, with the remote off, or after a
+    /// remote failure (recorded for the warning).
+    pub(super) fn remote_restore(
+        &self,
+        action: &Action,
+        argv: &[String],
+        base: &Digest,
+        state: &Mutex<State>,
+    ) -> Result<Option<String>, ActionError> {
+        let Some(remote) = self.remote else {
+            return Ok(None);
+        };
+        let manifest = self.remote_action(action, argv, None)?;
+        let Some(variants) = remote.call(Call::Lookup, |c| c.lookup(&manifest)) else {
+            return Ok(None);
+        };
+        // As for a local entry: every discovered dependency must still be what it was.
+        let mut hit = None;
+        for deps in parse_variants(variants.as_ref()) {
+            if !self.deps_match(&deps) {
+                continue;
+            }
+            let full_action = self.remote_action(action, argv, Some(&deps))?;
+            match remote.call(Call::Lookup, |c| c.lookup(&full_action)) {
+                Some(Some(result)) => {
+                    hit = Some((deps, result));
+                    break;
+                }
+                Some(None) => continue,
+                None => return Ok(None),
+            }
+        }
+        let Some((deps, result)) = hit else {
+            return Ok(None);
+        };
+        let Some(entry) = self.store_remote_result(action, &deps, &result)? else {
+            return Ok(None);
+        };
+        let full = full_key(base, &deps);
+        self.cache
+            .put_entry(base, &full, &entry)
+            .map_err(io_ctx("writing the action cache"))?;
+        let Some(outputs) = self.restore(action, base, &full, &entry)? else {
+            return Ok(None);
+        };
+        state
+            .lock()
+            .unwrap()
+            .record(&action.id, *base, &deps, outputs);
+        Ok(Some(entry.stderr))
+    }
+
+    /// The remote outputs into the local CAS, as the entry a local run would have written.
+    /// None when the result lacks an output (then it is not used).
+    fn store_remote_result(
+        &self,
+        action: &Action,
+        deps: &[(String, Digest)],
+        result: &RemoteResult,
+    ) -> Result<Option<ActionEntry>, ActionError> {
+        let mut outputs = Vec::new();
+        for spec in &action.outputs {
+            let Some(o) = result.outputs.iter().find(|o| o.path == spec.name) else {
+                return Ok(None);
+            };
+            let digest = self
+                .cache
+                .put_bytes(&o.bytes)
+                .map_err(io_ctx(format!("storing {} in the cache", spec.name)))?;
+            if digest != o.digest {
+                return Ok(None);
+            }
+            outputs.push(OutputEntry {
+                name: spec.name.clone(),
+                digest,
+                executable: spec.executable,
+            });
+        }
+        Ok(Some(ActionEntry {
+            deps: deps.to_vec(),
+            outputs,
+            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
+        }))
+    }
+
+    /// After a successful local run whose outputs are in the local CAS: the action, then its
+    /// manifest, to the remote cache. `staging` is the action's staging directory, still there.
+    pub(super) fn remote_store(
+        &self,
+        action: &Action,
+        argv: &[String],
+        entry: &ActionEntry,
+        staging: &Path,
+    ) -> Result<(), ActionError> {
+        let Some(remote) = self.remote else {
+            return Ok(());
+        };
+        if remote.is_off(Call::Upload) {
+            return Ok(());
+        }
+        let full_action = self.remote_action(action, argv, Some(&entry.deps))?;
+        let run = LocalRun {
+            outputs: entry
+                .outputs
+                .iter()
+                .map(|o| LocalOutput {
+                    path: o.name.clone(),
+                    file: self.cache.blob_path(&o.digest),
+                    executable: o.executable,
+                })
+                .collect(),
+            stdout: Vec::new(),
+            stderr: entry.stderr.clone().into_bytes(),
+        };
+        match remote.call(Call::Upload, |c| c.upload(&full_action, &run)) {
+            Some(Uploaded::Stored(_)) => {}
+            // Off, failed, or a server that takes no updates: no manifest either.
+            _ => return Ok(()),
+        }
+        let manifest = self.remote_action(action, argv, None)?;
+        let Some(known) = remote.call(Call::Upload, |c| c.lookup(&manifest)) else {
+            return Ok(());
+        };
+        let mut variants = vec![entry.deps.clone()];
+        for v in parse_variants(known.as_ref()) {
+            if variants.len() < MAX_VARIANTS && !variants.contains(&v) {
+                variants.push(v);
+            }
+        }
+        let deps_file = staging.join(DEPS_OUTPUT);
+        let bytes = serde_json::to_vec(&variants).map_err(|e| ActionError::Io {
+            context: "encoding the discovered dependencies".into(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&deps_file, bytes)
+            .map_err(io_ctx(format!("writing {}", deps_file.display())))?;
+        let run = LocalRun {
+            outputs: vec![LocalOutput {
+                path: DEPS_OUTPUT.into(),
+                file: deps_file,
+                executable: false,
+            }],
+            ..LocalRun::default()
+        };
+        if let Some(Uploaded::Stored(_)) = remote.call(Call::Upload, |c| c.upload(&manifest, &run))
+        {
+            remote.uploads.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// The dependency sets of a manifest (none when there is none, or it is not kiln's), at most
+/// [`MAX_VARIANTS`] of them.
+fn parse_variants(manifest: Option<&RemoteResult>) -> Vec<Deps> {
+    let Some(out) = manifest.and_then(|m| m.outputs.first()) else {
+        return Vec::new();
+    };
+    let mut variants: Vec<Deps> = serde_json::from_slice(&out.bytes).unwrap_or_default();
+    variants.truncate(MAX_VARIANTS);
+    variants
+}

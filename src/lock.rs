@@ -41,6 +41,7 @@ use crate::exec::ProcessRunner;
 use crate::recipe::Kind;
 use crate::toolchain::hermetic::PinPolicy;
 use crate::toolchain::probe::dpkg_versions;
+use crate::toolchain::ToolchainSource;
 use crate::workspace::Workspace;
 
 pub use crate::lockfile::{
@@ -230,6 +231,20 @@ pub fn check(ws: &Workspace) -> Result<(), LockError> {
         )
     })
     .collect();
+    // The packages of an image built on a Debian toolchain come from its pinned root, which
+    // the toolchain's fingerprint (its set digest) already checks; the machine's own
+    // packages matter only to images built on host toolchains.
+    // Nor does a build have to have recorded such an image: its pins are the record.
+    let mut lock = lock;
+    for service in service_names(ws) {
+        let hermetic = ws
+            .index(&service)
+            .and_then(|i| ws.toolchains.get(&ws.recipes[i].toolchain.value))
+            .is_some_and(|t| t.source != ToolchainSource::Host);
+        if hermetic {
+            lock.image.entry(service).or_default().packages.clear();
+        }
+    }
     let names: Vec<String> = lock
         .image
         .values()

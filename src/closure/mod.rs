@@ -133,8 +133,9 @@ impl Resolver {
     /// `host` with every symlink resolved, staying inside the root when there is one.
     fn canonical(&self, host: &Path) -> std::io::Result<PathBuf> {
         match &self.root {
-            Some(root) => canonical_in(root, host),
-            None => std::fs::canonicalize(host),
+            // Workspace libraries are files of this machine, outside the root.
+            Some(root) if host.starts_with(root) => canonical_in(root, host),
+            _ => std::fs::canonicalize(host),
         }
     }
 

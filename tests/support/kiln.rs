@@ -8,6 +8,24 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
+/// Where kiln keeps Debian toolchain downloads (`toolchain::hermetic::STORE_ENV`).
+pub const DEBIAN_STORE_ENV: &str = "KILN_DEBIAN_CACHE";
+
+/// The directory holding the machine's shared store (its `debian/`) of Debian downloads for tests: `$KILN_TEST_DEB_CACHE`,
+/// else `/var/cache/kiln-test-debs` when writable, else `~/.cache/kiln-test-debs`.
+pub fn shared_debian_store() -> PathBuf {
+    if let Some(d) = std::env::var_os("KILN_TEST_DEB_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let system = PathBuf::from("/var/cache/kiln-test-debs");
+    if std::fs::create_dir_all(&system).is_ok() && tempfile::tempdir_in(&system).is_ok() {
+        return system;
+    }
+    dirs::cache_dir()
+        .expect("a home directory")
+        .join("kiln-test-debs")
+}
+
 #[derive(Clone, Debug)]
 pub struct Kiln {
     root: Option<PathBuf>,
@@ -88,6 +106,11 @@ impl Kiln {
             c.arg("-C").arg(root).current_dir(root);
         }
         c.args(args).stdin(Stdio::null());
+        // Debian toolchains' packages, trees and roots: one download per machine, shared by
+        // every test (a test that needs its own store sets the variable itself).
+        if std::env::var_os(DEBIAN_STORE_ENV).is_none() {
+            c.env(DEBIAN_STORE_ENV, shared_debian_store().join("debian"));
+        }
         for (k, v) in &self.env {
             match v {
                 Some(v) => c.env(k, v),

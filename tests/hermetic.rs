@@ -14,17 +14,11 @@ use std::path::{Path, PathBuf};
 use support::kiln::{Kiln, DEBIAN_STORE_ENV};
 use support::workspace::Workspace;
 
-/// `fixtures/engine` with the repository's Debian toolchains instead of its host ones, at `dir`.
+/// `fixtures/engine` without its host toolchains, at `dir`: kiln's built-in ones (g++ 12, GNAT
+/// 12 and wxBase from pinned Debian packages) build it.
 fn hermetic_engine(dir: &str) -> Workspace {
     let ws = Workspace::fixture_at("engine", dir);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for name in ["gcc.toml", "gnat.toml"] {
-        fs::copy(
-            repo.join("toolchains").join(name),
-            ws.path(&format!("toolchains/{name}")),
-        )
-        .unwrap();
-    }
+    fs::remove_dir_all(ws.path("toolchains")).unwrap();
     ws
 }
 
@@ -110,6 +104,19 @@ fn two_checkouts_on_a_machine_without_compilers_build_the_same_bytes_from_the_lo
         !pinned.contains(&"libgtk-3-0"),
         "libwxgtk3.2-dev was taken with its dependencies: {pinned:?}"
     );
+    let list = a.kiln().run(["toolchain", "list"]).ok("toolchain list");
+    let text = list.stdout_text();
+    for name in [
+        "gcc\tc++ (built-in) from debian",
+        "gnat\tada (built-in) from debian",
+    ] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert!(
+        text.contains(&format!("{} package(s) pinned", pinned.len()))
+            && text.contains("root materialised"),
+        "{text}"
+    );
     // The tests run too, inside the root, with nothing of the host's on PATH.
     let t = bare_kiln(&a, &["bwrap"]).run(["test"]).ok("kiln test");
     assert!(
@@ -161,11 +168,14 @@ fn an_edited_toolchain_is_refused_under_locked_and_repinned_without() {
     let ws = hermetic_engine("ws");
     ws.kiln().run(["build", "--no-images"]).ok("first build");
     let lock = ws.read("kiln.lock");
-    ws.edit(
-        "toolchains/gnat.toml",
+    // The workspace takes over the built-in gnat with one more package.
+    let builtin = kiln::toolchain::BUILTIN[1].1;
+    let edited = builtin.replace(
         "packages = [\"gnat\", \"gcc\", \"libc6-dev\"]",
         "packages = [\"gnat\", \"gcc\", \"libc6-dev\", \"make\"]",
     );
+    assert_ne!(edited, builtin);
+    ws.write("toolchains/gnat.toml", &edited);
     let refused = ws.kiln().run(["build", "--locked", "geometry"]);
     assert_eq!(refused.code(), Some(1), "{}", refused.stderr_text());
     let err = refused.stderr_text();

@@ -22,6 +22,13 @@ pub enum ToolchainCmd {
     Resolve(ResolveArgs),
     /// Resolve, fetch and materialise the toolchain root of Debian packages; prints its path.
     Root(ResolveArgs),
+    /// The workspace's toolchains: where each comes from and what kiln.lock pins for it.
+    List,
+    /// One toolchain in full: its definition, its pinned packages and its root.
+    Show {
+        /// The toolchain's name (`gcc`, `gnat`, or one of toolchains/).
+        name: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,8 +89,13 @@ impl CliError for ToolchainError {
 }
 
 pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, ToolchainError> {
-    let (ToolchainCmd::Resolve(args) | ToolchainCmd::Root(args)) = cmd;
+    let args = match cmd {
+        ToolchainCmd::Resolve(args) | ToolchainCmd::Root(args) => args,
+        ToolchainCmd::List => return list(dir, None),
+        ToolchainCmd::Show { name } => return list(dir, Some(name)),
+    };
     let mut roots = args.packages.clone();
+    let mut alone = Vec::new();
     if let Some(name) = &args.toolchain {
         let ws = super::load_workspace(dir)?;
         let Some(tc) = ws.toolchains.get(name) else {
@@ -93,6 +105,7 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
             });
         };
         roots.extend(tc.packages.iter().cloned());
+        alone = tc.without_dependencies.clone();
     }
     let env_mirror = std::env::var(MIRROR_ENV).ok();
     let mut mirrors = BTreeMap::new();
@@ -111,7 +124,15 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
         architecture: args.arch.clone(),
         now: unix_now(),
     };
-    let packages = archive.resolve(&args.suites, &roots, args.with_essential)?;
+    let packages = archive.resolve_request(
+        &args.suites,
+        &crate::debian::resolve::Request {
+            roots,
+            architecture: args.arch.clone(),
+            with_essential: args.with_essential,
+            without_dependencies: alone,
+        },
+    )?;
     if let ToolchainCmd::Root(_) = cmd {
         let (set, root) = archive.root(&packages)?;
         println!("{}", root.display());
@@ -132,4 +153,87 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `kiln toolchain list` (every toolchain, one line each) and `show NAME` (one, in full).
+fn list(dir: &Option<PathBuf>, only: Option<&String>) -> Result<ExitCode, ToolchainError> {
+    let ws = super::load_workspace(dir)?;
+    if let Some(name) = only.filter(|n| !ws.toolchains.contains_key(*n)) {
+        return Err(ToolchainError::UnknownToolchain {
+            name: name.clone(),
+            known: ws.toolchains.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    }
+    let lock = crate::lockfile::read(&crate::lockfile::path(&ws.root))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let store = crate::toolchain::hermetic::downloads(&crate::cache::default_dir());
+    for (name, spec) in &ws.toolchains {
+        if only.is_some_and(|n| n != name) {
+            continue;
+        }
+        let origin = if spec.is_builtin() {
+            "built-in".to_string()
+        } else {
+            spec.file.clone()
+        };
+        let pins = lock.toolchain.get(name).and_then(|t| t.debian.as_ref());
+        let (source, pinned) = match &spec.source {
+            crate::toolchain::ToolchainSource::Host => (
+                "host: this machine's installed packages (not reproducible elsewhere)".to_string(),
+                String::new(),
+            ),
+            crate::toolchain::ToolchainSource::Debian {
+                suites,
+                architecture,
+            } => (
+                format!("debian {} {architecture}", suites.join(",")),
+                match pins {
+                    Some(p) => {
+                        let set = locked::set_digest(&p.package);
+                        let here = crate::debian::root::root_dir(&store, &set).is_dir();
+                        format!(
+                            ", {} package(s) pinned, set {set}{}",
+                            p.package.len(),
+                            if here { ", root materialised" } else { "" }
+                        )
+                    }
+                    None => ", not pinned yet (the next build pins it)".to_string(),
+                },
+            ),
+        };
+        println!(
+            "{name}\t{} ({origin}) from {source}{pinned}",
+            spec.language_name()
+        );
+        if only.is_none() {
+            continue;
+        }
+        for (role, program) in spec.programs() {
+            println!("  {role}: {program}");
+        }
+        println!("  cflags: {}", spec.cflags.join(" "));
+        if let Some(p) = pins {
+            println!("  requested: {}", p.packages.join(" "));
+            if !p.without_dependencies.is_empty() {
+                println!(
+                    "  without dependencies: {}",
+                    p.without_dependencies.join(" ")
+                );
+            }
+            for pkg in &p.package {
+                println!(
+                    "  {} {} {} (source {} {})",
+                    pkg.name, pkg.version, pkg.architecture, pkg.source, pkg.source_version
+                );
+            }
+            let set = locked::set_digest(&p.package);
+            let root = crate::debian::root::root_dir(&store, &set);
+            if root.is_dir() {
+                println!("  root: {}", root.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -273,21 +273,27 @@ fn image_key(req: &ImageRequest, dpkg_root: &Path, stat: &StatCache) -> std::io:
     k.argv(&[request_fields(req).to_string()]);
     // A different kiln may write different bytes.
     if let Ok(exe) = std::env::current_exe() {
-        k.input("kiln", &stat.digest(&exe)?);
+        k.input("kiln", &digest(stat, &exe)?);
     }
     // System libraries come from installed packages: this machine's, or a toolchain root's.
     let status = dpkg_root.join("var/lib/dpkg/status");
-    k.input(&status.to_string_lossy(), &stat.digest(&status)?);
-    k.input("binary", &stat.digest(&req.binary)?);
+    k.input(&status.to_string_lossy(), &digest(stat, &status)?);
+    k.input("binary", &digest(stat, &req.binary)?);
     for lib in &req.workspace_libs {
-        k.input(&lib.to_string_lossy(), &stat.digest(lib)?);
+        k.input(&lib.to_string_lossy(), &digest(stat, lib)?);
     }
     for f in &req.extra_files {
         for entry in walk(&f.src) {
-            k.input(&entry.to_string_lossy(), &stat.digest(&entry)?);
+            k.input(&entry.to_string_lossy(), &digest(stat, &entry)?);
         }
     }
     Ok(k.finish())
+}
+
+/// A file's digest; a failure names the file (the OS error alone does not say which).
+fn digest(stat: &StatCache, path: &Path) -> std::io::Result<Digest> {
+    stat.digest(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 fn walk(p: &Path) -> Vec<PathBuf> {

@@ -192,6 +192,39 @@ impl ToolchainSpec {
     }
 }
 
+/// kiln's own toolchains, by name, for workspaces whose `toolchains/` does not define them:
+/// Debian 12's g++ 12 with wxBase, and GNAT 12, both from pinned packages.
+pub const BUILTIN: [(&str, &str); 2] = [
+    ("gcc", include_str!("builtin/gcc.toml")),
+    ("gnat", include_str!("builtin/gnat.toml")),
+];
+
+/// The `file` a built-in toolchain reports, in messages and `kiln toolchain list`.
+pub fn builtin_file(name: &str) -> String {
+    format!("(built-in {name})")
+}
+
+impl ToolchainSpec {
+    /// The built-in toolchain `name`, if kiln has one.
+    pub fn builtin(name: &str) -> Option<ToolchainSpec> {
+        let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+        let spec = ToolchainSpec::parse(&builtin_file(name), name, text.to_string())
+            .expect("built-in toolchains parse");
+        Some(spec)
+    }
+
+    pub fn language_name(&self) -> &'static str {
+        match self.language {
+            Language::Cxx => "c++",
+            Language::Ada => "ada",
+        }
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        self.file == builtin_file(&self.name)
+    }
+}
+
 /// A toolchain found on this machine.
 #[derive(Clone, Debug)]
 pub struct Toolchain {

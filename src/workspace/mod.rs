@@ -78,6 +78,12 @@ impl Workspace {
             let tc = ToolchainSpec::load(root, &file)?;
             toolchains.insert(tc.name.clone(), tc);
         }
+        for (name, _) in crate::toolchain::BUILTIN {
+            if !toolchains.contains_key(name) {
+                let tc = ToolchainSpec::builtin(name).expect("a built-in toolchain");
+                toolchains.insert(name.to_string(), tc);
+            }
+        }
         let mut recipes = Vec::new();
         for file in toml_files(root, "recipes")? {
             recipes.push(recipe::load(root, &file)?);

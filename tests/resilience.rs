@@ -465,7 +465,7 @@ fn what_kiln_started_dies_with_kiln() {
     let ws = Workspace::with_files(&[
         (
             "toolchains/gcc.toml",
-            "language = \"c++\"\ncompiler = \"g++\"\narchiver = \"ar\"\n",
+            "language = \"c++\"\nsource = \"host\"\ncompiler = \"g++\"\narchiver = \"ar\"\n",
         ),
         (
             "recipes/sleeper.toml",

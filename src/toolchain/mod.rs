@@ -117,10 +117,11 @@ impl ToolchainSpec {
         let v = |key: &str| -> Result<Vec<String>, Diagnostic> {
             Ok(r.strings(key)?.into_iter().map(|s| s.value).collect())
         };
+        // Debian unless the file opts into the host's compilers.
         let source = match r.string("source")? {
-            None => None,
+            None => Some(()),
             Some(s) if s.value == "host" => None,
-            Some(s) if s.value == "debian" => Some(s),
+            Some(s) if s.value == "debian" => Some(()),
             Some(s) => return Err(src.error(
                 s.span,
                 "`source` must be \"host\" (installed packages) or \"debian\" (pinned packages)",
@@ -347,8 +348,7 @@ mod source_tests {
 
     #[test]
     fn a_debian_toolchain_names_its_suites_and_architecture_or_gets_debian_12() {
-        let t =
-            parse("language = \"c++\"\nsource = \"debian\"\npackages = [\"g++-12\"]\n").unwrap();
+        let t = parse("language = \"c++\"\npackages = [\"g++-12\"]\n").unwrap();
         let want: Vec<String> = DEFAULT_SUITES.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             t.source,
@@ -366,7 +366,9 @@ mod source_tests {
             }
         );
         assert_eq!(
-            parse("language = \"ada\"\n").unwrap().source,
+            parse("language = \"ada\"\nsource = \"host\"\n")
+                .unwrap()
+                .source,
             ToolchainSource::Host
         );
     }
@@ -377,7 +379,8 @@ mod source_tests {
         let text = e.to_string();
         assert!(text.contains("toolchains/t.toml:2:10"), "{text}");
         assert!(text.contains("\"host\""), "{text}");
-        let e = parse("language = \"c++\"\nsuites = [\"bookworm\"]\n").unwrap_err();
-        assert!(e.to_string().contains("toolchains/t.toml:2:"), "{e}");
+        let e =
+            parse("language = \"c++\"\nsource = \"host\"\nsuites = [\"bookworm\"]\n").unwrap_err();
+        assert!(e.to_string().contains("toolchains/t.toml:3:"), "{e}");
     }
 }

@@ -24,6 +24,9 @@ pub enum ToolchainCmd {
     Root(ResolveArgs),
     /// The workspace's toolchains: where each comes from and what kiln.lock pins for it.
     List,
+    /// Pin (if kiln.lock does not yet) and materialise the roots of the workspace's Debian
+    /// toolchains, fetching only what the store lacks; prints each root. A CI warm-up step.
+    Fetch,
     /// One toolchain in full: its definition, its pinned packages and its root.
     Show {
         /// The toolchain's name (`gcc`, `gnat`, or one of toolchains/).
@@ -92,6 +95,7 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
     let args = match cmd {
         ToolchainCmd::Resolve(args) | ToolchainCmd::Root(args) => args,
         ToolchainCmd::List => return list(dir, None),
+        ToolchainCmd::Fetch => return fetch(dir),
         ToolchainCmd::Show { name } => return list(dir, Some(name)),
     };
     let mut roots = args.packages.clone();
@@ -233,6 +237,26 @@ fn list(dir: &Option<PathBuf>, only: Option<&String>) -> Result<ExitCode, Toolch
             if root.is_dir() {
                 println!("  root: {}", root.display());
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln toolchain fetch`: every Debian toolchain a recipe uses, pinned and materialised.
+fn fetch(dir: &Option<PathBuf>) -> Result<ExitCode, ToolchainError> {
+    let ws = super::load_workspace(dir)?;
+    let all: Vec<usize> = (0..ws.recipes.len()).collect();
+    let toolchains = crate::driver::resolve_toolchains(
+        &ProcessRunner,
+        &ws,
+        &all,
+        &crate::cache::default_dir(),
+        crate::toolchain::hermetic::PinPolicy::Update,
+    )
+    .map_err(|e| ToolchainError::Workspace(Box::new(super::Error::Driver(e))))?;
+    for (name, tc) in &toolchains {
+        if let Some(root) = &tc.root {
+            println!("{name}\t{}\t{}", root.set, root.dir.display());
         }
     }
     Ok(ExitCode::SUCCESS)

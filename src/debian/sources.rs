@@ -45,15 +45,32 @@ pub fn mirror_for(
     if let Some(m) = env_mirror.filter(|m| !m.is_empty()) {
         return Ok(m.trim_end_matches('/').to_string());
     }
-    read_apt_sources(apt_dir)?
-        .into_iter()
-        .find(|s| s.suites.iter().any(|x| x == suite))
-        .map(|s| s.uri.trim_end_matches('/').to_string())
-        .ok_or_else(|| SourcesError::NoMirror {
-            suite: suite.to_string(),
-            dir: apt_dir.to_path_buf(),
-        })
+    let sources = read_apt_sources(apt_dir)?;
+    let listing = |name: &str| {
+        sources
+            .iter()
+            .find(|s| s.suites.iter().any(|x| x == name))
+            .map(|s| s.uri.trim_end_matches('/').to_string())
+    };
+    if let Some(m) = listing(suite) {
+        return Ok(m);
+    }
+    // A minimal system (debootstrap, some images) lists only its release: `-updates` and
+    // `-backports` are served by the release's own mirror, `-security` by Debian's security
+    // archive, as on every Debian installation that does list them.
+    match suite.split_once('-') {
+        Some((_, "security")) => Some(SECURITY_MIRROR.to_string()),
+        Some((base, "updates" | "backports")) => listing(base),
+        _ => None,
+    }
+    .ok_or_else(|| SourcesError::NoMirror {
+        suite: suite.to_string(),
+        dir: apt_dir.to_path_buf(),
+    })
 }
+
+/// Debian's security archive, for a `-security` suite the apt sources do not list.
+pub const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 
 /// Every `deb` source under `apt_dir` (normally `/etc/apt`).
 pub fn read_apt_sources(apt_dir: &Path) -> Result<Vec<AptSource>, SourcesError> {
@@ -214,5 +231,26 @@ mod tests {
             mirror_for("trixie", Some("http://127.0.0.1:9/m/"), d.path()).unwrap(),
             "http://127.0.0.1:9/m"
         );
+    }
+
+    #[test]
+    fn updates_and_security_default_when_only_the_release_is_listed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("sources.list"),
+            "deb http://mirror.example/debian bookworm main\n",
+        )
+        .unwrap();
+        let m = |s: &str| mirror_for(s, None, d.path());
+        assert_eq!(
+            m("bookworm-updates").unwrap(),
+            "http://mirror.example/debian"
+        );
+        assert_eq!(m("bookworm-security").unwrap(), SECURITY_MIRROR);
+        assert!(matches!(
+            m("trixie-updates"),
+            Err(SourcesError::NoMirror { .. })
+        ));
+        assert!(matches!(m("trixie"), Err(SourcesError::NoMirror { .. })));
     }
 }

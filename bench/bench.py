@@ -217,9 +217,16 @@ def cold(w, runs):
 # 0. Toolchain roots from pinned Debian packages
 
 
-def is_deb(path):
-    with open(path, "rb") as f:
-        return f.read(8) == b"!<arch>\n"
+def debs_in(blobs):
+    """The .debs among a store's blobs (`blobs/<2 hex>/<hex>`; index files are there too)."""
+    out = []
+    for d, _, files in os.walk(blobs):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                if fh.read(8) == b"!<arch>\n":
+                    out.append(p)
+    return sorted(out)
 
 
 def toolchain(ws, runs):
@@ -228,7 +235,7 @@ def toolchain(ws, runs):
     # First fetch from the archive into an empty store (information: the network decides).
     first = os.path.join(W.tmp, "store-first")
     dt, r = timed(ws.kiln("toolchain", "fetch"), env=ws.env(KILN_DEBIAN_CACHE=first))
-    n_pkgs = len([f for f in os.listdir(os.path.join(first, "blobs")) if is_deb(os.path.join(first, "blobs", f))])
+    n_pkgs = len(debs_in(os.path.join(first, "blobs")))
     R.row(f"toolchain roots (gcc+wx, gnat) first fetched from the Debian archive, {n_pkgs} .debs",
           fmt_s(dt), "-", "-", "(information)", None)
     # From cached .debs: a store holding only the downloads (hardlinked), no tree, no root.
@@ -239,8 +246,7 @@ def toolchain(ws, runs):
     # The anchor: dpkg-deb unpacking the same .debs into one directory (what an apt-made root
     # costs without maintainer scripts).
     unpack = os.path.join(W.tmp, "dpkg-unpack")
-    debs = " ".join(q(os.path.join(blobs, f)) for f in sorted(os.listdir(blobs))
-                    if is_deb(os.path.join(blobs, f)))
+    debs = " ".join(q(p) for p in debs_in(blobs))
     anchor_cmd = f"for d in {debs}; do dpkg-deb -x \"$d\" {q(unpack)}; done"
     kmat, dpkg = hyperfine([f"{fetch} >/dev/null", anchor_cmd], runs,
                            prepare=[prep, f"rm -rf {q(unpack)} && mkdir -p {q(unpack)}"],

@@ -192,7 +192,24 @@ fn build_impl(
     phases.mark("plan");
     let host_context = Arc::new(ImageContext::host(&opts.cache_dir.join("layers")));
     let contexts = image_contexts(&host_context, &prepared);
-    if opts.images {
+    let stat = StatCache::load(out.stat_memo());
+    let state = Mutex::new(State::load(&out.state()));
+    // An image that out/ does not hold yet (a first build, a build after `kiln clean`) will be
+    // assembled and needs its dpkg database: load it during the action phase. When every image
+    // is recorded, a no-op is the likely case and nothing is loaded ahead.
+    let images_missing = opts.images && {
+        let st = state.lock().unwrap();
+        prepared.order.iter().any(|&i| {
+            let r = &ws.recipes[i];
+            r.kind == Kind::Service
+                && (!st.images.contains_key(&r.name)
+                    || !out
+                        .image(&r.name)
+                        .join(crate::oci::layout::INDEX_FILE)
+                        .is_file())
+        })
+    };
+    if images_missing {
         let mut started: Vec<&Arc<ImageContext>> = Vec::new();
         for cx in contexts.values() {
             if !started.iter().any(|s| Arc::ptr_eq(s, cx)) {
@@ -201,8 +218,6 @@ fn build_impl(
             }
         }
     }
-    let stat = StatCache::load(out.stat_memo());
-    let state = Mutex::new(State::load(&out.state()));
     let exec = Executor {
         root,
         cache: &cache,

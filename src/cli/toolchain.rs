@@ -29,6 +29,10 @@ pub enum ToolchainCmd {
         /// The toolchain's name (`gcc`, `gnat`, or one of toolchains/).
         name: String,
     },
+    /// Push pinned Debian toolchains to a registry as images of their package trees.
+    Push(super::toolchain_image::PushArgs),
+    /// Pull pinned Debian toolchains' package trees from a registry into the store.
+    Pull(super::toolchain_image::PullArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,6 +69,8 @@ pub enum ToolchainError {
     /// Boxed: the CLI's error is large, and this one travels by value.
     #[error(transparent)]
     Workspace(Box<super::Error>),
+    #[error(transparent)]
+    Image(#[from] super::toolchain_image::Error),
     #[error("no toolchain named {name:?} in toolchains/ (there are: {known})")]
     UnknownToolchain { name: String, known: String },
 }
@@ -83,6 +89,7 @@ impl CliError for ToolchainError {
             ToolchainError::Debian(DebianError::Resolve(ResolveError::Unknown { .. })) => 2,
             ToolchainError::UnknownToolchain { .. } => 2,
             ToolchainError::Workspace(e) => e.exit_code(),
+            ToolchainError::Image(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -93,6 +100,8 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
         ToolchainCmd::Resolve(args) | ToolchainCmd::Root(args) => args,
         ToolchainCmd::List => return list(dir, None),
         ToolchainCmd::Show { name } => return list(dir, Some(name)),
+        ToolchainCmd::Push(args) => return Ok(super::toolchain_image::push(args, dir)?),
+        ToolchainCmd::Pull(args) => return Ok(super::toolchain_image::pull(args, dir)?),
     };
     let mut roots = args.packages.clone();
     let mut alone = Vec::new();

@@ -23,8 +23,8 @@ use support::workspace::Workspace;
 /// Nothing listens on port 9 of loopback: every request to the archive fails at once.
 const NO_MIRROR: &str = "http://127.0.0.1:9/debian";
 
-/// `fixtures/engine` on kiln's built-in toolchains, with a kiln.lock pinning only `gnat`, taken
-/// from this repository's lock.
+/// `fixtures/engine` on kiln's built-in toolchains, with a kiln.lock pinning them, taken from
+/// this repository's lock (whose toolchains are the built-in ones).
 fn hermetic_engine(dir: &str) -> Workspace {
     let ws = Workspace::fixture_at("engine", dir);
     fs::remove_dir_all(ws.path("toolchains")).unwrap();
@@ -33,11 +33,23 @@ fn hermetic_engine(dir: &str) -> Workspace {
     )
     .unwrap();
     let mut toolchain = toml::Table::new();
-    toolchain.insert("gnat".into(), repo["toolchain"]["gnat"].clone());
+    for name in ["gcc", "gnat"] {
+        toolchain.insert(name.into(), repo["toolchain"][name].clone());
+    }
     let mut lock = toml::Table::new();
     lock.insert("version".into(), repo["version"].clone());
     lock.insert("toolchain".into(), toml::Value::Table(toolchain));
     ws.write("kiln.lock", &toml::to_string(&lock).unwrap());
+    ws
+}
+
+/// The same without its C++ recipes: a build then needs only the gnat toolchain's root (the
+/// driver resolves the toolchain of every recipe), which is all these tests push.
+fn ada_engine(dir: &str) -> Workspace {
+    let ws = hermetic_engine(dir);
+    for cxx in ["greet", "greet-test", "hello"] {
+        fs::remove_file(ws.path(&format!("recipes/{cxx}.toml"))).unwrap();
+    }
     ws
 }
 
@@ -164,7 +176,7 @@ fn a_pushed_toolchain_rebuilds_offline_from_the_registry_and_a_corrupt_layer_is_
     // gives the same manifest, which the registry already holds.
     let b = hermetic_engine("elsewhere/b");
     let second = kiln(&b)
-        .run(["toolchain", "push", "--to", &to])
+        .run(["toolchain", "push", "gnat", "--to", &to])
         .ok("second push");
     assert_eq!(pushed(&second.stdout_text()), (reference.clone(), digest));
     assert!(
@@ -174,10 +186,10 @@ fn a_pushed_toolchain_rebuilds_offline_from_the_registry_and_a_corrupt_layer_is_
     );
 
     // An empty store and no archive: the registry is the only source of the toolchain.
-    let c = hermetic_engine("c");
+    let c = ada_engine("c");
     let store = c.scratch().join("empty-store");
     let pull = offline(&c, &store)
-        .run(["toolchain", "pull", "--from", &to])
+        .run(["toolchain", "pull", "gnat", "--from", &to])
         .ok("pull");
     assert!(
         pull.stdout_text()
@@ -207,7 +219,7 @@ fn a_pushed_toolchain_rebuilds_offline_from_the_registry_and_a_corrupt_layer_is_
         }),
         ..Config::forward("127.0.0.1", &reg.addr)
     });
-    let d = hermetic_engine("d");
+    let d = ada_engine("d");
     let bad_store = d.scratch().join("empty-store");
     let refused = offline(&d, &bad_store).run([
         "toolchain",
@@ -243,7 +255,7 @@ fn a_toolchain_file_naming_an_image_is_pulled_from_before_the_archive() {
         .ok("push");
 
     // The built-in gnat, taken over by the workspace with one more key: the pins still answer.
-    let b = hermetic_engine("b");
+    let b = ada_engine("b");
     let builtin = kiln::toolchain::BUILTIN[1].1;
     b.write(
         "toolchains/gnat.toml",

@@ -859,4 +859,25 @@ mod tests {
             assert!(err.to_string().contains(problem), "{err}");
         }
     }
+
+    #[test]
+    fn the_image_key_takes_a_registry_location_and_only_for_debian_toolchains() {
+        use crate::toolchain::ToolchainSpec;
+        let parse = |text: &str| ToolchainSpec::parse("toolchains/t.toml", "t", text.into());
+        let ok = parse("language = \"ada\"\nimage = \"127.0.0.1:5000/tc\"\n").unwrap();
+        assert_eq!(ok.image.as_deref(), Some("127.0.0.1:5000/tc"));
+        assert_eq!(
+            parse_location("127.0.0.1:5000/tc/"),
+            Some(("127.0.0.1:5000".into(), "tc".into()))
+        );
+        let not_a_host = parse("language = \"ada\"\nimage = \"toolchains\"\n").unwrap_err();
+        assert!(
+            not_a_host.to_string().contains("REGISTRY[:PORT]/PREFIX"),
+            "{not_a_host}"
+        );
+        let host =
+            parse("language = \"ada\"\nsource = \"host\"\nimage = \"r.example/tc\"\n").unwrap_err();
+        assert!(host.to_string().contains("only applies to"), "{host}");
+        assert_eq!(tag_for(&Digest::of(b"x")).len(), 4 + 32);
+    }
 }

@@ -84,6 +84,7 @@ fn toolchain() -> BTreeMap<String, Toolchain> {
         wx_config: "wx-config".into(),
         source: crate::toolchain::ToolchainSource::Host,
         without_dependencies: Vec::new(),
+        image: None,
     };
     let tc = Toolchain {
         spec,

@@ -13,6 +13,7 @@ mod push;
 mod scan;
 mod test;
 mod toolchain;
+mod toolchain_image;
 mod verify;
 
 use std::path::PathBuf;

@@ -32,6 +32,10 @@ pub enum ToolchainCmd {
         /// The toolchain's name (`gcc`, `gnat`, or one of toolchains/).
         name: String,
     },
+    /// Push pinned Debian toolchains to a registry as images of their package trees.
+    Push(super::toolchain_image::PushArgs),
+    /// Pull pinned Debian toolchains' package trees from a registry into the store.
+    Pull(super::toolchain_image::PullArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,6 +72,8 @@ pub enum ToolchainError {
     /// Boxed: the CLI's error is large, and this one travels by value.
     #[error(transparent)]
     Workspace(Box<super::Error>),
+    #[error(transparent)]
+    Image(#[from] super::toolchain_image::Error),
     #[error("no toolchain named {name:?} in toolchains/ (there are: {known})")]
     UnknownToolchain { name: String, known: String },
 }
@@ -86,6 +92,7 @@ impl CliError for ToolchainError {
             ToolchainError::Debian(DebianError::Resolve(ResolveError::Unknown { .. })) => 2,
             ToolchainError::UnknownToolchain { .. } => 2,
             ToolchainError::Workspace(e) => e.exit_code(),
+            ToolchainError::Image(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -97,6 +104,8 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
         ToolchainCmd::List => return list(dir, None),
         ToolchainCmd::Fetch => return fetch(dir),
         ToolchainCmd::Show { name } => return list(dir, Some(name)),
+        ToolchainCmd::Push(args) => return Ok(super::toolchain_image::push(args, dir)?),
+        ToolchainCmd::Pull(args) => return Ok(super::toolchain_image::pull(args, dir)?),
     };
     let mut roots = args.packages.clone();
     let mut alone = Vec::new();

@@ -9,7 +9,7 @@
 //! tokens), `origin` (where credentials may go), `tls` (CAs and client certificates), `body`
 //! (bounded reads of what registries send), `transport` (retries, auth per request), `upload`
 //! (blobs), `layout` (reading what to push), `push` (images), `referrers` (artifacts attached to
-//! images), `login`.
+//! images), `pull` (manifests and blobs fetched and checked against their digests), `login`.
 
 pub mod auth;
 mod body;
@@ -18,6 +18,7 @@ pub mod error;
 pub mod layout;
 mod login;
 pub mod origin;
+pub mod pull;
 mod push;
 pub mod reference;
 mod referrers;
@@ -31,6 +32,7 @@ pub use crate::oci::LayoutError;
 pub use credentials::{Credential, CredentialError, CredentialSources};
 pub use error::{OciError, RegistryError};
 pub use login::{login, read_password, LoginError, LoginOptions};
+pub use pull::{PullError, PulledManifest, Puller};
 pub use push::push_all;
 pub use reference::{Reference, ReferenceError};
 pub use referrers::{

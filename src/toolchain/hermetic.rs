@@ -118,7 +118,7 @@ fn answers(locked: &LockedRoot, request: &LockedRoot) -> bool {
 
 /// The archive a toolchain's packages come from: mirrors from `KILN_DEBIAN_MIRROR` or apt's
 /// sources, the keyring from `KILN_DEBIAN_KEYRING` or Debian's.
-fn with_archive<T>(
+pub(crate) fn with_archive<T>(
     runner: &dyn Runner,
     spec: &ToolchainSpec,
     request: &LockedRoot,
@@ -288,6 +288,9 @@ pub fn resolve(
     let dir = if dir.is_dir() {
         dir
     } else {
+        if let Some(location) = &spec.image {
+            pull_before_archive(spec, location, &pinned, &store);
+        }
         with_archive(runner, spec, &pinned, store, |archive| {
             archive
                 .root(&pinned.package)
@@ -433,4 +436,27 @@ pub fn system_lib_flags(
         let _ = atomic_write(&memo_path, &bytes);
     }
     Ok(flags)
+}
+
+/// The trees of a missing root from the toolchain file's `image`, before the archive is asked.
+/// A failed pull is a warning: the archive then serves whatever is still missing (and names
+/// the package when it cannot).
+fn pull_before_archive(
+    spec: &ToolchainSpec,
+    location: &str,
+    pinned: &LockedRoot,
+    store: &Downloads,
+) {
+    match super::image::pull_location(location, &spec.name, &pinned.package, store) {
+        Ok(r) if r.pulled > 0 => eprintln!(
+            "kiln: toolchain {}: pulled {} package tree(s) from {}",
+            spec.name, r.pulled, r.reference
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "kiln: warning: toolchain {}: pulling from {location} failed, using the Debian archive: {}",
+            spec.name,
+            crate::error::chain(&e)
+        ),
+    }
 }

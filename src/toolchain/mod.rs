@@ -10,6 +10,7 @@
 pub mod gcc;
 pub mod gnat;
 pub mod hermetic;
+pub mod image;
 pub mod probe;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,9 @@ pub struct ToolchainSpec {
     /// Debian only: packages taken without their dependencies (see
     /// [`crate::debian::resolve::Request::without_dependencies`]).
     pub without_dependencies: Vec<String>,
+    /// Debian only: `REGISTRY[:PORT]/PREFIX` holding the toolchain's image (see [`image`]), pulled
+    /// from before the archive when the root is missing.
+    pub image: Option<String>,
 }
 
 /// `source = "host"` (the machine's installed packages) or `source = "debian"` (the closure of
@@ -79,6 +83,7 @@ const KEYS: &[&str] = &[
     "suites",
     "architecture",
     "without_dependencies",
+    "image",
 ];
 
 impl ToolchainSpec {
@@ -130,6 +135,21 @@ impl ToolchainSpec {
         let suites = r.strings("suites")?;
         let architecture = r.string("architecture")?;
         let alone = r.strings("without_dependencies")?;
+        let image = r.string("image")?;
+        if let Some(i) = &image {
+            if source.is_none() {
+                return Err(src.error(
+                    i.span.clone(),
+                    "`image` only applies to `source = \"debian\"`",
+                ));
+            }
+            if image::parse_location(&i.value).is_none() {
+                return Err(src.error(
+                    i.span.clone(),
+                    "`image` must be REGISTRY[:PORT]/PREFIX, for example \"registry.example.com/toolchains\"",
+                ));
+            }
+        }
         if let (None, Some(a)) = (&source, alone.first()) {
             return Err(src.error(
                 a.span.clone(),
@@ -181,6 +201,7 @@ impl ToolchainSpec {
             wx_config: s("wx_config", "wx-config")?,
             source,
             without_dependencies: alone.into_iter().map(|s| s.value).collect(),
+            image: image.map(|i| i.value),
         })
     }
 

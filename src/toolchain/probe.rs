@@ -340,6 +340,7 @@ mod tests {
             wx_config: "wx-config".into(),
             source: crate::toolchain::ToolchainSource::Host,
             without_dependencies: Vec::new(),
+            image: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod scan;
 mod test;
 mod toolchain;
 mod verify;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,6 +130,8 @@ pub enum Cmd {
     /// Toolchain roots from pinned Debian packages.
     #[command(subcommand)]
     Toolchain(toolchain::ToolchainCmd),
+    /// Run actions for a REAPI server's Remote Workers (Bots) service, e.g. BuildGrid's.
+    Worker(worker::WorkerArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -259,6 +262,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
         Cmd::Scan(args) => scan::run(&ws, &args).map_err(boxed),
         Cmd::Lock => lock::run(&ws).map_err(boxed),
+        Cmd::Worker(args) => worker::run(&ws, &args).map_err(boxed),
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
     action_cache_client::ActionCacheClient, capabilities_client::CapabilitiesClient,
     content_addressable_storage_client::ContentAddressableStorageClient,
+    execution_client::ExecutionClient,
 };
 use bazel_remote_apis::google::bytestream::byte_stream_client::ByteStreamClient;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
@@ -149,6 +150,14 @@ impl Client {
 
     pub fn action_cache(&self) -> ActionCacheClient<Transport> {
         ActionCacheClient::new(self.transport()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn execution(&self) -> ExecutionClient<Transport> {
+        ExecutionClient::new(self.transport()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn bots(&self) -> super::workers::BotsClient {
+        super::workers::BotsClient::new(self.transport())
     }
 
     pub fn bytestream(&self) -> ByteStreamClient<Transport> {

@@ -43,8 +43,10 @@ pub mod cas;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod execute;
 pub mod merkle;
 pub mod settings;
+pub mod workers;
 
 pub use action::RemoteAction;
 pub use blob::BlobDigest;
@@ -53,4 +55,5 @@ pub use capabilities::Capabilities;
 pub use cas::Transfer;
 pub use config::RemoteConfig;
 pub use error::RemoteError;
+pub use execute::Executed;
 pub use merkle::InputFile;

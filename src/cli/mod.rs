@@ -70,8 +70,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "NAME")]
     pub remote_instance: Option<String>,
     /// Use no remote cache, whatever the config files say.
-    #[arg(long, conflicts_with_all = ["remote_cache", "remote_instance"])]
+    #[arg(long, conflicts_with_all = ["remote_cache", "remote_instance", "remote_exec"])]
     pub no_remote_cache: bool,
+    /// Remote execution (grpc://HOST:PORT): actions that miss both caches are sent to this
+    /// server's Execute service (and its CAS and action cache serve as the remote cache).
+    /// Overrides `[remote] exec`. See docs/remote.md for what its workers need.
+    #[arg(long, value_name = "URL")]
+    pub remote_exec: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -69,10 +69,14 @@ pub fn serve(opts: &WorkerOptions, runner: &dyn Runner) -> Result<(), WorkerErro
                 done += 1;
                 complete(&mut session, f);
             }
-            // Accept what the server offers, if free.
+            // Accept what the server offers, if free. BuildGrid 0.9 hands leases out already
+            // ACTIVE (the spec's PENDING step is done by its assigner), so any lease that is
+            // not the one running and not completed is new work.
             let mut start = None;
             for lease in &mut session.leases {
-                if lease.state == lease_state::PENDING && running.is_none() && start.is_none() {
+                let offered =
+                    lease.state == lease_state::PENDING || lease.state == lease_state::ACTIVE;
+                if offered && running.is_none() && start.is_none() {
                     lease.state = lease_state::ACTIVE;
                     start = Some(lease.clone());
                 }
@@ -87,6 +91,7 @@ pub fn serve(opts: &WorkerOptions, runner: &dyn Runner) -> Result<(), WorkerErro
                     session = s;
                 }
                 Err(e) => {
+                    eprintln!("kiln: worker: {}", crate::error::chain(&e));
                     failures += 1;
                     if failures >= MAX_FAILURES {
                         return Err(WorkerError::Remote(e));

@@ -117,6 +117,8 @@ pub fn serve(opts: &WorkerOptions, runner: &dyn Runner) -> Result<(), WorkerErro
                     .iter()
                     .any(|l| l.id == lease.id && l.state == lease_state::ACTIVE);
                 if still_ours {
+                    // One line per lease taken: what an operator (and tests) can watch.
+                    eprintln!("kiln: worker {}: running lease {}", opts.bot_id, lease.id);
                     running = Some(lease.id.clone());
                     let tx = tx.clone();
                     let remote = &remote;

@@ -29,6 +29,8 @@
 //! Layout: [`config`] (URL, instance, TLS, headers from the environment), [`client`] (channel,
 //! runtime, headers), [`capabilities`], [`cas`] (blobs), [`action_cache`], [`merkle`] (input
 //! root), [`action`] (Command + Action), [`blob`] (REAPI digests), [`cache`] (the facade),
+//! [`execute`] (remote execution: `Execute`, `WaitExecution`, retries after
+//! `FAILED_PRECONDITION`), [`workers`] (the Remote Workers API messages `kiln worker` uses),
 //! [`settings`] (flags, `kiln.toml` and the user's config naming the remote for a build).
 //!
 //! The executor's side (what it looks up and uploads, and the fallback) is

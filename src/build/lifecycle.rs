@@ -150,7 +150,7 @@ impl Executor<'_> {
         let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         stderr.push_str(&String::from_utf8_lossy(&out.stdout));
         if !out.success {
-            let _ = std::fs::remove_dir_all(&staging);
+            let _ = std::fs::remove_dir_all(staging);
             let status = out
                 .code
                 .map_or("a signal".to_string(), |c| format!("status {c}"));
@@ -176,7 +176,7 @@ impl Executor<'_> {
         stderr: String,
         state: &Mutex<State>,
     ) -> Result<(String, String), ActionError> {
-        let deps = self.discover(action, &staging)?;
+        let deps = self.discover(action, staging)?;
         if let Discover::Ali(name, _) = &action.discover {
             scrub_ali(&staging.join(name)).map_err(io_ctx(format!("rewriting {name}")))?;
         }

@@ -40,7 +40,7 @@ pub enum Executed {
 
 /// How one `Execute` attempt ended.
 enum Attempt {
-    Done(reapi::ExecuteResponse),
+    Done(Box<reapi::ExecuteResponse>),
     /// The server needs the blobs again.
     Precondition(Status),
 }
@@ -213,7 +213,7 @@ fn finish(client: &Client, op: Operation) -> Result<Attempt, RemoteError> {
     if let Some(status) = resp.status.as_ref().filter(|s| s.code != 0) {
         return status_attempt(client, status);
     }
-    Ok(Attempt::Done(resp))
+    Ok(Attempt::Done(Box::new(resp)))
 }
 
 fn status_attempt(

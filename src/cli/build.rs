@@ -160,8 +160,14 @@ fn summary(outcome: &BuildOutcome) {
     }
     if !outcome.failed {
         eprintln!(
-            "kiln: {} targets: {run} actions run, {exec} run remotely, {cached} from cache, {remote} from remote cache, {fresh} up to date",
-            outcome.targets.len()
+            "kiln: {} targets: {run} actions run, {cached} from cache, {remote} from remote cache, {fresh} up to date{}",
+            outcome.targets.len(),
+            // Only builds with remote execution name it, so the usual line stays as it was.
+            if exec > 0 {
+                format!(", {exec} run remotely")
+            } else {
+                String::new()
+            }
         );
     }
 }

@@ -134,7 +134,9 @@ impl Client {
         }
     }
 
-    fn transport(&self) -> Transport {
+    /// The channel with the configured headers, for clients declared outside this file
+    /// ([`super::workers::BotsClient`]).
+    pub fn transport(&self) -> Transport {
         InterceptedService::new(self.channel.clone(), self.headers.clone())
     }
 
@@ -154,10 +156,6 @@ impl Client {
 
     pub fn execution(&self) -> ExecutionClient<Transport> {
         ExecutionClient::new(self.transport()).max_decoding_message_size(MAX_MESSAGE)
-    }
-
-    pub fn bots(&self) -> super::workers::BotsClient {
-        super::workers::BotsClient::new(self.transport())
     }
 
     pub fn bytestream(&self) -> ByteStreamClient<Transport> {

@@ -13,8 +13,8 @@ use super::{WorkerError, WorkerOptions, HEARTBEAT, MAX_FAILURES};
 use crate::exec::Runner;
 use crate::remote::action::TOOLCHAIN_PROPERTY;
 use crate::remote::workers::{
-    lease_state, type_url, BotSession, CreateBotSessionRequest, Device, FieldMask, Lease, Property,
-    UpdateBotSessionRequest, Worker, BOT_OK,
+    lease_state, type_url, BotSession, BotsClient, CreateBotSessionRequest, Device, FieldMask,
+    Lease, Property, UpdateBotSessionRequest, Worker, BOT_OK,
 };
 use crate::remote::RemoteCache;
 
@@ -204,7 +204,7 @@ fn create(remote: &RemoteCache, opts: &WorkerOptions) -> Result<BotSession, Work
             }),
         });
         req.set_timeout(POLL);
-        match client.block_on(client.bots().create_bot_session(req)) {
+        match client.block_on(BotsClient::new(client.transport()).create_bot_session(req)) {
             Ok(s) => return Ok(s),
             Err(s) => last = Some(client.rpc_error("CreateBotSession", s)),
         }
@@ -229,6 +229,6 @@ fn update(
     // An idle bot lets the server hold the call until work comes; a busy one only reports.
     req.set_timeout(if idle { POLL } else { HEARTBEAT * 2 });
     client
-        .block_on(client.bots().update_bot_session(req))
+        .block_on(BotsClient::new(client.transport()).update_bot_session(req))
         .map_err(|s| client.rpc_error("UpdateBotSession", s))
 }

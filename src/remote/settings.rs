@@ -274,4 +274,31 @@ mod tests {
         let none = dir.path().join("absent.toml");
         assert!(resolve_with(&none, None, &flags, no_env).is_err());
     }
+
+    #[test]
+    fn exec_names_the_server_for_execution_and_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("kiln.toml");
+        std::fs::write(&ws, "[remote]\nexec = \"grpc://exec:1\"\n").unwrap();
+        let cfg = resolve_with(&ws, None, &Flags::default(), no_env)
+            .unwrap()
+            .unwrap();
+        assert!(cfg.execute);
+        assert_eq!(cfg.url, "grpc://exec:1");
+        let cache_only = resolve_with(
+            Path::new("/nonexistent/kiln.toml"),
+            None,
+            &Flags {
+                cache: Some("grpc://c:1".into()),
+                ..Flags::default()
+            },
+            no_env,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!cache_only.execute);
+        std::fs::write(&ws, "[remote]\nexec = \"ftp://exec:1\"\n").unwrap();
+        let err = resolve_with(&ws, None, &Flags::default(), no_env).unwrap_err();
+        assert!(err.to_string().contains("`remote.exec`"), "{err}");
+    }
 }

@@ -34,4 +34,5 @@ pub mod testing;
 pub mod toolchain;
 pub mod vcs;
 pub mod verify;
+pub mod worker;
 pub mod workspace;

@@ -29,6 +29,14 @@ impl Executor<'_> {
             .map_err(io_ctx(format!("reading {}", path.display())))
     }
 
+    pub(super) fn base_key_for(
+        &self,
+        action: &Action,
+        argv: &[String],
+    ) -> Result<Digest, ActionError> {
+        self.base_key(action, argv)
+    }
+
     fn base_key(&self, action: &Action, argv: &[String]) -> Result<Digest, ActionError> {
         let tc = &self.toolchains[&action.toolchain];
         let mut k = KeyBuilder::new(action.kind);
@@ -120,14 +128,29 @@ impl Executor<'_> {
                     .map_err(io_ctx(format!("creating {}", parent.display())))?;
             }
         }
+        // 4a. On a remote worker, whose outputs land in the staging directory as a local run's.
+        let (stderr, outcome) = match self.remote_execute(action, &argv, &staging)? {
+            Some(stderr) => (stderr, Outcome::RemoteExec),
+            None => (self.run_locally(&cmd, &staging)?, Outcome::Ran),
+        };
+        self.finish_run(action, &argv, base, &cmd, &staging, stderr, state)
+            .map(|(stderr, display)| (outcome, stderr, display))
+    }
+
+    /// The command run here; its stderr and stdout, or its failure.
+    fn run_locally(
+        &self,
+        cmd: &crate::exec::Command,
+        staging: &Path,
+    ) -> Result<String, ActionError> {
         let out = self
             .runner
-            .run(&cmd)
+            .run(cmd)
             .map_err(io_ctx(format!("running {}", cmd.program.display())))?;
         let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         stderr.push_str(&String::from_utf8_lossy(&out.stdout));
         if !out.success {
-            let _ = std::fs::remove_dir_all(&staging);
+            let _ = std::fs::remove_dir_all(staging);
             let status = out
                 .code
                 .map_or("a signal".to_string(), |c| format!("status {c}"));
@@ -137,8 +160,23 @@ impl Executor<'_> {
                 cmd.display()
             )));
         }
+        Ok(stderr)
+    }
 
-        let deps = self.discover(action, &staging)?;
+    /// What follows a successful run (local or remote) whose outputs are in `staging`: the
+    /// discovered dependencies, the CAS and action cache, the remote upload, `out/`.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_run(
+        &self,
+        action: &Action,
+        argv: &[String],
+        base: Digest,
+        cmd: &crate::exec::Command,
+        staging: &Path,
+        stderr: String,
+        state: &Mutex<State>,
+    ) -> Result<(String, String), ActionError> {
+        let deps = self.discover(action, staging)?;
         if let Discover::Ali(name, _) = &action.discover {
             scrub_ali(&staging.join(name)).map_err(io_ctx(format!("rewriting {name}")))?;
         }
@@ -172,7 +210,7 @@ impl Executor<'_> {
             .put_entry(&base, &full, &entry)
             .map_err(io_ctx("writing the action cache"))?;
 
-        self.remote_store(action, &argv, &entry, &staging)?;
+        self.remote_store(action, argv, &entry, staging)?;
 
         let mut outputs = Vec::new();
         for (spec, o) in action.outputs.iter().zip(&entry_outputs) {
@@ -187,12 +225,12 @@ impl Executor<'_> {
             self.stat.forget(&dest);
             outputs.push((spec.dest.clone(), o.digest));
         }
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(staging);
         state
             .lock()
             .unwrap()
             .record(&action.id, base, &deps, outputs);
-        Ok((Outcome::Ran, stderr, cmd.display()))
+        Ok((stderr, cmd.display()))
     }
 
     /// Restores an entry's outputs into `out/`, each verified as it is copied. None when a blob

@@ -49,6 +49,9 @@ pub enum Outcome {
     Cached,
     /// Fetched from the remote cache (and stored in the local one).
     Remote,
+    /// Run by a remote worker (`--remote-exec`), outputs verified and stored locally.
+    #[serde(rename = "remote-exec")]
+    RemoteExec,
     Ran,
     Failed,
     Skipped,

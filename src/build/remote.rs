@@ -28,7 +28,7 @@
 //! server) turns off only uploads, so hits are still served. The first failure is kept for one
 //! warning at the end. A result whose outputs do not verify never reaches `out/`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -40,8 +40,8 @@ use crate::cache::{ActionEntry, OutputEntry};
 use crate::digest::{Digest, Hasher};
 use crate::remote::merkle;
 use crate::remote::{
-    BlobDigest, InputFile, LocalOutput, LocalRun, RemoteAction, RemoteCache, RemoteConfig,
-    RemoteError, RemoteResult, Uploaded,
+    BlobDigest, Executed, InputFile, LocalOutput, LocalRun, RemoteAction, RemoteCache,
+    RemoteConfig, RemoteError, RemoteResult, Uploaded,
 };
 
 /// The manifest's one output.
@@ -69,6 +69,8 @@ pub struct Remote {
     off: AtomicBool,
     /// No more uploads.
     uploads_off: AtomicBool,
+    /// No more remote execution (also set when the build did not ask for it).
+    exec_off: AtomicBool,
     failure: Mutex<Option<RemoteFailure>>,
     uploads: AtomicUsize,
 }
@@ -76,7 +78,8 @@ pub struct Remote {
 /// The first thing that went wrong with the remote in a build.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RemoteFailure {
-    /// `lookup` (the remote was not used from then on) or `upload` (results stayed local).
+    /// `lookup` (the remote was not used from then on), `upload` (results stayed local) or
+    /// `execute` (later actions ran locally).
     pub during: &'static str,
     pub error: String,
 }
@@ -89,6 +92,11 @@ impl std::fmt::Display for RemoteFailure {
                 "remote cache not updated: {}; later results stay local",
                 self.error
             ),
+            "execute" => write!(
+                f,
+                "remote execution not used: {}; later actions run locally",
+                self.error
+            ),
             _ => write!(f, "remote cache not used: {}; built locally", self.error),
         }
     }
@@ -99,6 +107,8 @@ impl std::fmt::Display for RemoteFailure {
 enum Call {
     Lookup,
     Upload,
+    /// Remote execution; its failure turns off only execution (lookups and uploads go on).
+    Exec,
 }
 
 /// What the remote did in one build, for the report.
@@ -116,11 +126,13 @@ pub struct RemoteSummary {
 
 impl Remote {
     pub fn new(config: RemoteConfig) -> Remote {
+        let execute = config.execute;
         Remote {
             config,
             client: OnceLock::new(),
             off: AtomicBool::new(false),
             uploads_off: AtomicBool::new(false),
+            exec_off: AtomicBool::new(!execute),
             failure: Mutex::new(None),
             uploads: AtomicUsize::new(0),
         }
@@ -136,7 +148,10 @@ impl Remote {
     }
 
     fn fail(&self, call: Call, e: &RemoteError) {
-        self.uploads_off.store(true, Ordering::SeqCst);
+        self.exec_off.store(true, Ordering::SeqCst);
+        if call != Call::Exec {
+            self.uploads_off.store(true, Ordering::SeqCst);
+        }
         if call == Call::Lookup {
             self.off.store(true, Ordering::SeqCst);
         }
@@ -146,6 +161,7 @@ impl Remote {
                 during: match call {
                     Call::Lookup => "lookup",
                     Call::Upload => "upload",
+                    Call::Exec => "execute",
                 },
                 error: crate::error::chain(e),
             });
@@ -156,6 +172,7 @@ impl Remote {
         match call {
             Call::Lookup => self.off.load(Ordering::SeqCst),
             Call::Upload => self.uploads_off.load(Ordering::SeqCst),
+            Call::Exec => self.exec_off.load(Ordering::SeqCst),
         }
     }
 
@@ -430,4 +447,196 @@ fn parse_variants(manifest: Option<&RemoteResult>) -> Vec<Deps> {
     let mut variants: Vec<Deps> = serde_json::from_slice(&out.bytes).unwrap_or_default();
     variants.truncate(MAX_VARIANTS);
     variants
+}
+
+/// Files under the directories a compile searches (its `-I` directories, its sources'
+/// directories, GNAT's source directories), workspace-relative, outside `out/`: what a remote
+/// worker's input root must hold so headers and specs the compiler may open are there. At most
+/// [`MAX_SEARCH_FILES`].
+fn search_files(root: &Path, action: &Action) -> Vec<String> {
+    use super::plan::Discover;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if matches!(action.discover, Discover::None) {
+        return Vec::new();
+    }
+    for a in &action.argv {
+        if let Some(d) = a.strip_prefix("-I").filter(|d| !d.is_empty()) {
+            dirs.push(PathBuf::from(d));
+        }
+    }
+    for i in &action.inputs {
+        if let Some(p) = i.parent() {
+            dirs.push(p.to_path_buf());
+        }
+    }
+    if let Discover::Ali(_, ds) = &action.discover {
+        dirs.extend(ds.iter().cloned());
+    }
+    let out = crate::workspace::OutDir::relative();
+    let out_root = out.path().to_path_buf();
+    let mut files = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pending: Vec<PathBuf> = dirs
+        .into_iter()
+        .filter(|d| d.is_relative() && merkle::is_root_path(&d.to_string_lossy()))
+        .collect();
+    while let Some(d) = pending.pop() {
+        if d.starts_with(&out_root) || !seen.insert(d.clone()) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(root.join(&d)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let rel = d.join(&name);
+            match e.file_type() {
+                Ok(t) if t.is_dir() => pending.push(rel),
+                Ok(t) if t.is_file() => files.push(rel.to_string_lossy().into_owned()),
+                _ => {}
+            }
+            if files.len() >= MAX_SEARCH_FILES {
+                return files;
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Most files [`search_files`] adds to one input root.
+pub const MAX_SEARCH_FILES: usize = 20_000;
+
+impl Executor<'_> {
+    /// After both caches missed: the action run by a remote worker (`--remote-exec`), its
+    /// verified outputs written into the staging directory for the local run's tail to take
+    /// (discovered dependencies read from the depfile or ALI, CAS, action cache, upload, rename
+    /// into `out/`). Some(stderr) when the worker ran it successfully; None when execution is
+    /// off, the toolchain is a Debian one (its root does not travel yet), the command failed
+    /// there (then it runs here, for the diagnostics), or the remote failed (recorded for the
+    /// build's one warning).
+    pub(super) fn remote_execute(
+        &self,
+        action: &Action,
+        argv: &[String],
+        staging: &Path,
+    ) -> Result<Option<String>, ActionError> {
+        let Some(remote) = self.remote else {
+            return Ok(None);
+        };
+        let tc = &self.toolchains[&action.toolchain];
+        if remote.is_off(Call::Exec) || tc.root.is_some() {
+            return Ok(None);
+        }
+        let rel = staging.strip_prefix(self.root).unwrap_or(staging);
+        let rel = rel.to_string_lossy().into_owned();
+        let out_prefix = if action.in_staging {
+            String::new()
+        } else {
+            format!("{rel}/")
+        };
+        let mut inputs: Vec<InputFile> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut add = |path: String| -> Result<(), ActionError> {
+            if merkle::is_root_path(&path) && seen.insert(path.clone()) {
+                let d = self.digest(Path::new(&path))?;
+                inputs.push(self.input_file(&path, d)?);
+            }
+            Ok(())
+        };
+        for i in &action.inputs {
+            add(i.to_string_lossy().into_owned())?;
+            // gnatbind lists a unit's object only when it finds it beside the ALI file.
+            if i.extension().is_some_and(|e| e == "ali") {
+                let object = i.with_extension("o");
+                if self.root.join(&object).is_file() {
+                    add(object.to_string_lossy().into_owned())?;
+                }
+            }
+        }
+        for f in search_files(self.root, action) {
+            add(f)?;
+        }
+        // Dependencies earlier runs discovered (workspace files outside the search directories).
+        let base_known: Vec<String> = {
+            let mut v = Vec::new();
+            if let Ok(base) = self.base_key_for(action, argv) {
+                for (_, entry) in self.cache.entries(&base) {
+                    v.extend(entry.deps.into_iter().map(|(p, _)| p));
+                }
+            }
+            v
+        };
+        for p in base_known {
+            if self.root.join(&p).is_file() {
+                add(p)?;
+            }
+        }
+        let mut outputs: Vec<String> = action
+            .outputs
+            .iter()
+            .map(|o| format!("{out_prefix}{}", o.name))
+            .collect();
+        if let super::plan::Discover::Depfile(name) | super::plan::Discover::Ali(name, _) =
+            &action.discover
+        {
+            let o = format!("{out_prefix}{name}");
+            if !outputs.contains(&o) {
+                outputs.push(o);
+            }
+        }
+        let mut env: Vec<(String, String)> = allowed_env()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        env.push(("LC_ALL".into(), "C".into()));
+        env.push(("SOURCE_DATE_EPOCH".into(), "0".into()));
+        let exec_action = RemoteAction {
+            program: tc.program(&action.program).to_string_lossy().into_owned(),
+            argv: argv
+                .iter()
+                .map(|a| a.replace("$OUT/", &out_prefix))
+                .collect(),
+            env,
+            working_directory: if action.in_staging {
+                rel.clone()
+            } else {
+                String::new()
+            },
+            inputs,
+            outputs,
+            toolchain: tc.fingerprint,
+            platform: vec![("OSFamily".to_string(), "linux".to_string())],
+            salt: KEY_VERSION.to_string(),
+        };
+        let root = self.root;
+        let read = |p: &str| std::fs::read(root.join(p));
+        let Some(executed) = remote.call(Call::Exec, |c| c.execute(&exec_action, &read)) else {
+            return Ok(None);
+        };
+        let result = match executed {
+            Executed::Succeeded(r) => r,
+            Executed::Failed { .. } => return Ok(None),
+        };
+        let cwd = if action.in_staging {
+            staging.to_path_buf()
+        } else {
+            self.root.to_path_buf()
+        };
+        for o in &result.outputs {
+            use std::os::unix::fs::PermissionsExt;
+            let path = cwd.join(&o.path);
+            std::fs::write(&path, &o.bytes).map_err(io_ctx(format!("writing {}", o.path)))?;
+            let mode = if o.executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io_ctx(format!("chmod {}", o.path)))?;
+        }
+        let mut stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        stderr.push_str(&String::from_utf8_lossy(&result.stdout));
+        Ok(Some(stderr))
+    }
 }

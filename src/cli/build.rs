@@ -30,6 +30,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
     let flags = crate::remote::settings::Flags {
         cache: args.remote_cache.clone(),
         instance: args.remote_instance.clone(),
+        exec: args.remote_exec.clone(),
         disabled: args.no_remote_cache,
     };
     let remote = crate::remote::settings::resolve(&ws.root, &flags)?.map(Remote::new);
@@ -141,11 +142,12 @@ pub fn report_failures(outcome: &BuildOutcome) {
 }
 
 fn summary(outcome: &BuildOutcome) {
-    let (mut run, mut cached, mut remote, mut fresh) = (0, 0, 0, 0);
+    let (mut run, mut cached, mut remote, mut fresh, mut exec) = (0, 0, 0, 0, 0);
     for t in &outcome.targets {
         run += t.actions_run;
         cached += t.actions_cached;
         remote += t.actions_remote;
+        exec += t.actions_remote_exec;
         fresh += t.actions_fresh;
     }
     for (name, img) in &outcome.images {
@@ -158,8 +160,14 @@ fn summary(outcome: &BuildOutcome) {
     }
     if !outcome.failed {
         eprintln!(
-            "kiln: {} targets: {run} actions run, {cached} from cache, {remote} from remote cache, {fresh} up to date",
-            outcome.targets.len()
+            "kiln: {} targets: {run} actions run, {cached} from cache, {remote} from remote cache, {fresh} up to date{}",
+            outcome.targets.len(),
+            // Only builds with remote execution name it, so the usual line stays as it was.
+            if exec > 0 {
+                format!(", {exec} run remotely")
+            } else {
+                String::new()
+            }
         );
     }
 }

@@ -15,6 +15,7 @@ mod test;
 mod toolchain;
 mod toolchain_image;
 mod verify;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,8 +71,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "NAME")]
     pub remote_instance: Option<String>,
     /// Use no remote cache, whatever the config files say.
-    #[arg(long, conflicts_with_all = ["remote_cache", "remote_instance"])]
+    #[arg(long, conflicts_with_all = ["remote_cache", "remote_instance", "remote_exec"])]
     pub no_remote_cache: bool,
+    /// Remote execution (grpc://HOST:PORT): actions that miss both caches are sent to this
+    /// server's Execute service (and its CAS and action cache serve as the remote cache).
+    /// Overrides `[remote] exec`. See docs/remote.md for what its workers need.
+    #[arg(long, value_name = "URL")]
+    pub remote_exec: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +136,8 @@ pub enum Cmd {
     /// Toolchain roots from pinned Debian packages.
     #[command(subcommand)]
     Toolchain(toolchain::ToolchainCmd),
+    /// Run actions for a REAPI server's Remote Workers (Bots) service, e.g. BuildGrid's.
+    Worker(worker::WorkerArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -260,6 +268,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
         Cmd::Scan(args) => scan::run(&ws, &args).map_err(boxed),
         Cmd::Lock => lock::run(&ws).map_err(boxed),
+        Cmd::Worker(args) => worker::run(&ws, &args).map_err(boxed),
     }
 }
 

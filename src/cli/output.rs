@@ -29,6 +29,7 @@ impl Progress for Lines {
             Outcome::Ran => "built",
             Outcome::Cached => "cached",
             Outcome::Remote => "remote",
+            Outcome::RemoteExec => "exec",
             Outcome::Failed => "FAILED",
             Outcome::Fresh | Outcome::Skipped => return,
         };

@@ -245,7 +245,11 @@ fn build_impl(
             actions.iter().all(|&a| {
                 matches!(
                     reports[a].outcome,
-                    Outcome::Fresh | Outcome::Cached | Outcome::Remote | Outcome::Ran
+                    Outcome::Fresh
+                        | Outcome::Cached
+                        | Outcome::Remote
+                        | Outcome::RemoteExec
+                        | Outcome::Ran
                 )
             })
         };

@@ -17,6 +17,8 @@ pub struct TargetReport {
     pub actions_cached: usize,
     /// Actions whose outputs came from the remote cache.
     pub actions_remote: usize,
+    /// Actions a remote worker ran (`--remote-exec`).
+    pub actions_remote_exec: usize,
     pub actions_fresh: usize,
     /// Actions not started because something they need failed (or the build stopped).
     pub skipped: usize,
@@ -36,7 +38,8 @@ pub struct TargetReport {
 #[derive(Debug, serde::Serialize)]
 pub struct ActionSource {
     pub id: String,
-    /// `local` (its command ran), `local-cache`, `remote-cache`, or `up-to-date` (out/ already
+    /// `local` (its command ran), `local-cache`, `remote-cache`, `remote-exec` (a remote worker
+    /// ran it), or `up-to-date` (out/ already
     /// held its outputs).
     pub source: &'static str,
 }
@@ -54,6 +57,7 @@ pub fn tally(ws: &Workspace, prepared: &Prepared, reports: &[ActionReport]) -> V
             actions_run: 0,
             actions_cached: 0,
             actions_remote: 0,
+            actions_remote_exec: 0,
             actions_fresh: 0,
             skipped: 0,
             ran: Vec::new(),
@@ -69,6 +73,7 @@ pub fn tally(ws: &Workspace, prepared: &Prepared, reports: &[ActionReport]) -> V
                 Outcome::Ran => Some("local"),
                 Outcome::Cached => Some("local-cache"),
                 Outcome::Remote => Some("remote-cache"),
+                Outcome::RemoteExec => Some("remote-exec"),
                 Outcome::Fresh => Some("up-to-date"),
                 Outcome::Failed | Outcome::Skipped => None,
             };
@@ -85,6 +90,7 @@ pub fn tally(ws: &Workspace, prepared: &Prepared, reports: &[ActionReport]) -> V
                 }
                 Outcome::Cached => t.actions_cached += 1,
                 Outcome::Remote => t.actions_remote += 1,
+                Outcome::RemoteExec => t.actions_remote_exec += 1,
                 Outcome::Fresh => t.actions_fresh += 1,
                 Outcome::Failed => t
                     .failures
@@ -107,7 +113,8 @@ pub fn counts(reports: &[ActionReport], damaged: usize) -> BuildStats {
         match r.outcome {
             Outcome::Cached => counts.cached += 1,
             Outcome::Remote => counts.remote += 1,
-            Outcome::Ran => counts.ran += 1,
+            // The command ran (elsewhere); for the cache statistics, a miss like a local run.
+            Outcome::Ran | Outcome::RemoteExec => counts.ran += 1,
             Outcome::Fresh => counts.fresh += 1,
             Outcome::Failed => counts.failed += 1,
             Outcome::Skipped => {}

@@ -53,6 +53,9 @@ pub enum Env {
     Scrubbed,
     /// kiln's own environment with these variables set over it, in order.
     Inherited(Vec<(String, OsString)>),
+    /// Exactly these variables and no others: a remote action's environment as its REAPI
+    /// Command lists it (`kiln worker`).
+    Exactly(Vec<(String, String)>),
 }
 
 impl Env {

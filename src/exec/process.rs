@@ -67,6 +67,12 @@ impl Runner for ProcessRunner {
                 }
                 c.env("LC_ALL", "C").env("SOURCE_DATE_EPOCH", "0");
             }
+            Env::Exactly(set) => {
+                c.env_clear();
+                for (k, v) in set {
+                    c.env(k, v);
+                }
+            }
             Env::Inherited(set) => {
                 for (k, v) in set {
                     c.env(k, v);

@@ -94,7 +94,7 @@ impl RemoteCache {
         Ok(self.encode(action)?.digest)
     }
 
-    fn encode(&self, action: &RemoteAction) -> Result<EncodedAction, RemoteError> {
+    pub(super) fn encode(&self, action: &RemoteAction) -> Result<EncodedAction, RemoteError> {
         action.encode(self.capabilities.output_paths())
     }
 
@@ -106,6 +106,39 @@ impl RemoteCache {
         if result.exit_code != 0 {
             return Ok(None);
         }
+        self.fetch_outputs(&enc, &result)
+    }
+
+    /// Blobs from the CAS, each verified against its digest (`kiln worker`'s inputs).
+    pub fn read_blobs(
+        &self,
+        blobs: &[BlobDigest],
+    ) -> Result<std::collections::HashMap<BlobDigest, Vec<u8>>, RemoteError> {
+        self.cas.read(&self.client, blobs)
+    }
+
+    /// Blobs into the CAS, only those the server lacks (`kiln worker`'s outputs).
+    pub fn upload_blobs(&self, blobs: Vec<(BlobDigest, Vec<u8>)>) -> Result<Transfer, RemoteError> {
+        self.cas.upload(&self.client, blobs)
+    }
+
+    /// The connection, for the Bots calls of `kiln worker`.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The client, blob store and capabilities, for [`super::execute`].
+    pub(super) fn parts(&self) -> (&Client, &Cas, &Capabilities) {
+        (&self.client, &self.cas, &self.capabilities)
+    }
+
+    /// Every declared output (and stdout/stderr) of `result`, fetched and verified; None when
+    /// the result lacks an output or the server lacks one of its blobs.
+    pub(super) fn fetch_outputs(
+        &self,
+        enc: &EncodedAction,
+        result: &reapi::ActionResult,
+    ) -> Result<Option<RemoteResult>, RemoteError> {
         let what = format!("the action result of {}", enc.digest.digest);
         let mut wanted = Vec::new();
         let mut files = Vec::new();

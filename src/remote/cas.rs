@@ -125,6 +125,12 @@ impl Cas {
         b.size == 0 || self.known.lock().expect("poisoned").contains(b)
     }
 
+    /// Forgets that the server holds any blob, so the next upload asks again: after the server
+    /// said it lost some (Execute's `FAILED_PRECONDITION`).
+    pub fn forget_all(&self) {
+        self.known.lock().expect("poisoned").clear();
+    }
+
     fn remember(&self, blobs: impl IntoIterator<Item = BlobDigest>) {
         self.known.lock().expect("poisoned").extend(blobs);
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
     action_cache_client::ActionCacheClient, capabilities_client::CapabilitiesClient,
     content_addressable_storage_client::ContentAddressableStorageClient,
+    execution_client::ExecutionClient,
 };
 use bazel_remote_apis::google::bytestream::byte_stream_client::ByteStreamClient;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
@@ -133,7 +134,9 @@ impl Client {
         }
     }
 
-    fn transport(&self) -> Transport {
+    /// The channel with the configured headers, for clients declared outside this file
+    /// ([`super::workers::BotsClient`]).
+    pub fn transport(&self) -> Transport {
         InterceptedService::new(self.channel.clone(), self.headers.clone())
     }
 
@@ -149,6 +152,10 @@ impl Client {
 
     pub fn action_cache(&self) -> ActionCacheClient<Transport> {
         ActionCacheClient::new(self.transport()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn execution(&self) -> ExecutionClient<Transport> {
+        ExecutionClient::new(self.transport()).max_decoding_message_size(MAX_MESSAGE)
     }
 
     pub fn bytestream(&self) -> ByteStreamClient<Transport> {

@@ -62,6 +62,8 @@ pub struct RemoteConfig {
     pub ca_file: Option<PathBuf>,
     pub headers: Vec<Header>,
     pub timeout: Duration,
+    /// Send actions that miss the caches to the server's Execute service (`--remote-exec`).
+    pub execute: bool,
 }
 
 impl RemoteConfig {
@@ -73,6 +75,7 @@ impl RemoteConfig {
             ca_file: None,
             headers: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            execute: false,
         }
     }
 

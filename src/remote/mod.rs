@@ -29,6 +29,8 @@
 //! Layout: [`config`] (URL, instance, TLS, headers from the environment), [`client`] (channel,
 //! runtime, headers), [`capabilities`], [`cas`] (blobs), [`action_cache`], [`merkle`] (input
 //! root), [`action`] (Command + Action), [`blob`] (REAPI digests), [`cache`] (the facade),
+//! [`execute`] (remote execution: `Execute`, `WaitExecution`, retries after
+//! `FAILED_PRECONDITION`), [`workers`] (the Remote Workers API messages `kiln worker` uses),
 //! [`settings`] (flags, `kiln.toml` and the user's config naming the remote for a build).
 //!
 //! The executor's side (what it looks up and uploads, and the fallback) is
@@ -43,8 +45,10 @@ pub mod cas;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod execute;
 pub mod merkle;
 pub mod settings;
+pub mod workers;
 
 pub use action::RemoteAction;
 pub use blob::BlobDigest;
@@ -53,4 +57,5 @@ pub use capabilities::Capabilities;
 pub use cas::Transfer;
 pub use config::RemoteConfig;
 pub use error::RemoteError;
+pub use execute::Executed;
 pub use merkle::InputFile;

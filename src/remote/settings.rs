@@ -8,6 +8,7 @@
 //! ```toml
 //! [remote]
 //! cache = "grpcs://remote.example.com:443"   # grpc:// or http:// for plaintext
+//! exec = "grpc://buildgrid.internal:50051"   # remote execution (its CAS/AC are the cache)
 //! instance = "main"                          # REAPI instance name; default ""
 //! ca_file = "certs/remote-ca.pem"            # extra CA for a TLS URL, relative to this file
 //! ```
@@ -31,6 +32,8 @@ pub const WORKSPACE_FILE: &str = "kiln.toml";
 pub struct Flags {
     pub cache: Option<String>,
     pub instance: Option<String>,
+    /// `--remote-exec URL`.
+    pub exec: Option<String>,
     /// `--no-remote-cache`: ignore every file.
     pub disabled: bool,
 }
@@ -41,6 +44,8 @@ pub struct RemoteSettings {
     pub cache: Option<String>,
     pub instance: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// The remote-execution server.
+    pub exec: Option<String>,
 }
 
 impl RemoteSettings {
@@ -50,6 +55,7 @@ impl RemoteSettings {
             cache: self.cache.or(less.cache),
             instance: self.instance.or(less.instance),
             ca_file: self.ca_file.or(less.ca_file),
+            exec: self.exec.or(less.exec),
         }
     }
 }
@@ -99,15 +105,22 @@ pub fn resolve_with(
         cache: flags.cache.clone(),
         instance: flags.instance.clone(),
         ca_file: None,
+        exec: flags.exec.clone(),
     };
     let mut merged = from_flags.over(read(workspace_file)?);
     if let Some(user) = user_file {
         merged = merged.over(read(user)?);
     }
-    let Some(url) = merged.cache.filter(|u| !u.trim().is_empty()) else {
+    let exec = merged.exec.filter(|u| !u.trim().is_empty());
+    // Execution needs the server's own CAS and action cache, so its URL is the cache's too.
+    let Some(url) = exec
+        .clone()
+        .or(merged.cache.filter(|u| !u.trim().is_empty()))
+    else {
         return Ok(None);
     };
     let mut cfg = RemoteConfig::new(url.trim());
+    cfg.execute = exec.is_some();
     cfg.instance_name = merged.instance.unwrap_or_default();
     cfg.ca_file = merged.ca_file;
     // A malformed URL is a usage error now, not a warning per build.
@@ -140,7 +153,7 @@ fn parse(src: &Source, dir: &Path) -> Result<RemoteSettings, Diagnostic> {
     let doc = src.parse()?;
     let top = TableReader::new(src, doc.as_table(), "", &["remote"]);
     top.finish()?;
-    let Some(r) = top.table("remote", &["cache", "instance", "ca_file"])? else {
+    let Some(r) = top.table("remote", &["cache", "exec", "instance", "ca_file"])? else {
         return Ok(RemoteSettings::default());
     };
     r.finish()?;
@@ -151,7 +164,15 @@ fn parse(src: &Source, dir: &Path) -> Result<RemoteSettings, Diagnostic> {
             return Err(src.error(c.span.clone(), format!("`remote.cache`: {e}")));
         }
     }
+    let exec = r.string("exec")?;
+    if let Some(c) = &exec {
+        let cfg = RemoteConfig::new(c.value.trim());
+        if let Err(e) = cfg.endpoint_url() {
+            return Err(src.error(c.span.clone(), format!("`remote.exec`: {e}")));
+        }
+    }
     Ok(RemoteSettings {
+        exec: exec.map(|c| c.value),
         cache: cache.map(|c| c.value),
         instance: r.string("instance")?.map(|i| i.value),
         ca_file: r.string("ca_file")?.map(|f| dir.join(f.value)),
@@ -186,6 +207,7 @@ mod tests {
         let flags = Flags {
             cache: Some("grpc://flag:1".into()),
             instance: Some("f".into()),
+            exec: None,
             disabled: false,
         };
         let got = resolve_with(&ws, Some(&user), &flags, no_env)
@@ -251,5 +273,32 @@ mod tests {
         };
         let none = dir.path().join("absent.toml");
         assert!(resolve_with(&none, None, &flags, no_env).is_err());
+    }
+
+    #[test]
+    fn exec_names_the_server_for_execution_and_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("kiln.toml");
+        std::fs::write(&ws, "[remote]\nexec = \"grpc://exec:1\"\n").unwrap();
+        let cfg = resolve_with(&ws, None, &Flags::default(), no_env)
+            .unwrap()
+            .unwrap();
+        assert!(cfg.execute);
+        assert_eq!(cfg.url, "grpc://exec:1");
+        let cache_only = resolve_with(
+            Path::new("/nonexistent/kiln.toml"),
+            None,
+            &Flags {
+                cache: Some("grpc://c:1".into()),
+                ..Flags::default()
+            },
+            no_env,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!cache_only.execute);
+        std::fs::write(&ws, "[remote]\nexec = \"ftp://exec:1\"\n").unwrap();
+        let err = resolve_with(&ws, None, &Flags::default(), no_env).unwrap_err();
+        assert!(err.to_string().contains("`remote.exec`"), "{err}");
     }
 }

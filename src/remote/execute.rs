@@ -1,0 +1,232 @@
+//! Remote execution (REAPI `Execute`): the action's blobs go to the CAS, the server runs it on a
+//! worker, and the outputs come back verified like a cache hit's.
+//!
+//! 1. The Action, the Command, every Directory of the input root and every input file the
+//!    server lacks (`FindMissingBlobs`, then batches or ByteStream: [`super::cas`]); file bytes
+//!    are read only for the blobs that are missing.
+//! 2. `Execute`, then the operation stream is followed until an operation is `done`. A stream
+//!    that ends early or breaks (`UNAVAILABLE`, a deadline) is picked up again with
+//!    `WaitExecution` on the operation's name, at most [`MAX_WAITS`] times.
+//! 3. A `FAILED_PRECONDITION` answer (the server lost or never got a blob) uploads every blob
+//!    again without trusting what the client remembered, and executes again, at most
+//!    [`MAX_ATTEMPTS`] times in all.
+//! 4. The `ActionResult`'s outputs are fetched and verified ([`RemoteCache::fetch_outputs`]).
+//!
+//! Every loop is bounded; any other error is returned for the caller's fallback.
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use bazel_remote_apis::google::longrunning::{operation, Operation};
+use prost::Message;
+
+use super::action::RemoteAction;
+use super::blob::BlobDigest;
+use super::cache::{RemoteCache, RemoteResult};
+use super::client::Client;
+use super::error::{RemoteError, Status};
+
+/// `Execute` attempts for one action (the first and the retries after `FAILED_PRECONDITION`).
+pub const MAX_ATTEMPTS: usize = 3;
+/// `WaitExecution` calls after a broken operation stream, per attempt.
+pub const MAX_WAITS: usize = 30;
+
+/// What the worker's run left: its exit code, and when it succeeded, the verified outputs.
+#[derive(Clone, Debug)]
+pub enum Executed {
+    /// Exit code 0 and every declared output present and verified.
+    Succeeded(RemoteResult),
+    /// The command ran and failed (or left an output out): its exit code and stderr.
+    Failed { exit_code: i32, stderr: Vec<u8> },
+}
+
+/// How one `Execute` attempt ended.
+enum Attempt {
+    Done(Box<reapi::ExecuteResponse>),
+    /// The server needs the blobs again.
+    Precondition(Status),
+}
+
+impl RemoteCache {
+    /// Runs `action` on the server's workers. `read` gives the bytes of an input file by its
+    /// path in the input root (called only for the files the server lacks).
+    pub fn execute(
+        &self,
+        action: &RemoteAction,
+        read: &dyn Fn(&str) -> std::io::Result<Vec<u8>>,
+    ) -> Result<Executed, RemoteError> {
+        let enc = self.encode(action)?;
+        let (client, cas, _) = self.parts();
+        let mut last = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                cas.forget_all();
+            }
+            let mut blobs = vec![
+                (enc.digest, enc.action.clone()),
+                (enc.command_digest, enc.command.clone()),
+            ];
+            blobs.extend(enc.input_root.directories.iter().cloned());
+            let files: Vec<BlobDigest> = action.inputs.iter().map(|f| f.blob).collect();
+            let missing = cas.find_missing(client, &files)?;
+            for f in &action.inputs {
+                if missing.contains(&f.blob) && !blobs.iter().any(|(d, _)| *d == f.blob) {
+                    let bytes = read(&f.path).map_err(|source| RemoteError::ReadOutput {
+                        path: f.path.clone().into(),
+                        source,
+                    })?;
+                    f.blob.verify(&format!("input {}", f.path), &bytes)?;
+                    blobs.push((f.blob, bytes));
+                }
+            }
+            cas.upload(client, blobs)?;
+            match run(client, enc.digest)? {
+                Attempt::Done(resp) => {
+                    let result = resp.result.unwrap_or_default();
+                    if result.exit_code != 0 {
+                        let stderr = if result.stderr_raw.is_empty() {
+                            match BlobDigest::from_proto(result.stderr_digest.as_ref(), "stderr") {
+                                Ok(d) if d.size > 0 => cas
+                                    .read(client, &[d])
+                                    .ok()
+                                    .and_then(|mut m| m.remove(&d))
+                                    .unwrap_or_default(),
+                                _ => Vec::new(),
+                            }
+                        } else {
+                            result.stderr_raw.clone()
+                        };
+                        return Ok(Executed::Failed {
+                            exit_code: result.exit_code,
+                            stderr,
+                        });
+                    }
+                    return match self.fetch_outputs(&enc, &result)? {
+                        Some(r) => Ok(Executed::Succeeded(r)),
+                        None => Ok(Executed::Failed {
+                            exit_code: 0,
+                            stderr: b"the remote result lacks a declared output".to_vec(),
+                        }),
+                    };
+                }
+                Attempt::Precondition(status) => last = Some(status),
+            }
+        }
+        Err(RemoteError::Rpc {
+            method: "Execute",
+            url: client.url().to_string(),
+            source: last.unwrap_or(Status {
+                code: tonic::Code::FailedPrecondition,
+                message: String::new(),
+            }),
+        })
+    }
+}
+
+/// One `Execute` call followed to its end (with `WaitExecution` after a broken stream).
+fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
+    let req = reapi::ExecuteRequest {
+        instance_name: client.instance_name().to_string(),
+        action_digest: Some(digest.to_proto()),
+        digest_function: reapi::digest_function::Value::Sha256 as i32,
+        ..Default::default()
+    };
+    let mut name: Option<String> = None;
+    let mut first = Some(req);
+    let mut last_error = None;
+    for _ in 0..=MAX_WAITS {
+        let stream = match (first.take(), &name) {
+            (Some(req), _) => client.block_on(client.execution().execute(req)),
+            (None, Some(n)) => {
+                let req = reapi::WaitExecutionRequest { name: n.clone() };
+                client.block_on(client.execution().wait_execution(req))
+            }
+            (None, None) => break,
+        };
+        let mut stream = match stream {
+            Ok(s) => s.into_inner(),
+            Err(s) if retryable(s.code()) && name.is_some() => {
+                last_error = Some(s);
+                continue;
+            }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                return Ok(Attempt::Precondition(Status::from(s)));
+            }
+            Err(s) => return Err(client.rpc_error("Execute", s)),
+        };
+        loop {
+            match client.block_on(stream.message()) {
+                Ok(Some(op)) => {
+                    name = Some(op.name.clone());
+                    if op.done {
+                        return finish(client, op);
+                    }
+                }
+                // Ended without a done operation, or broke: wait on it by name.
+                Ok(None) => break,
+                Err(s) if retryable(s.code()) => {
+                    last_error = Some(s);
+                    break;
+                }
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    return Ok(Attempt::Precondition(Status::from(s)));
+                }
+                Err(s) => return Err(client.rpc_error("Execute", s)),
+            }
+        }
+        if name.is_none() {
+            break;
+        }
+    }
+    Err(client.rpc_error(
+        "WaitExecution",
+        last_error.unwrap_or_else(|| tonic::Status::unavailable("the operation never finished")),
+    ))
+}
+
+fn retryable(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
+}
+
+/// A done operation's ExecuteResponse, or its error.
+fn finish(client: &Client, op: Operation) -> Result<Attempt, RemoteError> {
+    let resp = match op.result {
+        Some(operation::Result::Response(any)) => {
+            reapi::ExecuteResponse::decode(any.value.as_slice()).map_err(|e| {
+                client.rpc_error(
+                    "Execute",
+                    tonic::Status::internal(format!("undecodable ExecuteResponse: {e}")),
+                )
+            })?
+        }
+        Some(operation::Result::Error(status)) => {
+            return status_attempt(client, &status);
+        }
+        None => {
+            return Err(client.rpc_error(
+                "Execute",
+                tonic::Status::internal("a done operation without a result"),
+            ))
+        }
+    };
+    if let Some(status) = resp.status.as_ref().filter(|s| s.code != 0) {
+        return status_attempt(client, status);
+    }
+    Ok(Attempt::Done(Box::new(resp)))
+}
+
+fn status_attempt(
+    client: &Client,
+    status: &bazel_remote_apis::google::rpc::Status,
+) -> Result<Attempt, RemoteError> {
+    let status = Status::from_rpc(status);
+    if status.code == tonic::Code::FailedPrecondition {
+        return Ok(Attempt::Precondition(status));
+    }
+    Err(RemoteError::Rpc {
+        method: "Execute",
+        url: client.url().to_string(),
+        source: status,
+    })
+}

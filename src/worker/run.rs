@@ -1,0 +1,247 @@
+//! One lease's action: fetch, materialise, run, upload (see [`super`]).
+
+use std::path::{Path, PathBuf};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use bazel_remote_apis::google::protobuf::Any;
+use prost::Message;
+
+use crate::digest::Digest;
+use crate::exec::{Command, Env, Runner};
+use crate::remote::action::TOOLCHAIN_PROPERTY;
+use crate::remote::{BlobDigest, RemoteCache, RemoteError};
+
+/// Deepest input tree a worker accepts, and most files.
+const MAX_DEPTH: usize = 64;
+const MAX_FILES: usize = 100_000;
+
+/// Why a lease could not be run (the lease's status, not the action's exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The action asks for what this worker does not have or cannot do.
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LeaseError {
+    let context = context.into();
+    move |source| LeaseError::Io { context, source }
+}
+
+/// The Action a lease's payload names: packed whole, or as its digest.
+pub fn action_of(remote: &RemoteCache, payload: &Any) -> Result<reapi::Action, LeaseError> {
+    let bad = |e: prost::DecodeError| LeaseError::Precondition(format!("bad payload: {e}"));
+    if payload
+        .type_url
+        .ends_with("build.bazel.remote.execution.v2.Action")
+    {
+        return reapi::Action::decode(payload.value.as_slice()).map_err(bad);
+    }
+    if payload
+        .type_url
+        .ends_with("build.bazel.remote.execution.v2.Digest")
+    {
+        let d = reapi::Digest::decode(payload.value.as_slice()).map_err(bad)?;
+        let bytes = read_one(remote, Some(&d), "the lease's action")?;
+        return reapi::Action::decode(bytes.as_slice()).map_err(bad);
+    }
+    Err(LeaseError::Precondition(format!(
+        "unknown payload type {}",
+        payload.type_url
+    )))
+}
+
+fn read_one(
+    remote: &RemoteCache,
+    d: Option<&reapi::Digest>,
+    what: &str,
+) -> Result<Vec<u8>, LeaseError> {
+    let b = BlobDigest::from_proto(d, what)?;
+    let mut m = remote.read_blobs(&[b])?;
+    Ok(m.remove(&b).unwrap_or_default())
+}
+
+/// Runs `action` in a fresh directory under `work_dir`; the result with its blobs uploaded.
+pub fn execute(
+    remote: &RemoteCache,
+    runner: &dyn Runner,
+    toolchains: &[Digest],
+    work_dir: &Path,
+    action: &reapi::Action,
+) -> Result<reapi::ActionResult, LeaseError> {
+    let command_bytes = read_one(remote, action.command_digest.as_ref(), "the command")?;
+    let command = reapi::Command::decode(command_bytes.as_slice())
+        .map_err(|e| LeaseError::Precondition(format!("bad command: {e}")))?;
+    #[allow(deprecated)] // Command.platform: where clients before REAPI 2.2 put it.
+    let platform = action.platform.as_ref().or(command.platform.as_ref());
+    if let Some(p) = platform {
+        for prop in p.properties.iter().filter(|p| p.name == TOOLCHAIN_PROPERTY) {
+            if !toolchains.iter().any(|t| t.to_string() == prop.value) {
+                return Err(LeaseError::Precondition(format!(
+                    "this worker does not have the toolchain {}",
+                    prop.value
+                )));
+            }
+        }
+    }
+    let Some((program, args)) = command.arguments.split_first() else {
+        return Err(LeaseError::Precondition("the command is empty".into()));
+    };
+    std::fs::create_dir_all(work_dir).map_err(io(format!("creating {}", work_dir.display())))?;
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-worker-")
+        .tempdir_in(work_dir)
+        .map_err(io("creating the input root"))?;
+    let root = dir.path().join("root");
+    materialise(remote, action.input_root_digest.as_ref(), &root)?;
+    let root_str = root.to_string_lossy().into_owned();
+    let cwd = root.join(&command.working_directory);
+    #[allow(deprecated)] // output_files: older clients still send them.
+    let outputs: Vec<String> = if command.output_paths.is_empty() {
+        command.output_files.clone()
+    } else {
+        command.output_paths.clone()
+    };
+    for o in &outputs {
+        if let Some(parent) = cwd.join(o).parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
+        }
+    }
+    std::fs::create_dir_all(&cwd).map_err(io(format!("creating {}", cwd.display())))?;
+    let mut env: Vec<(String, String)> = command
+        .environment_variables
+        .iter()
+        .map(|e| (e.name.clone(), e.value.replace("$WS", &root_str)))
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        if let Ok(path) = std::env::var("PATH") {
+            env.push(("PATH".into(), path));
+        }
+    }
+    let cmd = Command {
+        program: PathBuf::from(program),
+        args: args.iter().map(|a| a.replace("$WS", &root_str)).collect(),
+        cwd: Some(cwd.clone()),
+        env: Env::Exactly(env),
+        timeout: action
+            .timeout
+            .as_ref()
+            .filter(|t| t.seconds > 0)
+            .map(|t| std::time::Duration::from_secs(t.seconds as u64)),
+        die_with_kiln: true,
+        ..Command::default()
+    };
+    let out = runner
+        .run(&cmd)
+        .map_err(io(format!("running {}", cmd.program.display())))?;
+    let mut blobs = Vec::new();
+    let mut result = reapi::ActionResult {
+        exit_code: out.code.unwrap_or(if out.success { 0 } else { 128 }),
+        ..Default::default()
+    };
+    if out.timed_out && result.exit_code == 0 {
+        result.exit_code = 124;
+    }
+    if result.exit_code == 0 {
+        for o in &outputs {
+            use std::os::unix::fs::PermissionsExt;
+            let path = cwd.join(o);
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(io(format!("reading output {o}")))?;
+            let b = BlobDigest::of(&bytes);
+            result.output_files.push(reapi::OutputFile {
+                path: o.clone(),
+                digest: Some(b.to_proto()),
+                is_executable: meta.permissions().mode() & 0o100 != 0,
+                ..Default::default()
+            });
+            blobs.push((b, bytes));
+        }
+    }
+    if !out.stdout.is_empty() {
+        let b = BlobDigest::of(&out.stdout);
+        result.stdout_digest = Some(b.to_proto());
+        blobs.push((b, out.stdout));
+    }
+    if !out.stderr.is_empty() {
+        let b = BlobDigest::of(&out.stderr);
+        result.stderr_digest = Some(b.to_proto());
+        blobs.push((b, out.stderr));
+    }
+    remote.upload_blobs(blobs)?;
+    Ok(result)
+}
+
+/// Writes the input tree under `root`: every Directory and file fetched and verified.
+fn materialise(
+    remote: &RemoteCache,
+    digest: Option<&reapi::Digest>,
+    root: &Path,
+) -> Result<(), LeaseError> {
+    let mut files: Vec<(PathBuf, BlobDigest, bool)> = Vec::new();
+    let mut pending = vec![(
+        root.to_path_buf(),
+        BlobDigest::from_proto(digest, "the input root")?,
+        0,
+    )];
+    while let Some((dir, d, depth)) = pending.pop() {
+        if depth > MAX_DEPTH {
+            return Err(LeaseError::Precondition(
+                "the input root is too deep".into(),
+            ));
+        }
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let bytes = remote.read_blobs(&[d])?.remove(&d).unwrap_or_default();
+        let msg = reapi::Directory::decode(bytes.as_slice())
+            .map_err(|e| LeaseError::Precondition(format!("bad Directory {}: {e}", d.digest)))?;
+        for f in &msg.files {
+            check_name(&f.name)?;
+            let b = BlobDigest::from_proto(f.digest.as_ref(), &f.name)?;
+            files.push((dir.join(&f.name), b, f.is_executable));
+        }
+        for sub in &msg.directories {
+            check_name(&sub.name)?;
+            let b = BlobDigest::from_proto(sub.digest.as_ref(), &sub.name)?;
+            pending.push((dir.join(&sub.name), b, depth + 1));
+        }
+        if files.len() > MAX_FILES {
+            return Err(LeaseError::Precondition(
+                "the input root has too many files".into(),
+            ));
+        }
+    }
+    let wanted: Vec<BlobDigest> = files.iter().map(|f| f.1).collect();
+    let blobs = remote.read_blobs(&wanted)?;
+    for (path, b, executable) in files {
+        use std::os::unix::fs::PermissionsExt;
+        let bytes = blobs.get(&b).map(Vec::as_slice).unwrap_or_default();
+        std::fs::write(&path, bytes).map_err(io(format!("writing {}", path.display())))?;
+        let mode = if executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io(format!("chmod {}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), LeaseError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(LeaseError::Precondition(format!(
+            "input name {name:?} is not a plain file name"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,413 @@
+//! Remote execution against a real BuildGrid (`--remote-exec`, `kiln worker`): PostgreSQL
+//! started with initdb in a temporary directory on a free loopback port, BuildGrid with its SQL
+//! scheduler and an in-memory CAS and action cache, and `kiln worker` processes on this machine
+//! (fixtures/engine's toolchains are host toolchains, which the workers share).
+//!
+//! Every wait is bounded in tries and time; nothing depends on how fast anything is.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::kiln::Run;
+use support::workspace::Workspace;
+
+const PRODUCTS: &[&str] = &["out/bin/hello", "out/bin/geometry", "out/lib/libgreet.a"];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let venv = std::env::var_os("KILN_BUILDGRID_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/kiln-buildgrid/venv"));
+    let p = venv.join("bin").join(name);
+    assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
+    p
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    for dir in ["/usr/local/bin", "/usr/lib/postgresql/15/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("PostgreSQL's {name} is not installed");
+}
+
+/// A child in its own process group, killed with its group when dropped.
+struct Group(Child);
+
+impl Group {
+    fn spawn(mut c: Command, log: &Path) -> Group {
+        let out = File::create(log).unwrap();
+        c.stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0);
+        Group(c.spawn().unwrap())
+    }
+
+    fn kill(&mut self) {
+        // SAFETY: kill(2) on the process group this test created; no memory is touched.
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `c` as the `postgres` user when the test runs as root (PostgreSQL refuses root).
+fn as_pg_user(program: &Path) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let ok = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = dir.path().join("data");
+        let out = as_pg_user(&pg_bin("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "kiln", "--auth=trust", "-E", "UTF8"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {out:?}");
+        let port = free_port();
+        let opts = format!(
+            "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        let out = as_pg_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "-w", "-t", "120", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl start: {out:?}");
+        Postgres { dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgresql://kiln@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_pg_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// BuildGrid with execution (SQL scheduler), CAS, ByteStream and action cache.
+struct Grid {
+    _pg: Postgres,
+    dir: tempfile::TempDir,
+    server: Group,
+    url: String,
+}
+
+fn config(port: u16, sql: &str) -> String {
+    format!(
+        r#"server:
+  - !channel
+    address: "127.0.0.1:{port}"
+    insecure-mode: true
+connections:
+  - !sql-connection &sql
+    connection-string: {sql}
+    pool-size: 5
+    max-overflow: 10
+storages:
+  - !lru-storage &cas
+    size: 512MB
+caches:
+  - !lru-action-cache &ac
+    storage: *cas
+    max-cached-refs: 4096
+    allow-updates: true
+    cache-failed-actions: false
+schedulers:
+  - !sql-scheduler &sched
+    sql: *sql
+    storage: *cas
+    action-cache: *ac
+    # A bot silent for this long is gone; its lease goes back to the queue.
+    bot-session-keepalive-timeout: 10
+    property-set:
+      !dynamic-property-set
+      match-property-keys: [kiln-toolchain, OSFamily]
+instances:
+  - name: ""
+    services:
+      - !action-cache
+        cache: *ac
+      - !execution
+        scheduler: *sched
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+"#
+    )
+}
+
+impl Grid {
+    fn start() -> Grid {
+        let pg = Postgres::start();
+        let out = Command::new(venv_bin("bgd"))
+            .args(["migrate", "apply", &pg.url()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "bgd migrate: {out:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("buildgrid.yml");
+        std::fs::write(&cfg, config(port, &pg.url())).unwrap();
+        let mut c = Command::new(venv_bin("bgd"));
+        c.args(["server", "start"])
+            .arg(&cfg)
+            .current_dir(dir.path());
+        let server = Group::spawn(c, &dir.path().join("bgd.log"));
+        let grid = Grid {
+            _pg: pg,
+            dir,
+            server,
+            url: format!("grpc://127.0.0.1:{port}"),
+        };
+        grid.wait_ready();
+        grid
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut cfg = kiln::remote::RemoteConfig::new(self.url.clone());
+        cfg.timeout = Duration::from_secs(10);
+        for _ in 0..600 {
+            if kiln::remote::RemoteCache::connect(&cfg).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("bgd never answered:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
+    }
+
+    /// A `kiln worker` run in `ws` (for its toolchains), logging to `log`.
+    fn worker(&self, ws: &Workspace, id: &str, log: &Path) -> Group {
+        let mut c = ws
+            .kiln()
+            .command(["worker", "--server", &self.url, "--id", id]);
+        c.arg("--work-dir").arg(ws.scratch().join(id));
+        Group::spawn(c, log)
+    }
+}
+
+impl Drop for Grid {
+    fn drop(&mut self) {
+        self.server.kill();
+    }
+}
+
+fn sources(run: &Run) -> BTreeMap<String, String> {
+    let doc = run.json();
+    let mut out = BTreeMap::new();
+    for t in doc["targets"].as_array().unwrap() {
+        for a in t["actions"].as_array().unwrap() {
+            out.insert(
+                a["id"].as_str().unwrap().to_string(),
+                a["source"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    out
+}
+
+fn images(run: &Run) -> BTreeMap<String, String> {
+    let doc = run.json();
+    doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| {
+            let digest = t["image"]["digest"].as_str()?;
+            Some((t["name"].as_str()?.to_string(), digest.to_string()))
+        })
+        .collect()
+}
+
+fn local_reference() -> (Workspace, Run) {
+    let ws = Workspace::fixture_at("engine", "local");
+    let run = ws.kiln().run(["build", "--json", "-j2"]).ok("local build");
+    (ws, run)
+}
+
+fn assert_same(local: &Workspace, local_run: &Run, remote: &Workspace, remote_run: &Run) {
+    for p in PRODUCTS {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(remote.path(p)).unwrap(),
+            "{p} differs between the local and the remotely executed build"
+        );
+    }
+    let imgs = images(remote_run);
+    assert_eq!(imgs.len(), 2, "{remote_run}");
+    assert_eq!(images(local_run), imgs, "image digests differ");
+}
+
+#[test]
+fn two_workers_build_everything_and_the_results_equal_a_local_build() {
+    let grid = Grid::start();
+    let ws = Workspace::fixture_at("engine", "remote");
+    let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
+    let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
+    let run = ws
+        .kiln()
+        .run(["build", "--json", "-j2", "--remote-exec", &grid.url])
+        .ok("remotely executed build");
+    let src = sources(&run);
+    assert!(
+        !src.is_empty() && src.values().all(|s| s == "remote-exec"),
+        "{run}\n{}",
+        grid.log()
+    );
+    assert!(run.json()["remote"]["error"].is_null(), "{run}");
+    assert!(!run.stderr_text().contains("warning"), "{run}");
+    // Both workers are real bots: each took at least one lease (logged per lease).
+    let leases = |id: &str| {
+        std::fs::read_to_string(ws.scratch().join(format!("{id}.log")))
+            .unwrap_or_default()
+            .matches("running lease")
+            .count()
+    };
+    assert!(leases("w1") + leases("w2") > 0);
+
+    let (local, local_run) = local_reference();
+    assert_same(&local, &local_run, &ws, &run);
+
+    // A no-op rebuild needs no remote at all.
+    let again = ws
+        .kiln()
+        .run(["build", "--json", "--remote-exec", &grid.url])
+        .ok("no-op");
+    assert!(
+        sources(&again).values().all(|s| s == "up-to-date"),
+        "{again}"
+    );
+}
+
+#[test]
+fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
+    let grid = Grid::start();
+    let ws = Workspace::fixture_at("engine", "remote");
+    let victim_log = ws.scratch().join("victim.log");
+    let mut victim = grid.worker(&ws, "victim", &victim_log);
+    // The build starts with only the victim serving, so the first lease is the victim's.
+    let out_file = ws.scratch().join("build.json");
+    let mut build = ws
+        .kiln()
+        .command(["build", "--json", "-j2", "--remote-exec", &grid.url]);
+    build.stdout(File::create(&out_file).unwrap());
+    build.stderr(File::create(ws.scratch().join("build.err")).unwrap());
+    let mut build = build.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut taken = false;
+    for _ in 0..1800 {
+        if std::fs::read_to_string(&victim_log)
+            .unwrap_or_default()
+            .contains("running lease")
+        {
+            taken = true;
+            break;
+        }
+        if Instant::now() > deadline || build.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(taken, "the victim never took a lease:\n{}", grid.log());
+    victim.kill();
+    // Another worker joins; BuildGrid requeues the dead bot's lease once its session expires.
+    let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(s) = build.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the build never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = std::fs::read_to_string(ws.scratch().join("build.err")).unwrap_or_default();
+    assert!(status.success(), "{stderr}\n{}", grid.log());
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    // Whatever ran where, every action finished with outputs that equal a local build's.
+    let (local, local_run) = local_reference();
+    for p in PRODUCTS {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs after a worker was killed"
+        );
+    }
+    let imgs: BTreeMap<String, String> = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t["name"].as_str()?.to_string(),
+                t["image"]["digest"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    assert_eq!(images(&local_run), imgs);
+}

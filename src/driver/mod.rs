@@ -182,6 +182,8 @@ fn build_impl(
     let phases = phases::Phases::start();
     let roots = select(ws, &opts.targets, |r| (r.kind == Kind::Test) == tests)?;
     let _lock = crate::workspace::lock(root)?;
+    // Under the lock, a temporary file beside an output can only be a killed build's leftover.
+    out.sweep_stale_temporaries();
     let cache = Cache::open(opts.cache_dir.clone()).map_err(io_err(format!(
         "opening the cache {}",
         opts.cache_dir.display()

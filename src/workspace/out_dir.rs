@@ -75,6 +75,35 @@ impl OutDir {
     pub fn image(&self, service: &str) -> PathBuf {
         self.dir.join("images").join(service)
     }
+    /// Removes the temporary files a killed kiln left beside outputs it was about to rename
+    /// into place (`.tmp*` in the output directories). Call it holding the workspace lock: then
+    /// no live kiln owns any of them. Returns how many went.
+    pub fn sweep_stale_temporaries(&self) -> usize {
+        let mut removed = 0;
+        for dir in [
+            self.binaries(),
+            self.libraries(),
+            self.debug(),
+            self.path().join("images"),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp") {
+                    let p = e.path();
+                    let gone = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                    removed += usize::from(gone.is_ok());
+                }
+            }
+        }
+        removed
+    }
+
     /// Split debug info of the images' binaries.
     pub fn debug(&self) -> PathBuf {
         self.dir.join("debug")

@@ -9,6 +9,8 @@
 //! run on the machine in `$KILN_TEST_DEB_CACHE` (default `/var/cache/kiln-test-debs`), outside
 //! the clone, so only the first run on a machine fetches the .debs.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,19 +25,9 @@ use kiln::exec::ProcessRunner;
 
 const SUITES: [&str; 3] = ["bookworm", "bookworm-updates", "bookworm-security"];
 
-/// `$KILN_TEST_DEB_CACHE`, else `/var/cache/kiln-test-debs` when this user may write there,
-/// else `~/.cache/kiln-test-debs`.
+/// The machine's shared download directory (see `support::kiln::shared_debian_store`).
 fn shared_cache() -> PathBuf {
-    if let Some(d) = std::env::var_os("KILN_TEST_DEB_CACHE").filter(|v| !v.is_empty()) {
-        return PathBuf::from(d);
-    }
-    let system = PathBuf::from("/var/cache/kiln-test-debs");
-    if fs::create_dir_all(&system).is_ok() && tempfile::tempdir_in(&system).is_ok() {
-        return system;
-    }
-    dirs::cache_dir()
-        .expect("a home directory")
-        .join("kiln-test-debs")
+    support::kiln::shared_debian_store()
 }
 
 fn with_bookworm<T>(f: impl FnOnce(&Archive) -> T) -> T {

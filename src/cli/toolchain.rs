@@ -135,7 +135,7 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
         mirrors,
         component: args.component.clone(),
         architecture: args.arch.clone(),
-        now: unix_now(),
+        now: crate::toolchain::hermetic::unix_now(),
     };
     let packages = archive.resolve_request(
         &args.suites,
@@ -159,13 +159,6 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
         locked::set_digest(&packages)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The clock, read here at the edge: only `Valid-Until` checks use it, never any output.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `kiln toolchain list` (every toolchain, one line each) and `show NAME` (one, in full).

@@ -154,7 +154,7 @@ pub(crate) fn with_archive<T>(
 }
 
 /// The clock, read at the edge: only `Valid-Until` checks use it, never an output.
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

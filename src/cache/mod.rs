@@ -58,25 +58,32 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A temp file in `dir`, creating it, twice if need be: [`gc`] removes empty entry directories,
-/// and may do so between our `create_dir_all` and the temp file's creation.
+/// A temp file in `dir`, creating the directory as need be. [`gc`] removes empty entry
+/// directories, and may do so at any moment before our temp file makes the directory
+/// non-empty, so "exists" from `mkdir` proves nothing and "not found" from the temp file's
+/// creation means: make the directory again. The attempts are bounded; only a collector
+/// looping on this very directory wins more than a few times in a row.
 fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    fs::create_dir_all(dir)?;
-    match tempfile::NamedTempFile::new_in(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir)?;
-            tempfile::NamedTempFile::new_in(dir)
+    const ATTEMPTS: usize = 1000;
+    let mut attempt = 0;
+    loop {
+        match tempfile::NamedTempFile::new_in(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS => {
+                attempt += 1;
+                match fs::create_dir_all(dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+            }
+            r => return r,
         }
-        r => r,
     }
 }
 
 /// Copies `src` to `dst` atomically, preserving the executable bit.
 pub fn atomic_copy(src: &Path, dst: &Path, executable: bool) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = dst.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let tmp = temp_in(dst.parent().unwrap_or(Path::new(".")))?;
     fs::copy(src, tmp.path())?;
     let mode = if executable { 0o755 } else { 0o644 };
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))?;
@@ -187,9 +194,7 @@ impl Cache {
         if fs::metadata(&dst).ok().map(|m| m.len()) == Some(size) {
             touch(&dst);
         } else {
-            let dir = dst.parent().expect("blob path has a parent");
-            fs::create_dir_all(dir)?;
-            let tmp = tempfile::NamedTempFile::new_in(dir)?;
+            let tmp = temp_in(dst.parent().expect("blob path has a parent"))?;
             fs::copy(src, tmp.path())?;
             // Verify what landed: a file changing under us must not be stored under a wrong name.
             let (check, _) = Digest::of_file(tmp.path())?;
@@ -367,5 +372,53 @@ impl Cache {
 pub fn touch(path: &Path) {
     if let Ok(f) = fs::File::open(path) {
         let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A collector removing the empty directory whenever it can (resting 50 µs after each
+    /// removal, still far busier than a real one) while entries are written into it: every write
+    /// lands. The race once failed a build with "File exists"; a slower machine only makes the
+    /// collector lose more often.
+    #[test]
+    fn entry_writes_survive_a_collector_removing_their_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("ac").join("base");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collector = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut removed = 0u32;
+                for _ in 0..2_000_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    if fs::remove_dir(&dir).is_ok() {
+                        removed += 1;
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    }
+                }
+                removed
+            })
+        };
+        for i in 0..2000 {
+            let path = dir.join(format!("{i}.json"));
+            atomic_write(&path, b"{}").unwrap_or_else(|e| panic!("write {i}: {e}"));
+            assert_eq!(fs::read(&path).unwrap(), b"{}");
+            fs::remove_file(&path).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        collector.join().unwrap();
+    }
+
+    #[test]
+    fn a_file_where_the_directory_should_be_is_an_error_not_a_loop() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("ac"), b"").unwrap();
+        assert!(atomic_write(&root.path().join("ac/x.json"), b"{}").is_err());
+        assert!(root.path().join("ac").is_file());
     }
 }

@@ -1,9 +1,12 @@
-//! `kiln.lock`: the machine a release was built on, so another machine can prove it matches.
+//! `kiln.lock`: what a release was built from, so another machine can prove it builds the same.
 //!
-//! Bit-identical images need the same compilers and the same runtime libraries, and kiln cannot
-//! pin those itself: they come from Debian packages. `kiln lock` records them; `kiln build
-//! --locked` refuses to build (exit 1, nothing written to `out/`) on a machine that differs,
-//! naming every package whose version differs.
+//! Bit-identical images need the same compilers and the same runtime libraries. For a Debian
+//! toolchain (the default) the lock pins every package of its root ([`LockedRoot`]), and `kiln
+//! build --locked` builds exactly those .debs or refuses (exit 1, nothing written to `out/`),
+//! naming what no longer answers. A `source = "host"` toolchain is the machine's own packages,
+//! which no lock can make another machine have: `--locked` refuses it outright. `kiln lock`
+//! still records a host toolchain's installed versions and its images' packages, as a record of
+//! the machine a quick local build came from.
 //!
 //! The format (TOML; every table sorted by key, so rewriting an unchanged lock changes no byte):
 //!
@@ -40,7 +43,6 @@ use crate::driver::{self, BuildOptions, DriverError};
 use crate::exec::ProcessRunner;
 use crate::recipe::Kind;
 use crate::toolchain::hermetic::PinPolicy;
-use crate::toolchain::probe::dpkg_versions;
 use crate::toolchain::ToolchainSource;
 use crate::workspace::Workspace;
 
@@ -130,9 +132,32 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+    #[error("--locked builds only from pinned packages, and {} `source = \"host\"` (the machine's installed compilers and libraries, which no other machine has); in {} list its `packages` in place of that line, or delete the file to use kiln's built-in pinned toolchain",
+        host_subject(.0), .0.iter().map(|(_, f)| f.as_str()).collect::<Vec<_>>().join(", "))]
+    HostToolchains(Vec<(String, String)>),
     #[error("this machine does not match kiln.lock:\n{}\nrun `kiln lock` to accept this machine's versions, or install the locked ones",
         .0.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"))]
     Differs(Vec<Difference>),
+}
+
+fn host_subject(host: &[(String, String)]) -> String {
+    let names: Vec<&str> = host.iter().map(|(n, _)| n.as_str()).collect();
+    match names.as_slice() {
+        [one] => format!("toolchain {one} is"),
+        many => format!("toolchains {} are", many.join(", ")),
+    }
+}
+
+/// The toolchains the workspace's recipes use that are `source = "host"`, with their files.
+fn host_toolchains(ws: &Workspace) -> Vec<(String, String)> {
+    let used: std::collections::BTreeSet<&String> =
+        ws.recipes.iter().map(|r| &r.toolchain.value).collect();
+    used.into_iter()
+        .filter_map(|name| {
+            let spec = ws.toolchains.get(name)?;
+            (spec.source == ToolchainSource::Host).then(|| (name.clone(), spec.file.clone()))
+        })
+        .collect()
 }
 
 pub fn path(ws: &Workspace) -> PathBuf {
@@ -211,7 +236,11 @@ pub fn read(ws: &Workspace) -> Result<LockFile, LockError> {
 /// Fails, naming every difference, when this machine does not match `kiln.lock`. Writes nothing
 /// but toolchain probe memos in the cache.
 pub fn check(ws: &Workspace) -> Result<(), LockError> {
-    let lock = read(ws)?;
+    let host = host_toolchains(ws);
+    if !host.is_empty() {
+        return Err(LockError::HostToolchains(host));
+    }
+    let mut lock = read(ws)?;
     let all: Vec<usize> = (0..ws.recipes.len()).collect();
     let current: BTreeMap<String, Current> = driver::resolve_toolchains(
         &ProcessRunner,
@@ -231,27 +260,14 @@ pub fn check(ws: &Workspace) -> Result<(), LockError> {
         )
     })
     .collect();
-    // The packages of an image built on a Debian toolchain come from its pinned root, which
-    // the toolchain's fingerprint (its set digest) already checks; the machine's own
-    // packages matter only to images built on host toolchains.
-    // Nor does a build have to have recorded such an image: its pins are the record.
-    let mut lock = lock;
+    // Every toolchain is a Debian one (host ones were refused above), and an image built on one
+    // takes its packages from the pinned root, which the toolchain's fingerprint (its set digest)
+    // already checks: the machine's own packages do not matter. Nor does a build have to have
+    // recorded the image: its pins are the record.
     for service in service_names(ws) {
-        let hermetic = ws
-            .index(&service)
-            .and_then(|i| ws.toolchains.get(&ws.recipes[i].toolchain.value))
-            .is_some_and(|t| t.source != ToolchainSource::Host);
-        if hermetic {
-            lock.image.entry(service).or_default().packages.clear();
-        }
+        lock.image.entry(service).or_default().packages.clear();
     }
-    let names: Vec<String> = lock
-        .image
-        .values()
-        .flat_map(|i| i.packages.keys().cloned())
-        .collect();
-    let installed = dpkg_versions(&ProcessRunner, &names);
-    let diffs = differences(&lock, &current, &service_names(ws), &installed);
+    let diffs = differences(&lock, &current, &service_names(ws), &BTreeMap::new());
     if diffs.is_empty() {
         Ok(())
     } else {

@@ -161,6 +161,13 @@ fn two_checkouts_on_a_machine_without_compilers_build_the_same_bytes_from_the_lo
         "{}",
         inspect.stdout_text()
     );
+    assert!(
+        inspect
+            .stdout_text()
+            .contains("toolchain gcc (debian, pinned packages)"),
+        "{}",
+        inspect.stdout_text()
+    );
 }
 
 #[test]

@@ -235,8 +235,16 @@ pub fn inspect(ws: &Workspace, service: &str, json: bool) -> Result<ExitCode, Er
             layout.display()
         )));
     }
-    let ins = crate::image::inspect(&layout)
+    let mut ins = crate::image::inspect(&layout)
         .map_err(|e| Error::Failed(format!("inspecting {}: {e}", layout.display())))?;
+    ins.toolchain = ws.toolchains.get(&r.toolchain.value).map(|t| {
+        let host = t.source == crate::toolchain::ToolchainSource::Host;
+        crate::image::ToolchainLabel {
+            name: r.toolchain.value.clone(),
+            source: if host { "host" } else { "debian" }.to_string(),
+            reproducible: !host,
+        }
+    });
     if json {
         println!("{}", serde_json::to_string_pretty(&ins).unwrap_or_default());
     } else {

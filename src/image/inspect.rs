@@ -28,6 +28,34 @@ pub struct Inspection {
     pub uncompressed_size: u64,
     pub layers: Vec<LayerInspection>,
     pub largest_files: Vec<FileInspection>,
+    /// What the service's toolchain is, as the workspace defines it now (the layout does not
+    /// record it): filled in by the caller that knows the workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toolchain: Option<ToolchainLabel>,
+}
+
+/// The toolchain an image's binaries came from, and whether another machine can rebuild it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolchainLabel {
+    pub name: String,
+    /// `debian` or `host`.
+    pub source: String,
+    pub reproducible: bool,
+}
+
+impl fmt::Display for ToolchainLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reproducible {
+            write!(f, "{} ({}, pinned packages)", self.name, self.source)
+        } else {
+            write!(
+                f,
+                "{} ({}: NOT REPRODUCIBLE, built with this machine's installed packages; \
+                 `kiln build --locked` refuses it)",
+                self.name, self.source
+            )
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -111,6 +139,7 @@ pub fn inspect(layout_dir: &Path) -> Result<Inspection, ImageError> {
         uncompressed_size: layers.iter().map(|l| l.uncompressed_size).sum(),
         layers,
         largest_files: files,
+        toolchain: None,
     })
 }
 
@@ -121,6 +150,9 @@ impl fmt::Display for Inspection {
             writeln!(f, "tag      {r}")?;
         }
         writeln!(f, "created  {}", self.created)?;
+        if let Some(t) = &self.toolchain {
+            writeln!(f, "toolchain {t}")?;
+        }
         writeln!(
             f,
             "size     {} compressed, {} uncompressed",

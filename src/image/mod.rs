@@ -33,7 +33,7 @@ pub use assemble::{assemble, assemble_in};
 pub use context::ImageContext;
 pub use docker::{write_docker_archive, write_docker_archive_many};
 pub use error::ImageError;
-pub use inspect::{inspect, FileInspection, Inspection, LayerInspection};
+pub use inspect::{inspect, FileInspection, Inspection, LayerInspection, ToolchainLabel};
 
 /// Language family of a service; selects the family-runtime layer and the default budget.
 #[derive(

@@ -245,3 +245,138 @@ fn with_the_root_in_the_store_a_build_needs_no_mirror_and_without_it_names_the_p
             || fs::read_dir(empty.join("roots/v2")).map_or(true, |mut d| d.next().is_none())
     );
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped (the test runs as root, as CI does).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, bytes: u64) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs at {} (needs root)", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, bytes: u64) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "resizing {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_while_extracting_is_a_clear_error_and_the_next_run_finishes_the_job() {
+    let ws = hermetic_engine("ws");
+    // The repository's own lock pins the built-in toolchains this workspace uses (its services
+    // are others).
+    let repo_lock = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kiln.lock"));
+    let mut lock: toml::Table = toml::from_str(&repo_lock.unwrap()).unwrap();
+    lock.remove("image");
+    ws.write("kiln.lock", &toml::to_string(&lock).unwrap());
+    // A store on a small disk that holds the downloaded .debs with 16 MiB to spare: the trees
+    // unpacked from them (hundreds of MiB) cannot fit.
+    let shared = std::env::var_os(DEBIAN_STORE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| support::kiln::shared_debian_store().join("debian"));
+    // Make sure the shared store has every pinned .deb (a no-image build fetches what is missing).
+    ws.kiln()
+        .run(["build", "--locked", "--no-images", "hello"])
+        .ok("filling the shared store");
+    fs::remove_dir_all(ws.path("out")).unwrap();
+    let blobs = shared.join("blobs");
+    let size: u64 = walk_files(&blobs)
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
+    let disk = Tmpfs::mount(&ws.scratch().join("small-disk"), size + (16 << 20));
+    let store = disk.0.join("debian");
+    for f in walk_files(&blobs) {
+        let to = store.join(f.strip_prefix(&shared).unwrap());
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(&f, &to).unwrap();
+    }
+    let offline = [
+        (DEBIAN_STORE_ENV, store.to_str().unwrap()),
+        ("KILN_DEBIAN_MIRROR", "http://127.0.0.1:9/debian"),
+    ];
+
+    let full = ws.kiln().envs(&offline).run(["build", "--locked"]);
+    let err = full.stderr_text();
+    assert_eq!(full.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    // The error names the package being unpacked, with its version.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("unpacking ") && l.contains(" (")),
+        "{err}"
+    );
+    assert!(!ws.path("out/bin").exists(), "{err}");
+    // Nothing half-extracted is left where a later run would take it: every tree is whole, no
+    // root is materialised, the staging area is empty.
+    for tree in dirs_in(&store.join("trees")) {
+        assert!(tree.join("control.json").is_file(), "{}", tree.display());
+    }
+    assert!(
+        dirs_in(&store.join("roots")).is_empty(),
+        "{:?}",
+        dirs_in(&store.join("roots"))
+    );
+    let left: Vec<_> = fs::read_dir(store.join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // With room again the next run finishes what was left, offline.
+    disk.resize(4 << 30);
+    ws.kiln()
+        .envs(&offline)
+        .run(["build", "--locked"])
+        .ok("build after the disk was grown");
+    assert!(ws.path("out/bin/hello").is_file());
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The directories two levels under a store area: `trees/<format>/<digest>`,
+/// `roots/<format>/<set digest>`.
+fn dirs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for format in fs::read_dir(dir).into_iter().flatten().flatten() {
+        for e in fs::read_dir(format.path()).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}

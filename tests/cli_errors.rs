@@ -37,3 +37,23 @@ fn a_broken_lock_file_is_a_build_failure_that_points_at_its_line_and_column() {
     assert!(stderr.contains("kiln.lock"), "{stderr}");
     assert!(stderr.contains("line 1, column 13"), "{stderr}");
 }
+
+#[test]
+fn a_reader_that_went_away_ends_kiln_quietly_as_it_ends_cat() {
+    let ws = Workspace::engine();
+    for args in [&["graph"][..], &["toolchain", "list"], &["cache", "stats"]] {
+        // The read end is closed before kiln starts: every write it makes gets EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = ws
+            .kiln()
+            .command(args.iter().copied())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "kiln {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "kiln {args:?}: {stderr}");
+    }
+}

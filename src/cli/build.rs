@@ -49,7 +49,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
             },
             "remote": outcome.remote,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         summary(&outcome);
     }
@@ -246,9 +246,9 @@ pub fn inspect(ws: &Workspace, service: &str, json: bool) -> Result<ExitCode, Er
         }
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&ins).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&ins).unwrap_or_default());
     } else {
-        print!("{ins}");
+        out!("{ins}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -69,7 +69,7 @@ fn open() -> Result<Cache, Error> {
 }
 
 fn json_out<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 pub fn run(cmd: &CacheCmd) -> Result<ExitCode, Error> {
@@ -147,12 +147,12 @@ pub fn run(cmd: &CacheCmd) -> Result<ExitCode, Error> {
             let limit = limits.max_size.map_or("unlimited".to_string(), |m| {
                 format!("max_size {}", human(m))
             });
-            println!("cache:    {}", root.display());
-            println!(
+            outln!("cache:    {}", root.display());
+            outln!(
                 "size:     {} ({limit})",
                 human(inv.item_bytes() + inv.memo_bytes)
             );
-            println!(
+            outln!(
                 "entries:  {} blobs, {} action entries, {} layers, {} test results",
                 count(ItemKind::Blob),
                 count(ItemKind::ActionEntry),
@@ -160,7 +160,7 @@ pub fn run(cmd: &CacheCmd) -> Result<ExitCode, Error> {
                 count(ItemKind::TestResult)
             );
             match total.hit_rate() {
-                Some(rate) => println!(
+                Some(rate) => outln!(
                     "hit rate: {:.1}% over the last {} build(s): {} from cache, {} from remote cache, {} run, {} failed, {} up to date, {} damaged blob(s)",
                     rate * 100.0,
                     recent.len(),
@@ -171,7 +171,7 @@ pub fn run(cmd: &CacheCmd) -> Result<ExitCode, Error> {
                     total.fresh,
                     total.damaged
                 ),
-                None => println!(
+                None => outln!(
                     "hit rate: no lookups in the last {} build(s)",
                     recent.len()
                 ),

@@ -48,7 +48,7 @@ pub fn run(ws: &Workspace, args: &K8sArgs) -> Result<ExitCode, Error> {
     let all = deploy::service_specs(ws);
     let selected = deploy::select(ws, &all, &args.services)?;
     match &args.output {
-        None => print!("{}", deploy::stream(&selected, &all, &opts)),
+        None => out!("{}", deploy::stream(&selected, &all, &opts)),
         Some(dir) => {
             let tree = kustomize::tree(&selected, &all, &opts);
             kustomize::write(dir, &tree)?;
@@ -102,9 +102,9 @@ pub fn resolve(ws: &Workspace, args: &ResolveArgs) -> Result<ExitCode, Error> {
     // Separate files as YAML documents; a file that already starts one needs no more.
     for (i, (_, t)) in resolved.iter().enumerate() {
         if i > 0 && !t.starts_with("---") {
-            println!("---");
+            outln!("---");
         }
-        print!("{t}");
+        out!("{t}");
     }
     Ok(ExitCode::SUCCESS)
 }

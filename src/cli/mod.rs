@@ -3,12 +3,13 @@
 //!
 //! Exit status: 0 success; 1 build, test, verification or push failure; 2 usage or recipe error.
 
+#[macro_use]
+mod output;
 mod build;
 mod cache;
 mod clean;
 mod k8s;
 mod lock;
-mod output;
 mod push;
 mod scan;
 mod test;
@@ -243,7 +244,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         Cmd::Build(args) => build::run(&ws, &args).map_err(boxed),
         Cmd::Clean => clean::run(&ws).map_err(boxed),
         Cmd::Graph => {
-            print!("{}", crate::graph::to_dot(&ws.graph()));
+            out!("{}", crate::graph::to_dot(&ws.graph()));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CompileCommands => build::compile_commands(&ws).map_err(boxed),

@@ -7,6 +7,37 @@ use std::sync::Mutex;
 use crate::build::plan::Action;
 use crate::build::{ActionReport, Outcome, Progress};
 
+/// `println!` for kiln's standard output. A reader that went away (`kiln graph | head -1`) ends
+/// kiln as it ends `cat`: quietly, with the status a shell gives a process SIGPIPE killed (141),
+/// instead of the panic `println!` gives. kiln keeps SIGPIPE ignored, as Rust sets it, so a
+/// child's closed stdin or a dropped socket stays an error it handles.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for kiln's standard output; see [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!($($arg)*))
+    };
+}
+
+pub fn write_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("kiln: error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub fn print_error(e: &dyn std::error::Error) {
     eprintln!("kiln: error: {e}");
     let mut cause = e.source();

@@ -150,7 +150,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
                     _ => {}
                 }
                 if !args.json {
-                    println!("{} {}", rep.service, rep.reference);
+                    outln!("{} {}", rep.service, rep.reference);
                 }
                 reports.push(rep);
             }
@@ -178,7 +178,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
         }
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "images": reports }))
                 .unwrap_or_default()

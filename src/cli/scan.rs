@@ -130,7 +130,7 @@ pub fn run(ws: &Workspace, args: &ScanArgs) -> Result<ExitCode, Error> {
     let names = driver::select_kind(ws, &args.services, Kind::Service)?;
     let report = gate(ws, &names, &args.opts, false)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );

@@ -75,13 +75,13 @@ pub fn run(
     let passed = results.iter().filter(|r| r.passed).count();
     let failed = results.len() - passed;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "tests": results }))
                 .unwrap_or_default()
         );
     } else {
-        println!("{passed} passed, {failed} failed");
+        outln!("{passed} passed, {failed} failed");
     }
     Ok(if failed == 0 && !outcome.failed {
         ExitCode::SUCCESS

@@ -148,11 +148,11 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
     )?;
     if let ToolchainCmd::Root(_) = cmd {
         let (set, root) = archive.root(&packages)?;
-        println!("{}", root.display());
+        outln!("{}", root.display());
         eprintln!("kiln: toolchain root {set} ({} package(s))", packages.len());
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", locked::to_toml(&packages));
+    out!("{}", locked::to_toml(&packages));
     eprintln!(
         "kiln: {} package(s), set digest {}",
         packages.len(),
@@ -209,7 +209,7 @@ fn list(dir: &Option<PathBuf>, only: Option<&String>) -> Result<ExitCode, Toolch
                 },
             ),
         };
-        println!(
+        outln!(
             "{name}\t{} ({origin}) from {source}{pinned}",
             spec.language_name()
         );
@@ -217,27 +217,31 @@ fn list(dir: &Option<PathBuf>, only: Option<&String>) -> Result<ExitCode, Toolch
             continue;
         }
         for (role, program) in spec.programs() {
-            println!("  {role}: {program}");
+            outln!("  {role}: {program}");
         }
-        println!("  cflags: {}", spec.cflags.join(" "));
+        outln!("  cflags: {}", spec.cflags.join(" "));
         if let Some(p) = pins {
-            println!("  requested: {}", p.packages.join(" "));
+            outln!("  requested: {}", p.packages.join(" "));
             if !p.without_dependencies.is_empty() {
-                println!(
+                outln!(
                     "  without dependencies: {}",
                     p.without_dependencies.join(" ")
                 );
             }
             for pkg in &p.package {
-                println!(
+                outln!(
                     "  {} {} {} (source {} {})",
-                    pkg.name, pkg.version, pkg.architecture, pkg.source, pkg.source_version
+                    pkg.name,
+                    pkg.version,
+                    pkg.architecture,
+                    pkg.source,
+                    pkg.source_version
                 );
             }
             let set = locked::set_digest(&p.package);
             let root = crate::debian::root::root_dir(&store, &set);
             if root.is_dir() {
-                println!("  root: {}", root.display());
+                outln!("  root: {}", root.display());
             }
         }
     }
@@ -258,7 +262,7 @@ fn fetch(dir: &Option<PathBuf>) -> Result<ExitCode, ToolchainError> {
     .map_err(|e| ToolchainError::Workspace(Box::new(super::Error::Driver(e))))?;
     for (name, tc) in &toolchains {
         if let Some(root) = &tc.root {
-            println!("{name}\t{}\t{}", root.set, root.dir.display());
+            outln!("{name}\t{}\t{}", root.set, root.dir.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -158,7 +158,7 @@ pub fn push(args: &PushArgs, dir: &Option<PathBuf>) -> Result<ExitCode, Error> {
                 toolchain: spec.name.clone(),
                 source: Box::new(e),
             })?;
-        println!(
+        outln!(
             "{} {}/{}:{} {}",
             spec.name,
             opts.registry,
@@ -202,9 +202,12 @@ pub fn pull(args: &PullArgs, dir: &Option<PathBuf>) -> Result<ExitCode, Error> {
                 toolchain: spec.name.clone(),
                 source: Box::new(e),
             })?;
-        println!(
+        outln!(
             "{} {} ({} tree(s) pulled, {} already here)",
-            spec.name, report.reference, report.pulled, report.present
+            spec.name,
+            report.reference,
+            report.pulled,
+            report.present
         );
     }
     Ok(ExitCode::SUCCESS)

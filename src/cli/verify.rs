@@ -23,7 +23,7 @@ pub fn run(
         },
     )?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );

@@ -226,4 +226,9 @@ fn a_debootstrapped_machine_without_compilers_builds_the_same_bytes_offline() {
     );
     // The other machine built from its own extraction of the .debs, not from ours.
     assert!(root.join("work/debian/trees").is_dir());
+    // And `kiln verify`'s independent rebuild agrees here too.
+    here.kiln()
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .run(["verify"])
+        .ok("kiln verify");
 }

@@ -514,3 +514,31 @@ fn what_kiln_started_dies_with_kiln() {
         "the test binary outlived the kiln that started it"
     );
 }
+
+#[test]
+fn a_kiln_whose_binary_is_replaced_during_the_build_still_builds_its_images() {
+    let ws = Workspace::engine();
+    // This kiln runs from a copy that is removed as soon as it has started, as an upgrade
+    // (apt, cargo install) replaces the file under a running build.
+    let copy = ws.scratch().join("kiln-old");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &copy).unwrap();
+    let template = ws.kiln().command(["build"]);
+    let mut cmd = std::process::Command::new(&copy);
+    cmd.args(template.get_args()).current_dir(ws.root());
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(ws.path("out/images/hello/index.json").is_file(), "{stderr}");
+}

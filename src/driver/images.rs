@@ -271,9 +271,17 @@ fn request_fields(req: &ImageRequest) -> serde_json::Value {
 fn image_key(req: &ImageRequest, dpkg_root: &Path, stat: &StatCache) -> std::io::Result<Digest> {
     let mut k = KeyBuilder::new("image-inputs");
     k.argv(&[request_fields(req).to_string()]);
-    // A different kiln may write different bytes.
+    // A different kiln may write different bytes. The running one's: when its file was replaced
+    // or removed during the build (an upgrade), its path says "(deleted)" but /proc/self/exe
+    // still opens the binary that runs.
     if let Ok(exe) = std::env::current_exe() {
-        k.input("kiln", &digest(stat, &exe)?);
+        let running = match digest(stat, &exe) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                digest(stat, Path::new("/proc/self/exe"))?
+            }
+            d => d?,
+        };
+        k.input("kiln", &running);
     }
     // System libraries come from installed packages: this machine's, or a toolchain root's.
     let status = dpkg_root.join("var/lib/dpkg/status");

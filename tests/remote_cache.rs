@@ -28,9 +28,10 @@ fn action(tag: &str, outputs: &[&str]) -> RemoteAction {
             executable: false,
         }],
         outputs: outputs.iter().map(|o| o.to_string()).collect(),
-        toolchain: Digest::of(b"gcc 12.2.0"),
+        toolchain: Some(Digest::of(b"gcc 12.2.0")),
         platform: vec![],
         salt: "kiln-action-key-v2".into(),
+        blobs: vec![],
     }
 }
 

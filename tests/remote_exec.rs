@@ -1,7 +1,9 @@
 //! Remote execution against a real BuildGrid (`--remote-exec`, `kiln worker`): PostgreSQL
 //! started with initdb in a temporary directory on a free loopback port, BuildGrid with its SQL
-//! scheduler and an in-memory CAS and action cache, and `kiln worker` processes on this machine
-//! (fixtures/engine's toolchains are host toolchains, which the workers share).
+//! scheduler and an in-memory CAS and action cache, and `kiln worker` processes on this machine.
+//! fixtures/engine's own toolchains are host toolchains, which the workers share; without its
+//! `toolchains/` it builds with kiln's built-in Debian ones, whose roots the workers
+//! materialise from the pins each action names and run in bubblewrap.
 //!
 //! Every wait is bounded in tries and time; nothing depends on how fast anything is.
 
@@ -180,7 +182,9 @@ schedulers:
     bot-session-keepalive-timeout: 10
     property-set:
       !dynamic-property-set
-      match-property-keys: [kiln-toolchain, OSFamily]
+      match-property-keys: [kiln-toolchain, kiln-sandbox, OSFamily]
+      # Named by the action, not matched: any worker with a sandbox materialises the root.
+      wildcard-property-keys: [kiln-toolchain-root, container-image]
 instances:
   - name: ""
     services:
@@ -410,4 +414,126 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
         })
         .collect();
     assert_eq!(images(&local_run), imgs);
+}
+
+/// `fixtures/engine` with kiln's built-in Debian toolchains (its host ones removed), pinned by
+/// `lock` when given so two workspaces compile with the same packages.
+fn hermetic_engine(dir: &str, lock: Option<&Path>) -> Workspace {
+    let ws = Workspace::fixture_at("engine", dir);
+    std::fs::remove_dir_all(ws.path("toolchains")).unwrap();
+    if let Some(lock) = lock {
+        std::fs::copy(lock, ws.path("kiln.lock")).unwrap();
+    }
+    ws
+}
+
+fn is_compile(id: &str) -> bool {
+    id.contains(" compile ")
+}
+
+const HERMETIC_PRODUCTS: &[&str] = &[
+    "out/bin/hello",
+    "out/bin/geometry",
+    "out/lib/libgreet.a",
+    "out/debug/hello.debug",
+    "out/debug/geometry.debug",
+];
+
+#[test]
+fn debian_toolchain_actions_run_on_two_workers_in_their_roots_and_equal_a_local_build() {
+    let local = hermetic_engine("local", None);
+    let local_run = local
+        .kiln()
+        .run(["build", "--json", "-j2"])
+        .ok("local hermetic build");
+    let grid = Grid::start();
+    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
+    let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
+    let run = ws
+        .kiln()
+        .run(["build", "--json", "-j2", "--remote-exec", &grid.url])
+        .ok("remotely executed hermetic build");
+    let src = sources(&run);
+    let compiles: Vec<_> = src.iter().filter(|(id, _)| is_compile(id)).collect();
+    assert!(
+        compiles.len() >= 6 && compiles.iter().all(|(_, s)| *s == "remote-exec"),
+        "every compile of the C++ and Ada services ran remotely: {compiles:?}\n{run}\n{}",
+        grid.log()
+    );
+    // Not only compiles: a link, the Ada binder (run in its staging directory), an archive.
+    for id in ["hello link", "geometry bind", "greet archive"] {
+        assert_eq!(
+            src.get(id).map(String::as_str),
+            Some("remote-exec"),
+            "{id}: {run}"
+        );
+    }
+    assert!(run.json()["remote"]["error"].is_null(), "{run}");
+    assert!(!run.stderr_text().contains("warning"), "{run}");
+    let leases = |id: &str| {
+        std::fs::read_to_string(ws.scratch().join(format!("{id}.log")))
+            .unwrap_or_default()
+            .matches("running lease")
+            .count()
+    };
+    assert_eq!(
+        leases("w1") + leases("w2"),
+        src.values().filter(|s| *s == "remote-exec").count(),
+        "one lease per remotely executed action"
+    );
+    for p in HERMETIC_PRODUCTS {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs between the local and the remotely executed hermetic build"
+        );
+    }
+    let imgs = images(&run);
+    assert_eq!(imgs.len(), 2, "{run}");
+    assert_eq!(images(&local_run), imgs, "image digests differ");
+}
+
+#[test]
+fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_locally() {
+    let local = hermetic_engine("local", None);
+    local
+        .kiln()
+        .run(["build", "-j2"])
+        .ok("local hermetic build");
+    let grid = Grid::start();
+    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    // A worker with an empty Debian store of its own and no reachable mirror.
+    let empty = ws.scratch().join("empty-debian-store");
+    std::fs::create_dir_all(&empty).unwrap();
+    let closed = format!("http://127.0.0.1:{}/debian", free_port());
+    let mut c = ws
+        .kiln()
+        .env("KILN_DEBIAN_CACHE", &empty)
+        .env("KILN_DEBIAN_MIRROR", &closed)
+        .command(["worker", "--server", &grid.url, "--id", "rootless"]);
+    c.arg("--work-dir").arg(ws.scratch().join("rootless"));
+    let _w = Group::spawn(c, &ws.scratch().join("rootless.log"));
+    let run = ws
+        .kiln()
+        .run(["build", "--json", "-j2", "--remote-exec", &grid.url])
+        .ok("build whose worker has no root");
+    let stderr = run.stderr_text();
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("remote execution not used")
+            && warnings[0].contains("cannot materialise the toolchain root"),
+        "{run}"
+    );
+    assert_eq!(run.json()["remote"]["error"]["during"], "execute", "{run}");
+    assert!(
+        sources(&run).values().all(|s| s == "local"),
+        "everything ran here: {run}"
+    );
+    for p in HERMETIC_PRODUCTS {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs after falling back"
+        );
+    }
 }

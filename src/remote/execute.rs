@@ -9,7 +9,9 @@
 //!    `WaitExecution` on the operation's name, at most [`MAX_WAITS`] times.
 //! 3. A `FAILED_PRECONDITION` answer (the server lost or never got a blob) uploads every blob
 //!    again without trusting what the client remembered, and executes again, at most
-//!    [`MAX_ATTEMPTS`] times in all.
+//!    [`MAX_ATTEMPTS`] times in all; one whose detail names only violations an upload cannot
+//!    cure (a worker that cannot materialise the toolchain root: [`precondition`]) is the
+//!    caller's error at once.
 //! 4. The `ActionResult`'s outputs are fetched and verified ([`RemoteCache::fetch_outputs`]).
 //!
 //! Every loop is bounded; any other error is returned for the caller's fallback.
@@ -23,6 +25,7 @@ use super::blob::BlobDigest;
 use super::cache::{RemoteCache, RemoteResult};
 use super::client::Client;
 use super::error::{RemoteError, Status};
+use super::precondition;
 
 /// `Execute` attempts for one action (the first and the retries after `FAILED_PRECONDITION`).
 pub const MAX_ATTEMPTS: usize = 3;
@@ -41,8 +44,12 @@ pub enum Executed {
 /// How one `Execute` attempt ended.
 enum Attempt {
     Done(Box<reapi::ExecuteResponse>),
-    /// The server needs the blobs again.
-    Precondition(Status),
+    /// A precondition was not met; `reupload` when the server lacks blobs (or did not say what
+    /// it lacks), so uploading everything again may cure it.
+    Precondition {
+        status: Status,
+        reupload: bool,
+    },
 }
 
 impl RemoteCache {
@@ -65,6 +72,7 @@ impl RemoteCache {
                 (enc.command_digest, enc.command.clone()),
             ];
             blobs.extend(enc.input_root.directories.iter().cloned());
+            blobs.extend(action.blobs.iter().cloned());
             let files: Vec<BlobDigest> = action.inputs.iter().map(|f| f.blob).collect();
             let missing = cas.find_missing(client, &files)?;
             for f in &action.inputs {
@@ -107,7 +115,12 @@ impl RemoteCache {
                         }),
                     };
                 }
-                Attempt::Precondition(status) => last = Some(status),
+                Attempt::Precondition { status, reupload } => {
+                    last = Some(status);
+                    if !reupload {
+                        break;
+                    }
+                }
             }
         }
         Err(RemoteError::Rpc {
@@ -148,7 +161,7 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
                 continue;
             }
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                return Ok(Attempt::Precondition(Status::from(s)));
+                return Ok(precondition(&s));
             }
             Err(s) => return Err(client.rpc_error("Execute", s)),
         };
@@ -167,7 +180,7 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
                     break;
                 }
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                    return Ok(Attempt::Precondition(Status::from(s)));
+                    return Ok(precondition(&s));
                 }
                 Err(s) => return Err(client.rpc_error("Execute", s)),
             }
@@ -180,6 +193,17 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
         "WaitExecution",
         last_error.unwrap_or_else(|| tonic::Status::unavailable("the operation never finished")),
     ))
+}
+
+/// A `FAILED_PRECONDITION` the server answered the call itself with.
+fn precondition(s: &tonic::Status) -> Attempt {
+    let details = bazel_remote_apis::google::rpc::Status::decode(s.details())
+        .map(|d| d.details)
+        .unwrap_or_default();
+    Attempt::Precondition {
+        status: Status::from(s.clone()),
+        reupload: precondition::reupload_may_help(&details),
+    }
 }
 
 fn retryable(code: tonic::Code) -> bool {
@@ -220,9 +244,10 @@ fn status_attempt(
     client: &Client,
     status: &bazel_remote_apis::google::rpc::Status,
 ) -> Result<Attempt, RemoteError> {
+    let reupload = precondition::reupload_may_help(&status.details);
     let status = Status::from_rpc(status);
     if status.code == tonic::Code::FailedPrecondition {
-        return Ok(Attempt::Precondition(status));
+        return Ok(Attempt::Precondition { status, reupload });
     }
     Err(RemoteError::Rpc {
         method: "Execute",

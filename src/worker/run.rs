@@ -6,9 +6,12 @@ use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use bazel_remote_apis::google::protobuf::Any;
 use prost::Message;
 
+use super::Roots;
+use crate::debian::sandbox::{Sandbox, WORKSPACE};
 use crate::digest::Digest;
 use crate::exec::{Command, Env, Runner};
 use crate::remote::action::TOOLCHAIN_PROPERTY;
+use crate::remote::toolchain_root::ROOT_PROPERTY;
 use crate::remote::{BlobDigest, RemoteCache, RemoteError};
 
 /// Deepest input tree a worker accepts, and most files.
@@ -23,6 +26,9 @@ pub enum LeaseError {
     /// The action asks for what this worker does not have or cannot do.
     #[error("{0}")]
     Precondition(String),
+    /// The action's toolchain root cannot be had here.
+    #[error("cannot materialise the toolchain root {property}: {detail}")]
+    Root { property: String, detail: String },
     #[error("{context}")]
     Io {
         context: String,
@@ -74,6 +80,7 @@ pub fn execute(
     remote: &RemoteCache,
     runner: &dyn Runner,
     toolchains: &[Digest],
+    roots: Option<&Roots>,
     work_dir: &Path,
     action: &reapi::Action,
 ) -> Result<reapi::ActionResult, LeaseError> {
@@ -82,6 +89,9 @@ pub fn execute(
         .map_err(|e| LeaseError::Precondition(format!("bad command: {e}")))?;
     #[allow(deprecated)] // Command.platform: where clients before REAPI 2.2 put it.
     let platform = action.platform.as_ref().or(command.platform.as_ref());
+    let root_property = platform
+        .and_then(|p| p.properties.iter().find(|p| p.name == ROOT_PROPERTY))
+        .map(|p| p.value.clone());
     if let Some(p) = platform {
         for prop in p.properties.iter().filter(|p| p.name == TOOLCHAIN_PROPERTY) {
             if !toolchains.iter().any(|t| t.to_string() == prop.value) {
@@ -94,6 +104,11 @@ pub fn execute(
     }
     let Some((program, args)) = command.arguments.split_first() else {
         return Err(LeaseError::Precondition("the command is empty".into()));
+    };
+    // Before anything is fetched for the input root: a root this worker cannot have fails fast.
+    let toolchain_root = match &root_property {
+        Some(v) => Some(super::root::materialise(remote, runner, roots, v)?),
+        None => None,
     };
     std::fs::create_dir_all(work_dir).map_err(io(format!("creating {}", work_dir.display())))?;
     let dir = tempfile::Builder::new()
@@ -117,28 +132,52 @@ pub fn execute(
         }
     }
     std::fs::create_dir_all(&cwd).map_err(io(format!("creating {}", cwd.display())))?;
-    let mut env: Vec<(String, String)> = command
-        .environment_variables
-        .iter()
-        .map(|e| (e.name.clone(), e.value.replace("$WS", &root_str)))
-        .collect();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        if let Ok(path) = std::env::var("PATH") {
-            env.push(("PATH".into(), path));
+    let timeout = action
+        .timeout
+        .as_ref()
+        .filter(|t| t.seconds > 0)
+        .map(|t| std::time::Duration::from_secs(t.seconds as u64));
+    let cmd = match (&toolchain_root, roots) {
+        (Some(dir), Some(roots)) => {
+            // As kiln runs it locally: the root at /, the input root at /ws, exactly the
+            // Command's environment (set after the sandbox's own, so it wins).
+            let env: Vec<(&str, &str)> = command
+                .environment_variables
+                .iter()
+                .map(|e| (e.name.as_str(), e.value.as_str()))
+                .collect();
+            let sandbox = Sandbox::with_bwrap(roots.bwrap.clone(), dir, &root, 0).with_env(&env);
+            let inside = if command.working_directory.is_empty() {
+                WORKSPACE.to_string()
+            } else {
+                format!("{WORKSPACE}/{}", command.working_directory)
+            };
+            Command {
+                timeout,
+                ..sandbox.command(program, args, &inside).die_with_kiln()
+            }
         }
-    }
-    let cmd = Command {
-        program: PathBuf::from(program),
-        args: args.iter().map(|a| a.replace("$WS", &root_str)).collect(),
-        cwd: Some(cwd.clone()),
-        env: Env::Exactly(env),
-        timeout: action
-            .timeout
-            .as_ref()
-            .filter(|t| t.seconds > 0)
-            .map(|t| std::time::Duration::from_secs(t.seconds as u64)),
-        die_with_kiln: true,
-        ..Command::default()
+        _ => {
+            let mut env: Vec<(String, String)> = command
+                .environment_variables
+                .iter()
+                .map(|e| (e.name.clone(), e.value.replace("$WS", &root_str)))
+                .collect();
+            if !env.iter().any(|(k, _)| k == "PATH") {
+                if let Ok(path) = std::env::var("PATH") {
+                    env.push(("PATH".into(), path));
+                }
+            }
+            Command {
+                program: PathBuf::from(program),
+                args: args.iter().map(|a| a.replace("$WS", &root_str)).collect(),
+                cwd: Some(cwd.clone()),
+                env: Env::Exactly(env),
+                timeout,
+                die_with_kiln: true,
+                ..Command::default()
+            }
+        }
     };
     let out = runner
         .run(&cmd)

@@ -7,12 +7,20 @@
 
 use std::path::PathBuf;
 
-use super::run::LeaseError;
 use super::Roots;
 use crate::exec::Runner;
 use crate::remote::toolchain_root::{self, ROOT_PROPERTY};
 use crate::remote::RemoteCache;
 use crate::toolchain::hermetic;
+
+/// Why the root an action names cannot be had on this worker.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot materialise the toolchain root {property}: {detail}")]
+pub struct RootError {
+    /// The `kiln-toolchain-root` value, which names the pins blob.
+    pub property: String,
+    pub detail: String,
+}
 
 /// The root's directory on this machine for the property value `value`.
 pub fn materialise(
@@ -20,8 +28,8 @@ pub fn materialise(
     runner: &dyn Runner,
     roots: Option<&Roots>,
     value: &str,
-) -> Result<PathBuf, LeaseError> {
-    let fail = |detail: String| LeaseError::Root {
+) -> Result<PathBuf, RootError> {
+    let fail = |detail: String| RootError {
         property: value.to_string(),
         detail,
     };

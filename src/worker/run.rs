@@ -27,8 +27,8 @@ pub enum LeaseError {
     #[error("{0}")]
     Precondition(String),
     /// The action's toolchain root cannot be had here.
-    #[error("cannot materialise the toolchain root {property}: {detail}")]
-    Root { property: String, detail: String },
+    #[error(transparent)]
+    Root(#[from] super::root::RootError),
     #[error("{context}")]
     Io {
         context: String,

@@ -176,12 +176,8 @@ fn complete(session: &mut BotSession, bot_id: &str, f: Finished) {
             }),
             RpcStatus::default(),
         ),
-        Err(LeaseError::Root { property, detail }) => {
-            let e = LeaseError::Root {
-                property: property.clone(),
-                detail,
-            };
-            let subject = format!("blobs/{property}");
+        Err(LeaseError::Root(e)) => {
+            let subject = format!("blobs/{}", e.property);
             let message = format!("kiln worker {bot_id}: {}", crate::error::chain(&e));
             (
                 None,
@@ -192,7 +188,7 @@ fn complete(session: &mut BotSession, bot_id: &str, f: Finished) {
             let code = match &e {
                 LeaseError::Precondition(_) => tonic::Code::FailedPrecondition,
                 LeaseError::Remote(_) => tonic::Code::Unavailable,
-                LeaseError::Io { .. } | LeaseError::Root { .. } => tonic::Code::Internal,
+                LeaseError::Io { .. } | LeaseError::Root(_) => tonic::Code::Internal,
             };
             (
                 None,

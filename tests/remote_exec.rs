@@ -7,6 +7,10 @@
 //!
 //! Every wait is bounded in tries and time; nothing depends on how fast anything is.
 
+// Shared with tests/remote_cache.rs, which uses more of it.
+#[allow(dead_code)]
+#[path = "remote_cache/fake.rs"]
+mod fake;
 mod support;
 
 use std::collections::BTreeMap;
@@ -14,6 +18,7 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use support::kiln::Run;
@@ -245,6 +250,36 @@ impl Grid {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
+    }
+
+    /// BuildGrid killed and started again on the same port and PostgreSQL: its scheduler's
+    /// jobs survive in the database, its in-memory CAS and action cache do not.
+    fn restart(&mut self) {
+        self.server.kill();
+        let mut c = Command::new(venv_bin("bgd"));
+        c.args(["server", "start"])
+            .arg(self.dir.path().join("buildgrid.yml"))
+            .current_dir(self.dir.path());
+        self.server = Group::spawn(c, &self.dir.path().join("bgd-restarted.log"));
+        self.wait_ready();
+    }
+
+    /// Jobs the scheduler has in PostgreSQL (queued, running or done).
+    fn jobs(&self) -> usize {
+        let out = as_pg_user(&pg_bin("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self._pg.port.to_string()])
+            .args([
+                "-U",
+                "kiln",
+                "-d",
+                "postgres",
+                "-tAc",
+                "select count(*) from jobs",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 
     /// A `kiln worker` run in `ws` (for its toolchains), logging to `log`.
@@ -536,4 +571,197 @@ fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_
             "{p} differs after falling back"
         );
     }
+}
+
+#[test]
+fn restarting_buildgrid_mid_build_still_ends_in_a_correct_build() {
+    let local = hermetic_engine("local", None);
+    local
+        .kiln()
+        .run(["build", "-j2"])
+        .ok("local hermetic build");
+    let mut grid = Grid::start();
+    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    // No worker yet: the build's first actions wait in BuildGrid's queue, so it is certainly
+    // mid-build when the server goes.
+    let out_file = ws.scratch().join("build.json");
+    let err_file = ws.scratch().join("build.err");
+    let mut build = ws
+        .kiln()
+        .command(["build", "--json", "-j2", "--remote-exec", &grid.url]);
+    build.stdout(File::create(&out_file).unwrap());
+    build.stderr(File::create(&err_file).unwrap());
+    let mut build = build.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut queued = false;
+    for _ in 0..3000 {
+        if grid.jobs() > 0 {
+            queued = true;
+            break;
+        }
+        if Instant::now() > deadline || build.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        queued,
+        "no job reached BuildGrid:\n{}\n{}",
+        std::fs::read_to_string(&err_file).unwrap_or_default(),
+        grid.log()
+    );
+    assert!(
+        build.try_wait().unwrap().is_none(),
+        "the build cannot end without workers"
+    );
+    grid.restart();
+    let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
+    let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let status = loop {
+        if let Some(s) = build.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = build.kill();
+            panic!("the build never finished:\n{}", grid.log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert!(status.success(), "{stderr}\n{}", grid.log());
+    // Whether it reconnected or fell back, at most the build's one warning.
+    eprintln!("after the restart the build said:\n{stderr}");
+    assert!(stderr.matches("warning").count() <= 1, "{stderr}");
+    for p in HERMETIC_PRODUCTS {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs after BuildGrid restarted mid-build"
+        );
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let actions: Vec<&serde_json::Value> = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["actions"].as_array().unwrap())
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .all(|a| ["remote-exec", "local", "remote-cache"]
+                .contains(&a["source"].as_str().unwrap())),
+        "{doc}"
+    );
+}
+
+// The same builds against the in-process fake, which runs each action with kiln's own worker
+// code (the root materialised from the pins, the command in bubblewrap) and injects faults.
+
+/// A fake REAPI server whose Execute runs actions as `kiln worker` does.
+fn worker_fake(scratch: &Path) -> fake::FakeServer {
+    use kiln::worker::{run, Roots};
+    let server = fake::FakeServer::start(4 << 20);
+    let url = server.url.clone();
+    let work = scratch.join("fake-worker");
+    let store = support::kiln::shared_debian_store().join("debian");
+    let bwrap = kiln::debian::sandbox::find_bwrap(std::env::var_os("PATH").as_deref())
+        .expect("bubblewrap is installed");
+    let roots = Roots {
+        bwrap,
+        store: kiln::debian::store::Downloads::at(store),
+    };
+    server.execute_with(std::sync::Arc::new(move |action| {
+        let internal = |e: String| bazel_remote_apis::google::rpc::Status {
+            code: tonic::Code::Internal as i32,
+            message: e,
+            details: vec![],
+        };
+        let remote =
+            kiln::remote::RemoteCache::connect(&kiln::remote::RemoteConfig::new(url.clone()))
+                .map_err(|e| internal(kiln::error::chain(&e)))?;
+        run::execute(
+            &remote,
+            &kiln::exec::ProcessRunner,
+            &[],
+            Some(&roots),
+            &work,
+            action,
+        )
+        .map_err(|e| internal(kiln::error::chain(&e)))
+    }));
+    server
+}
+
+fn same_products(local: &Workspace, ws: &Workspace) {
+    for p in HERMETIC_PRODUCTS {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs from the local build"
+        );
+    }
+}
+
+#[test]
+fn broken_operation_streams_and_lost_blobs_still_end_in_a_remote_build_equal_to_a_local_one() {
+    let local = hermetic_engine("local", None);
+    local
+        .kiln()
+        .run(["build", "-j2"])
+        .ok("local hermetic build");
+    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let server = worker_fake(ws.scratch());
+    server.state.drop_streams.store(4, Ordering::SeqCst);
+    server.state.evict_inputs.store(2, Ordering::SeqCst);
+    let run = ws
+        .kiln()
+        .run(["build", "--json", "-j2", "--remote-exec", &server.url])
+        .ok("build through a faulty server");
+    let src = sources(&run);
+    assert!(
+        src.values().all(|s| s == "remote-exec"),
+        "every action ran remotely despite the faults: {run}"
+    );
+    assert!(run.json()["remote"]["error"].is_null(), "{run}");
+    assert!(!run.stderr_text().contains("warning"), "{run}");
+    let log = server.log();
+    assert_eq!(
+        log.wait_executions, 4,
+        "one WaitExecution per broken stream: {log:?}"
+    );
+    assert_eq!(log.preconditions, 2, "{log:?}");
+    assert_eq!(
+        log.executed.len(),
+        src.len(),
+        "each action ran once: {log:?}"
+    );
+    same_products(&local, &ws);
+}
+
+#[test]
+fn a_remote_result_whose_output_does_not_verify_is_refused_and_the_build_runs_locally() {
+    let local = hermetic_engine("local", None);
+    local
+        .kiln()
+        .run(["build", "-j2"])
+        .ok("local hermetic build");
+    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let server = worker_fake(ws.scratch());
+    server.state.corrupt_results.store(true, Ordering::SeqCst);
+    let run = ws
+        .kiln()
+        .run(["build", "--json", "-j2", "--remote-exec", &server.url])
+        .ok("build through a server whose results lie");
+    let warnings: Vec<String> = run
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(warnings[0].contains("remote execution not used"), "{run}");
+    assert_eq!(run.json()["remote"]["error"]["during"], "execute", "{run}");
+    assert!(sources(&run).values().all(|s| s == "local"), "{run}");
+    same_products(&local, &ws);
 }

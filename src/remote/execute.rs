@@ -5,8 +5,11 @@
 //!    server lacks (`FindMissingBlobs`, then batches or ByteStream: [`super::cas`]); file bytes
 //!    are read only for the blobs that are missing.
 //! 2. `Execute`, then the operation stream is followed until an operation is `done`. A stream
-//!    that ends early or breaks (`UNAVAILABLE`, a deadline) is picked up again with
-//!    `WaitExecution` on the operation's name, at most [`MAX_WAITS`] times.
+//!    that ends early or breaks (`UNAVAILABLE`, a deadline, a connection cut) is picked up again
+//!    with `WaitExecution` on the operation's name, at most [`MAX_WAITS`] times, pausing after
+//!    each failure (100 ms, doubling to 2 s), so a server restart of up to about a minute is
+//!    ridden out: its scheduler still knows the operation, and a worker that finds the inputs
+//!    gone from a restarted CAS reports them missing (step 3).
 //! 3. A `FAILED_PRECONDITION` answer (the server lost or never got a blob) uploads every blob
 //!    again without trusting what the client remembered, and executes again, at most
 //!    [`MAX_ATTEMPTS`] times in all; one whose detail names only violations an upload cannot
@@ -31,6 +34,10 @@ use super::precondition;
 pub const MAX_ATTEMPTS: usize = 3;
 /// `WaitExecution` calls after a broken operation stream, per attempt.
 pub const MAX_WAITS: usize = 30;
+/// Pause before a `WaitExecution` that follows a failure, doubled after each failure in a row
+/// up to [`MAX_PAUSE`]: together about a minute, long enough for a server to restart.
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the worker's run left: its exit code, and when it succeeded, the verified outputs.
 #[derive(Clone, Debug)]
@@ -145,7 +152,13 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
     let mut name: Option<String> = None;
     let mut first = Some(req);
     let mut last_error = None;
+    let mut pause = FIRST_PAUSE;
     for _ in 0..=MAX_WAITS {
+        if last_error.is_some() {
+            // The server may be restarting: give it a moment, longer each time in a row.
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
         let stream = match (first.take(), &name) {
             (Some(req), _) => client.block_on(client.execution().execute(req)),
             (None, Some(n)) => {
@@ -156,7 +169,7 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
         };
         let mut stream = match stream {
             Ok(s) => s.into_inner(),
-            Err(s) if retryable(s.code()) && name.is_some() => {
+            Err(s) if broken(s.code()) && name.is_some() => {
                 last_error = Some(s);
                 continue;
             }
@@ -169,13 +182,15 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
             match client.block_on(stream.message()) {
                 Ok(Some(op)) => {
                     name = Some(op.name.clone());
+                    last_error = None;
+                    pause = FIRST_PAUSE;
                     if op.done {
                         return finish(client, op);
                     }
                 }
                 // Ended without a done operation, or broke: wait on it by name.
                 Ok(None) => break,
-                Err(s) if retryable(s.code()) => {
+                Err(s) if broken(s.code()) => {
                     last_error = Some(s);
                     break;
                 }
@@ -206,10 +221,16 @@ fn precondition(s: &tonic::Status) -> Attempt {
     }
 }
 
-fn retryable(code: tonic::Code) -> bool {
+/// Whether a call on a known operation failed in a way waiting on it again may cure: the
+/// transient codes, and UNKNOWN, which is how tonic reports a connection a server going away
+/// cut ("h2 protocol error") or refused ("transport error").
+fn broken(code: tonic::Code) -> bool {
     matches!(
         code,
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
     )
 }
 

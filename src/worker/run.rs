@@ -26,6 +26,10 @@ pub enum LeaseError {
     /// The action asks for what this worker does not have or cannot do.
     #[error("{0}")]
     Precondition(String),
+    /// A blob the action needs is not in the CAS (a server that lost it, say in a restart);
+    /// the client uploads it again when told.
+    #[error("blob {} ({} bytes) is not in the CAS", .0.digest, .0.size)]
+    Missing(BlobDigest),
     /// The action's toolchain root cannot be had here.
     #[error(transparent)]
     Root(#[from] super::root::RootError),
@@ -71,8 +75,25 @@ fn read_one(
     what: &str,
 ) -> Result<Vec<u8>, LeaseError> {
     let b = BlobDigest::from_proto(d, what)?;
-    let mut m = remote.read_blobs(&[b])?;
+    let mut m = read(remote, &[b])?;
     Ok(m.remove(&b).unwrap_or_default())
+}
+
+/// `blobs` from the CAS; one it lacks is [`LeaseError::Missing`].
+fn read(
+    remote: &RemoteCache,
+    blobs: &[BlobDigest],
+) -> Result<std::collections::HashMap<BlobDigest, Vec<u8>>, LeaseError> {
+    remote.read_blobs(blobs).map_err(|e| match e {
+        RemoteError::BlobMissing { digest, .. } => LeaseError::Missing(
+            blobs
+                .iter()
+                .copied()
+                .find(|b| b.digest == digest)
+                .unwrap_or(BlobDigest { digest, size: 0 }),
+        ),
+        e => LeaseError::Remote(e),
+    })
 }
 
 /// Runs `action` in a fresh directory under `work_dir`; the result with its blobs uploaded.
@@ -107,7 +128,11 @@ pub fn execute(
     };
     // Before anything is fetched for the input root: a root this worker cannot have fails fast.
     let toolchain_root = match &root_property {
-        Some(v) => Some(super::root::materialise(remote, runner, roots, v)?),
+        Some(v) => {
+            let blob = super::root::pins_blob(v)?;
+            let bytes = read(remote, &[blob])?.remove(&blob).unwrap_or_default();
+            Some(super::root::materialise(runner, roots, v, &bytes)?)
+        }
         None => None,
     };
     std::fs::create_dir_all(work_dir).map_err(io(format!("creating {}", work_dir.display())))?;
@@ -244,7 +269,7 @@ fn materialise(
             ));
         }
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        let bytes = remote.read_blobs(&[d])?.remove(&d).unwrap_or_default();
+        let bytes = read(remote, &[d])?.remove(&d).unwrap_or_default();
         let msg = reapi::Directory::decode(bytes.as_slice())
             .map_err(|e| LeaseError::Precondition(format!("bad Directory {}: {e}", d.digest)))?;
         for f in &msg.files {
@@ -264,7 +289,7 @@ fn materialise(
         }
     }
     let wanted: Vec<BlobDigest> = files.iter().map(|f| f.1).collect();
-    let blobs = remote.read_blobs(&wanted)?;
+    let blobs = read(remote, &wanted)?;
     for (path, b, executable) in files {
         use std::os::unix::fs::PermissionsExt;
         let bytes = blobs.get(&b).map(Vec::as_slice).unwrap_or_default();

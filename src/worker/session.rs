@@ -176,6 +176,14 @@ fn complete(session: &mut BotSession, bot_id: &str, f: Finished) {
             }),
             RpcStatus::default(),
         ),
+        Err(LeaseError::Missing(b)) => {
+            let subject = format!("blobs/{}/{}", b.digest.hex(), b.size);
+            let message = format!("kiln worker {bot_id}: blob {subject} is not in the CAS");
+            (
+                None,
+                precondition::status(precondition::MISSING, &subject, message),
+            )
+        }
         Err(LeaseError::Root(e)) => {
             let subject = format!("blobs/{}", e.property);
             let message = format!("kiln worker {bot_id}: {}", crate::error::chain(&e));
@@ -188,7 +196,9 @@ fn complete(session: &mut BotSession, bot_id: &str, f: Finished) {
             let code = match &e {
                 LeaseError::Precondition(_) => tonic::Code::FailedPrecondition,
                 LeaseError::Remote(_) => tonic::Code::Unavailable,
-                LeaseError::Io { .. } | LeaseError::Root(_) => tonic::Code::Internal,
+                LeaseError::Io { .. } | LeaseError::Root(_) | LeaseError::Missing(_) => {
+                    tonic::Code::Internal
+                }
             };
             (
                 None,

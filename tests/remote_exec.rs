@@ -452,13 +452,23 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
 }
 
 /// `fixtures/engine` with kiln's built-in Debian toolchains (its host ones removed), pinned by
-/// `lock` when given so two workspaces compile with the same packages.
-fn hermetic_engine(dir: &str, lock: Option<&Path>) -> Workspace {
+/// this repository's kiln.lock (whose gcc and gnat are the built-in ones), so every workspace
+/// compiles with the same packages and no test here reads the Debian archive's index.
+fn hermetic_engine(dir: &str) -> Workspace {
     let ws = Workspace::fixture_at("engine", dir);
     std::fs::remove_dir_all(ws.path("toolchains")).unwrap();
-    if let Some(lock) = lock {
-        std::fs::copy(lock, ws.path("kiln.lock")).unwrap();
+    let repo: toml::Value = toml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kiln.lock")).unwrap(),
+    )
+    .unwrap();
+    let mut toolchain = toml::Table::new();
+    for name in ["gcc", "gnat"] {
+        toolchain.insert(name.into(), repo["toolchain"][name].clone());
     }
+    let mut lock = toml::Table::new();
+    lock.insert("version".into(), repo["version"].clone());
+    lock.insert("toolchain".into(), toml::Value::Table(toolchain));
+    ws.write("kiln.lock", &toml::to_string(&lock).unwrap());
     ws
 }
 
@@ -476,18 +486,25 @@ const HERMETIC_PRODUCTS: &[&str] = &[
 
 #[test]
 fn debian_toolchain_actions_run_on_two_workers_in_their_roots_and_equal_a_local_build() {
-    let local = hermetic_engine("local", None);
+    let local = hermetic_engine("local");
     let local_run = local
         .kiln()
-        .run(["build", "--json", "-j2"])
+        .run(["build", "--locked", "--json", "-j2"])
         .ok("local hermetic build");
     let grid = Grid::start();
-    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let ws = hermetic_engine("remote");
     let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
     let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
     let run = ws
         .kiln()
-        .run(["build", "--json", "-j2", "--remote-exec", &grid.url])
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &grid.url,
+        ])
         .ok("remotely executed hermetic build");
     let src = sources(&run);
     let compiles: Vec<_> = src.iter().filter(|(id, _)| is_compile(id)).collect();
@@ -530,13 +547,13 @@ fn debian_toolchain_actions_run_on_two_workers_in_their_roots_and_equal_a_local_
 
 #[test]
 fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_locally() {
-    let local = hermetic_engine("local", None);
+    let local = hermetic_engine("local");
     local
         .kiln()
-        .run(["build", "-j2"])
+        .run(["build", "--locked", "-j2"])
         .ok("local hermetic build");
     let grid = Grid::start();
-    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let ws = hermetic_engine("remote");
     // A worker with an empty Debian store of its own and no reachable mirror.
     let empty = ws.scratch().join("empty-debian-store");
     std::fs::create_dir_all(&empty).unwrap();
@@ -550,7 +567,14 @@ fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_
     let _w = Group::spawn(c, &ws.scratch().join("rootless.log"));
     let run = ws
         .kiln()
-        .run(["build", "--json", "-j2", "--remote-exec", &grid.url])
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &grid.url,
+        ])
         .ok("build whose worker has no root");
     let stderr = run.stderr_text();
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
@@ -575,20 +599,25 @@ fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_
 
 #[test]
 fn restarting_buildgrid_mid_build_still_ends_in_a_correct_build() {
-    let local = hermetic_engine("local", None);
+    let local = hermetic_engine("local");
     local
         .kiln()
-        .run(["build", "-j2"])
+        .run(["build", "--locked", "-j2"])
         .ok("local hermetic build");
     let mut grid = Grid::start();
-    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let ws = hermetic_engine("remote");
     // No worker yet: the build's first actions wait in BuildGrid's queue, so it is certainly
     // mid-build when the server goes.
     let out_file = ws.scratch().join("build.json");
     let err_file = ws.scratch().join("build.err");
-    let mut build = ws
-        .kiln()
-        .command(["build", "--json", "-j2", "--remote-exec", &grid.url]);
+    let mut build = ws.kiln().command([
+        "build",
+        "--locked",
+        "--json",
+        "-j2",
+        "--remote-exec",
+        &grid.url,
+    ]);
     build.stdout(File::create(&out_file).unwrap());
     build.stderr(File::create(&err_file).unwrap());
     let mut build = build.spawn().unwrap();
@@ -705,18 +734,25 @@ fn same_products(local: &Workspace, ws: &Workspace) {
 
 #[test]
 fn broken_operation_streams_and_lost_blobs_still_end_in_a_remote_build_equal_to_a_local_one() {
-    let local = hermetic_engine("local", None);
+    let local = hermetic_engine("local");
     local
         .kiln()
-        .run(["build", "-j2"])
+        .run(["build", "--locked", "-j2"])
         .ok("local hermetic build");
-    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let ws = hermetic_engine("remote");
     let server = worker_fake(ws.scratch());
     server.state.drop_streams.store(4, Ordering::SeqCst);
     server.state.evict_inputs.store(2, Ordering::SeqCst);
     let run = ws
         .kiln()
-        .run(["build", "--json", "-j2", "--remote-exec", &server.url])
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &server.url,
+        ])
         .ok("build through a faulty server");
     let src = sources(&run);
     assert!(
@@ -741,17 +777,24 @@ fn broken_operation_streams_and_lost_blobs_still_end_in_a_remote_build_equal_to_
 
 #[test]
 fn a_remote_result_whose_output_does_not_verify_is_refused_and_the_build_runs_locally() {
-    let local = hermetic_engine("local", None);
+    let local = hermetic_engine("local");
     local
         .kiln()
-        .run(["build", "-j2"])
+        .run(["build", "--locked", "-j2"])
         .ok("local hermetic build");
-    let ws = hermetic_engine("remote", Some(&local.path("kiln.lock")));
+    let ws = hermetic_engine("remote");
     let server = worker_fake(ws.scratch());
     server.state.corrupt_results.store(true, Ordering::SeqCst);
     let run = ws
         .kiln()
-        .run(["build", "--json", "-j2", "--remote-exec", &server.url])
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &server.url,
+        ])
         .ok("build through a server whose results lie");
     let warnings: Vec<String> = run
         .stderr_text()
@@ -764,4 +807,84 @@ fn a_remote_result_whose_output_does_not_verify_is_refused_and_the_build_runs_lo
     assert_eq!(run.json()["remote"]["error"]["during"], "execute", "{run}");
     assert!(sources(&run).values().all(|s| s == "local"), "{run}");
     same_products(&local, &ws);
+}
+
+/// The gnat toolchain of a hermetic `fixtures/engine` without its C++ recipes.
+fn ada_engine(dir: &str) -> Workspace {
+    let ws = hermetic_engine(dir);
+    for cxx in ["greet", "greet-test", "hello"] {
+        std::fs::remove_file(ws.path(&format!("recipes/{cxx}.toml"))).unwrap();
+    }
+    ws
+}
+
+#[test]
+fn a_pushed_toolchain_image_is_named_as_container_image_and_a_worker_without_a_mirror_pulls_the_root_from_it(
+) {
+    let local = ada_engine("local");
+    local
+        .kiln()
+        .run(["build", "--locked", "-j2"])
+        .ok("local hermetic build");
+    let reg = support::registry_server::start(support::registry_server::Mode::Plain);
+    let to = format!("{}/tc", reg.addr);
+    local
+        .kiln()
+        .run(["toolchain", "push", "gnat", "--to", &to])
+        .ok("toolchain push");
+    // The built-in gnat, taken over by the workspace to name the image.
+    let ws = ada_engine("remote");
+    let builtin = kiln::toolchain::BUILTIN
+        .iter()
+        .find(|(name, _)| *name == "gnat")
+        .unwrap()
+        .1;
+    ws.write(
+        "toolchains/gnat.toml",
+        &format!("{builtin}\nimage = \"{to}\"\n"),
+    );
+    let grid = Grid::start();
+    // The worker's store is empty and no mirror answers: the image is its only way to the root.
+    let empty = ws.scratch().join("empty-debian-store");
+    std::fs::create_dir_all(&empty).unwrap();
+    let closed = format!("http://127.0.0.1:{}/debian", free_port());
+    let log = ws.scratch().join("imaged.log");
+    let mut c = ws
+        .kiln()
+        .env("KILN_DEBIAN_CACHE", &empty)
+        .env("KILN_DEBIAN_MIRROR", &closed)
+        .command(["worker", "--server", &grid.url, "--id", "imaged"]);
+    c.arg("--work-dir").arg(ws.scratch().join("imaged"));
+    let _w = Group::spawn(c, &log);
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &grid.url,
+        ])
+        .ok("build whose worker pulls its root");
+    let src = sources(&run);
+    assert!(
+        !src.is_empty() && src.values().all(|s| s == "remote-exec"),
+        "{run}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(!run.stderr_text().contains("warning"), "{run}");
+    let worker = std::fs::read_to_string(&log).unwrap_or_default();
+    let pulled = format!("from {}/tc/toolchain-gnat@sha256:", reg.addr);
+    assert_eq!(
+        worker.matches(&pulled).count(),
+        1,
+        "the worker pulled the root's trees once, from the image the action named:\n{worker}"
+    );
+    for p in ["out/bin/geometry", "out/debug/geometry.debug"] {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs from the local build"
+        );
+    }
 }

@@ -42,13 +42,14 @@ use crate::debian::sandbox::WORKSPACE;
 use crate::digest::{Digest, Hasher};
 use crate::remote::merkle;
 use crate::remote::toolchain_root::{
-    self, RootPins, ROOT_PROPERTY, SANDBOX_BWRAP, SANDBOX_PROPERTY,
+    self, RootPins, CONTAINER_IMAGE_PROPERTY, ROOT_PROPERTY, SANDBOX_BWRAP, SANDBOX_PROPERTY,
 };
 use crate::remote::{
     BlobDigest, Executed, InputFile, LocalOutput, LocalRun, RemoteAction, RemoteCache,
     RemoteConfig, RemoteError, RemoteResult, Uploaded,
 };
 use crate::toolchain::hermetic::HermeticRoot;
+use crate::toolchain::{image, ToolchainSpec};
 
 /// The manifest's one output.
 pub const DEPS_OUTPUT: &str = "kiln-deps.json";
@@ -81,6 +82,9 @@ pub struct Remote {
     uploads: AtomicUsize,
     /// The pins blob of each toolchain root remote execution named, by set digest.
     pins: Mutex<BTreeMap<Digest, (BlobDigest, Vec<u8>)>>,
+    /// The pushed toolchain image of each set whose toolchain file names one (None when the
+    /// registry does not have it), asked once per build.
+    images: Mutex<BTreeMap<Digest, Option<String>>>,
 }
 
 /// The first thing that went wrong with the remote in a build.
@@ -144,6 +148,7 @@ impl Remote {
             failure: Mutex::new(None),
             uploads: AtomicUsize::new(0),
             pins: Mutex::new(BTreeMap::new()),
+            images: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -184,6 +189,24 @@ impl Remote {
             .unwrap()
             .entry(root.set)
             .or_insert_with(|| RootPins::new(root.packages()).encode())
+            .clone()
+    }
+
+    /// `docker://REGISTRY/REPOSITORY@sha256:…` of the toolchain image holding `root`, when the
+    /// toolchain file names an `image` location and the registry has the set's image. Only a
+    /// hint for workers that run actions in containers (kiln's own materialises the root from
+    /// the pins), so a registry that does not answer leaves the property out, without a warning.
+    fn container_image(&self, spec: &ToolchainSpec, root: &HermeticRoot) -> Option<String> {
+        let location = spec.image.as_ref()?;
+        self.images
+            .lock()
+            .unwrap()
+            .entry(root.set)
+            .or_insert_with(|| {
+                image::pushed_reference(location, &spec.name, &root.set)
+                    .ok()
+                    .map(|r| format!("docker://{r}"))
+            })
             .clone()
     }
 
@@ -631,6 +654,9 @@ impl Executor<'_> {
                 let (blob, bytes) = remote.pins(root);
                 platform.push((SANDBOX_PROPERTY.into(), SANDBOX_BWRAP.into()));
                 platform.push((ROOT_PROPERTY.into(), toolchain_root::property_value(&blob)));
+                if let Some(image) = remote.container_image(&tc.spec, root) {
+                    platform.push((CONTAINER_IMAGE_PROPERTY.into(), image));
+                }
                 // Later settings win in the sandbox, so one value per name, the last.
                 let env: BTreeMap<String, String> = root.sandbox.env_vars().into_iter().collect();
                 (

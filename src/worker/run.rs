@@ -11,7 +11,7 @@ use crate::debian::sandbox::{Sandbox, WORKSPACE};
 use crate::digest::Digest;
 use crate::exec::{Command, Env, Runner};
 use crate::remote::action::TOOLCHAIN_PROPERTY;
-use crate::remote::toolchain_root::ROOT_PROPERTY;
+use crate::remote::toolchain_root::{CONTAINER_IMAGE_PROPERTY, ROOT_PROPERTY};
 use crate::remote::{BlobDigest, RemoteCache, RemoteError};
 
 /// Deepest input tree a worker accepts, and most files.
@@ -110,9 +110,13 @@ pub fn execute(
         .map_err(|e| LeaseError::Precondition(format!("bad command: {e}")))?;
     #[allow(deprecated)] // Command.platform: where clients before REAPI 2.2 put it.
     let platform = action.platform.as_ref().or(command.platform.as_ref());
-    let root_property = platform
-        .and_then(|p| p.properties.iter().find(|p| p.name == ROOT_PROPERTY))
-        .map(|p| p.value.clone());
+    let property = |name: &str| {
+        platform
+            .and_then(|p| p.properties.iter().find(|p| p.name == name))
+            .map(|p| p.value.clone())
+    };
+    let root_property = property(ROOT_PROPERTY);
+    let container_image = property(CONTAINER_IMAGE_PROPERTY);
     if let Some(p) = platform {
         for prop in p.properties.iter().filter(|p| p.name == TOOLCHAIN_PROPERTY) {
             if !toolchains.iter().any(|t| t.to_string() == prop.value) {
@@ -131,7 +135,13 @@ pub fn execute(
         Some(v) => {
             let blob = super::root::pins_blob(v)?;
             let bytes = read(remote, &[blob])?.remove(&blob).unwrap_or_default();
-            Some(super::root::materialise(runner, roots, v, &bytes)?)
+            Some(super::root::materialise(
+                runner,
+                roots,
+                v,
+                &bytes,
+                container_image.as_deref(),
+            )?)
         }
         None => None,
     };

@@ -529,10 +529,11 @@ fn debian_toolchain_actions_run_on_two_workers_in_their_roots_and_equal_a_local_
             .matches("running lease")
             .count()
     };
-    assert_eq!(
-        leases("w1") + leases("w2"),
-        src.values().filter(|s| *s == "remote-exec").count(),
-        "one lease per remotely executed action"
+    // At least one lease per remotely executed action (more if BuildGrid gave one again to
+    // a bot it thought gone): the workers, not something else, ran them.
+    assert!(
+        leases("w1") + leases("w2") >= src.values().filter(|s| *s == "remote-exec").count(),
+        "fewer leases than remotely executed actions"
     );
     for p in HERMETIC_PRODUCTS {
         assert!(

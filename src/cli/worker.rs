@@ -1,7 +1,9 @@
 //! `kiln worker --server URL [--instance NAME]`: a bot for BuildGrid's Remote Workers API that
 //! runs what `kiln build --remote-exec` sends ([`crate::worker`]). Run inside a workspace (or
 //! with `-C DIR`), it advertises the fingerprints of that workspace's host toolchains, so the
-//! scheduler gives it only actions whose toolchain it has.
+//! scheduler gives it only actions whose toolchain it has, and `kiln-sandbox=bwrap` when
+//! bubblewrap is on its `PATH`: then it takes any Debian toolchain's action, materialising the
+//! root from the pins the action names in the machine's Debian store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

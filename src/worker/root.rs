@@ -36,14 +36,14 @@ pub fn pins_blob(value: &str) -> Result<BlobDigest, RootError> {
 }
 
 /// The root's directory on this machine, from the pins blob's `bytes` (already verified
-/// against the digest `value` names).
-pub fn materialise(
+/// against the digest `value` names), with the sandbox settings to run in it.
+pub fn materialise<'a>(
     runner: &dyn Runner,
-    roots: Option<&Roots>,
+    roots: Option<&'a Roots>,
     value: &str,
     bytes: &[u8],
     container_image: Option<&str>,
-) -> Result<PathBuf, RootError> {
+) -> Result<(PathBuf, &'a Roots), RootError> {
     let fail = |detail: String| RootError {
         property: value.to_string(),
         detail,
@@ -73,5 +73,5 @@ pub fn materialise(
     }
     let (_, dir) = hermetic::materialise_pins(runner, &name, &pins.package, roots.store.clone())
         .map_err(|e| fail(crate::error::chain(&e)))?;
-    Ok(dir)
+    Ok((dir, roots))
 }

@@ -172,8 +172,8 @@ pub fn execute(
         .as_ref()
         .filter(|t| t.seconds > 0)
         .map(|t| std::time::Duration::from_secs(t.seconds as u64));
-    let cmd = match (&toolchain_root, roots) {
-        (Some(dir), Some(roots)) => {
+    let cmd = match &toolchain_root {
+        Some((dir, roots)) => {
             // As kiln runs it locally: the root at /, the input root at /ws, exactly the
             // Command's environment (set after the sandbox's own, so it wins).
             let env: Vec<(&str, &str)> = command
@@ -192,7 +192,7 @@ pub fn execute(
                 ..sandbox.command(program, args, &inside).die_with_kiln()
             }
         }
-        _ => {
+        None => {
             let mut env: Vec<(String, String)> = command
                 .environment_variables
                 .iter()

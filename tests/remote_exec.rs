@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use support::engine::{pinned as hermetic_engine, pinned_ada as ada_engine};
 use support::kiln::Run;
 use support::workspace::Workspace;
 
@@ -384,6 +385,62 @@ fn two_workers_build_everything_and_the_results_equal_a_local_build() {
     );
 }
 
+/// A `kiln build` running in the background, its stdout and stderr in files.
+struct BackgroundBuild {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl BackgroundBuild {
+    fn start(ws: &Workspace, args: &[&str]) -> BackgroundBuild {
+        let out = ws.scratch().join("build.json");
+        let err = ws.scratch().join("build.err");
+        let mut c = ws.kiln().command(args);
+        c.stdout(File::create(&out).unwrap());
+        c.stderr(File::create(&err).unwrap());
+        BackgroundBuild {
+            child: c.spawn().unwrap(),
+            out,
+            err,
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits at most `limit` for the build to end (killing it after that); its status, its
+    /// `--json` document and its stderr.
+    fn finish(
+        mut self,
+        limit: Duration,
+        context: &str,
+    ) -> (std::process::ExitStatus, serde_json::Value, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the build never finished:\n{}\n{context}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let doc = if status.success() {
+            serde_json::from_str(&std::fs::read_to_string(&self.out).unwrap()).unwrap()
+        } else {
+            serde_json::Value::Null
+        };
+        (status, doc, self.stderr())
+    }
+}
+
 #[test]
 fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
     let grid = Grid::start();
@@ -391,13 +448,8 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
     let victim_log = ws.scratch().join("victim.log");
     let mut victim = grid.worker(&ws, "victim", &victim_log);
     // The build starts with only the victim serving, so the first lease is the victim's.
-    let out_file = ws.scratch().join("build.json");
-    let mut build = ws
-        .kiln()
-        .command(["build", "--json", "-j2", "--remote-exec", &grid.url]);
-    build.stdout(File::create(&out_file).unwrap());
-    build.stderr(File::create(ws.scratch().join("build.err")).unwrap());
-    let mut build = build.spawn().unwrap();
+    let mut build =
+        BackgroundBuild::start(&ws, &["build", "--json", "-j2", "--remote-exec", &grid.url]);
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut taken = false;
     for _ in 0..1800 {
@@ -408,7 +460,7 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
             taken = true;
             break;
         }
-        if Instant::now() > deadline || build.try_wait().unwrap().is_some() {
+        if Instant::now() > deadline || !build.running() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -417,18 +469,8 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
     victim.kill();
     // Another worker joins; BuildGrid requeues the dead bot's lease once its session expires.
     let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(s) = build.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the build never finished");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stderr = std::fs::read_to_string(ws.scratch().join("build.err")).unwrap_or_default();
+    let (status, doc, stderr) = build.finish(Duration::from_secs(600), &grid.log());
     assert!(status.success(), "{stderr}\n{}", grid.log());
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
     // Whatever ran where, every action finished with outputs that equal a local build's.
     let (local, local_run) = local_reference();
     for p in PRODUCTS {
@@ -449,27 +491,6 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
         })
         .collect();
     assert_eq!(images(&local_run), imgs);
-}
-
-/// `fixtures/engine` with kiln's built-in Debian toolchains (its host ones removed), pinned by
-/// this repository's kiln.lock (whose gcc and gnat are the built-in ones), so every workspace
-/// compiles with the same packages and no test here reads the Debian archive's index.
-fn hermetic_engine(dir: &str) -> Workspace {
-    let ws = Workspace::fixture_at("engine", dir);
-    std::fs::remove_dir_all(ws.path("toolchains")).unwrap();
-    let repo: toml::Value = toml::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kiln.lock")).unwrap(),
-    )
-    .unwrap();
-    let mut toolchain = toml::Table::new();
-    for name in ["gcc", "gnat"] {
-        toolchain.insert(name.into(), repo["toolchain"][name].clone());
-    }
-    let mut lock = toml::Table::new();
-    lock.insert("version".into(), repo["version"].clone());
-    lock.insert("toolchain".into(), toml::Value::Table(toolchain));
-    ws.write("kiln.lock", &toml::to_string(&lock).unwrap());
-    ws
 }
 
 fn is_compile(id: &str) -> bool {
@@ -535,12 +556,7 @@ fn debian_toolchain_actions_run_on_two_workers_in_their_roots_and_equal_a_local_
         leases("w1") + leases("w2") >= src.values().filter(|s| *s == "remote-exec").count(),
         "fewer leases than remotely executed actions"
     );
-    for p in HERMETIC_PRODUCTS {
-        assert!(
-            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
-            "{p} differs between the local and the remotely executed hermetic build"
-        );
-    }
+    same_products(&local, &ws);
     let imgs = images(&run);
     assert_eq!(imgs.len(), 2, "{run}");
     assert_eq!(images(&local_run), imgs, "image digests differ");
@@ -548,11 +564,7 @@ fn debian_toolchain_actions_run_on_two_workers_in_their_roots_and_equal_a_local_
 
 #[test]
 fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_locally() {
-    let local = hermetic_engine("local");
-    local
-        .kiln()
-        .run(["build", "--locked", "-j2"])
-        .ok("local hermetic build");
+    let local = built_locally(hermetic_engine("local"));
     let grid = Grid::start();
     let ws = hermetic_engine("remote");
     // A worker with an empty Debian store of its own and no reachable mirror.
@@ -590,38 +602,25 @@ fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_
         sources(&run).values().all(|s| s == "local"),
         "everything ran here: {run}"
     );
-    for p in HERMETIC_PRODUCTS {
-        assert!(
-            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
-            "{p} differs after falling back"
-        );
-    }
+    same_products(&local, &ws);
 }
 
 #[test]
 fn restarting_buildgrid_mid_build_still_ends_in_a_correct_build() {
-    let local = hermetic_engine("local");
-    local
-        .kiln()
-        .run(["build", "--locked", "-j2"])
-        .ok("local hermetic build");
+    let local = built_locally(hermetic_engine("local"));
     let mut grid = Grid::start();
     let ws = hermetic_engine("remote");
     // No worker yet: the build's first actions wait in BuildGrid's queue, so it is certainly
     // mid-build when the server goes.
-    let out_file = ws.scratch().join("build.json");
-    let err_file = ws.scratch().join("build.err");
-    let mut build = ws.kiln().command([
+    let args = [
         "build",
         "--locked",
         "--json",
         "-j2",
         "--remote-exec",
         &grid.url,
-    ]);
-    build.stdout(File::create(&out_file).unwrap());
-    build.stderr(File::create(&err_file).unwrap());
-    let mut build = build.spawn().unwrap();
+    ];
+    let mut build = BackgroundBuild::start(&ws, &args);
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut queued = false;
     for _ in 0..3000 {
@@ -629,7 +628,7 @@ fn restarting_buildgrid_mid_build_still_ends_in_a_correct_build() {
             queued = true;
             break;
         }
-        if Instant::now() > deadline || build.try_wait().unwrap().is_some() {
+        if Instant::now() > deadline || !build.running() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -637,40 +636,19 @@ fn restarting_buildgrid_mid_build_still_ends_in_a_correct_build() {
     assert!(
         queued,
         "no job reached BuildGrid:\n{}\n{}",
-        std::fs::read_to_string(&err_file).unwrap_or_default(),
+        build.stderr(),
         grid.log()
     );
-    assert!(
-        build.try_wait().unwrap().is_none(),
-        "the build cannot end without workers"
-    );
+    assert!(build.running(), "the build cannot end without workers");
     grid.restart();
     let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
     let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let status = loop {
-        if let Some(s) = build.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = build.kill();
-            panic!("the build never finished:\n{}", grid.log());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
+    let (status, doc, stderr) = build.finish(Duration::from_secs(900), &grid.log());
     assert!(status.success(), "{stderr}\n{}", grid.log());
     // Whether it reconnected or fell back, at most the build's one warning.
     eprintln!("after the restart the build said:\n{stderr}");
     assert!(stderr.matches("warning").count() <= 1, "{stderr}");
-    for p in HERMETIC_PRODUCTS {
-        assert!(
-            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
-            "{p} differs after BuildGrid restarted mid-build"
-        );
-    }
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    same_products(&local, &ws);
     let actions: Vec<&serde_json::Value> = doc["targets"]
         .as_array()
         .unwrap()
@@ -724,6 +702,14 @@ fn worker_fake(scratch: &Path) -> fake::FakeServer {
     server
 }
 
+/// `ws` built here (`--locked -j2`), the reference a remote build must equal.
+fn built_locally(ws: Workspace) -> Workspace {
+    ws.kiln()
+        .run(["build", "--locked", "-j2"])
+        .ok("local hermetic build");
+    ws
+}
+
 fn same_products(local: &Workspace, ws: &Workspace) {
     for p in HERMETIC_PRODUCTS {
         assert!(
@@ -735,11 +721,7 @@ fn same_products(local: &Workspace, ws: &Workspace) {
 
 #[test]
 fn broken_operation_streams_and_lost_blobs_still_end_in_a_remote_build_equal_to_a_local_one() {
-    let local = hermetic_engine("local");
-    local
-        .kiln()
-        .run(["build", "--locked", "-j2"])
-        .ok("local hermetic build");
+    let local = built_locally(hermetic_engine("local"));
     let ws = hermetic_engine("remote");
     let server = worker_fake(ws.scratch());
     server.state.drop_streams.store(4, Ordering::SeqCst);
@@ -778,11 +760,7 @@ fn broken_operation_streams_and_lost_blobs_still_end_in_a_remote_build_equal_to_
 
 #[test]
 fn a_remote_result_whose_output_does_not_verify_is_refused_and_the_build_runs_locally() {
-    let local = hermetic_engine("local");
-    local
-        .kiln()
-        .run(["build", "--locked", "-j2"])
-        .ok("local hermetic build");
+    let local = built_locally(hermetic_engine("local"));
     let ws = hermetic_engine("remote");
     let server = worker_fake(ws.scratch());
     server.state.corrupt_results.store(true, Ordering::SeqCst);
@@ -810,23 +788,10 @@ fn a_remote_result_whose_output_does_not_verify_is_refused_and_the_build_runs_lo
     same_products(&local, &ws);
 }
 
-/// The gnat toolchain of a hermetic `fixtures/engine` without its C++ recipes.
-fn ada_engine(dir: &str) -> Workspace {
-    let ws = hermetic_engine(dir);
-    for cxx in ["greet", "greet-test", "hello"] {
-        std::fs::remove_file(ws.path(&format!("recipes/{cxx}.toml"))).unwrap();
-    }
-    ws
-}
-
 #[test]
 fn a_pushed_toolchain_image_is_named_as_container_image_and_a_worker_without_a_mirror_pulls_the_root_from_it(
 ) {
-    let local = ada_engine("local");
-    local
-        .kiln()
-        .run(["build", "--locked", "-j2"])
-        .ok("local hermetic build");
+    let local = built_locally(ada_engine("local"));
     let reg = support::registry_server::start(support::registry_server::Mode::Plain);
     let to = format!("{}/tc", reg.addr);
     local

@@ -395,13 +395,18 @@ pub fn pull_location(
     pins: &[LockedPackage],
     store: &Downloads,
 ) -> Result<PullReport, ImageError> {
+    pull(&location_options(location)?, name, pins, store)
+}
+
+/// Default registry settings for `REGISTRY[:PORT]/PREFIX` (a toolchain file's `image`).
+fn location_options(location: &str) -> Result<PushOptions, ImageError> {
     let (registry, prefix) = parse_location(location).ok_or_else(|| ImageError::Refused {
         image: location.to_string(),
         problem: "not REGISTRY[:PORT]/PREFIX".into(),
     })?;
     let mut opts = PushOptions::new(&registry);
     opts.prefix = prefix;
-    pull(&opts, name, pins, store)
+    Ok(opts)
 }
 
 /// What a pull did.
@@ -887,20 +892,15 @@ mod tests {
 /// by the set's tag, so the reference names those exact bytes. What remote execution puts in
 /// the `container-image` platform property.
 pub fn pushed_reference(location: &str, name: &str, set: &Digest) -> Result<String, ImageError> {
-    let (registry, prefix) = parse_location(location).ok_or_else(|| ImageError::Refused {
-        image: location.to_string(),
-        problem: "not REGISTRY[:PORT]/PREFIX".into(),
-    })?;
-    let mut opts = PushOptions::new(&registry);
-    opts.prefix = prefix;
+    let opts = location_options(location)?;
     let repository = opts
         .repository(&repository_name(name))
         .map_err(|e| ImageError::Refused {
-            image: format!("{registry}/{}", repository_name(name)),
+            image: format!("{}/{}", opts.registry, repository_name(name)),
             problem: e.to_string(),
         })?;
     let m = Puller::connect(&opts)?.manifest(&repository, &tag_for(set))?;
-    Ok(format!("{registry}/{repository}@{}", m.digest))
+    Ok(format!("{}/{repository}@{}", opts.registry, m.digest))
 }
 
 /// The location (`REGISTRY[:PORT]/PREFIX`) and toolchain name of a reference

@@ -592,9 +592,10 @@ fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_
     let stderr = run.stderr_text();
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
     assert_eq!(warnings.len(), 1, "{run}");
+    eprintln!("the build's warning: {}", warnings[0]);
     assert!(
         warnings[0].contains("remote execution not used")
-            && warnings[0].contains("cannot materialise the toolchain root"),
+            && warnings[0].contains("kiln worker rootless: cannot materialise the toolchain root"),
         "{run}"
     );
     assert_eq!(run.json()["remote"]["error"]["during"], "execute", "{run}");

@@ -670,6 +670,14 @@ fn restarting_buildgrid_mid_build_still_ends_in_a_correct_build() {
 
 /// A fake REAPI server whose Execute runs actions as `kiln worker` does.
 fn worker_fake(scratch: &Path) -> fake::FakeServer {
+    worker_fake_with(scratch, std::sync::Arc::new(kiln::exec::ProcessRunner))
+}
+
+/// The same, starting processes with `runner`.
+fn worker_fake_with(
+    scratch: &Path,
+    runner: std::sync::Arc<dyn kiln::exec::Runner>,
+) -> fake::FakeServer {
     use kiln::worker::{run, Roots};
     let server = fake::FakeServer::start(4 << 20);
     let url = server.url.clone();
@@ -682,23 +690,16 @@ fn worker_fake(scratch: &Path) -> fake::FakeServer {
         store: kiln::debian::store::Downloads::at(store),
     };
     server.execute_with(std::sync::Arc::new(move |action| {
-        let internal = |e: String| bazel_remote_apis::google::rpc::Status {
-            code: tonic::Code::Internal as i32,
-            message: e,
-            details: vec![],
-        };
         let remote =
             kiln::remote::RemoteCache::connect(&kiln::remote::RemoteConfig::new(url.clone()))
-                .map_err(|e| internal(kiln::error::chain(&e)))?;
-        run::execute(
-            &remote,
-            &kiln::exec::ProcessRunner,
-            &[],
-            Some(&roots),
-            &work,
-            action,
-        )
-        .map_err(|e| internal(kiln::error::chain(&e)))
+                .map_err(|e| bazel_remote_apis::google::rpc::Status {
+                    code: tonic::Code::Unavailable as i32,
+                    message: kiln::error::chain(&e),
+                    details: vec![],
+                })?;
+        // Completed as the worker completes a lease.
+        run::execute(&remote, runner.as_ref(), &[], Some(&roots), &work, action)
+            .map_err(|e| e.status("fake"))
     }));
     server
 }
@@ -854,4 +855,55 @@ fn a_pushed_toolchain_image_is_named_as_container_image_and_a_worker_without_a_m
             "{p} differs from the local build"
         );
     }
+}
+
+/// A machine whose kernel refuses bubblewrap its namespaces.
+struct NoNamespaces;
+
+impl kiln::exec::Runner for NoNamespaces {
+    fn run(&self, _: &kiln::exec::Command) -> std::io::Result<kiln::exec::Output> {
+        Ok(kiln::exec::Output {
+            success: false,
+            code: Some(1),
+            stderr: b"bwrap: No permissions to create new namespace, likely because the kernel does not allow non-privileged user namespaces.\n".to_vec(),
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn a_worker_whose_sandbox_cannot_run_fails_its_lease_and_the_build_runs_locally() {
+    let local = built_locally(hermetic_engine("local"));
+    let ws = hermetic_engine("remote");
+    let server = worker_fake_with(ws.scratch(), std::sync::Arc::new(NoNamespaces));
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &server.url,
+        ])
+        .ok("build whose worker cannot sandbox");
+    let warnings: Vec<String> = run
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("remote execution not used")
+            && warnings[0].contains("kiln worker fake: cannot run the sandbox")
+            && warnings[0].contains("namespaces"),
+        "{run}"
+    );
+    assert!(sources(&run).values().all(|s| s == "local"), "{run}");
+    // Not retried: the first refusal turned execution off (the -j2 sibling may have been sent
+    // before it did).
+    let log = server.log();
+    assert!(log.executes <= 2, "{log:?}");
+    same_products(&local, &ws);
 }

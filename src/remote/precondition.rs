@@ -2,7 +2,8 @@
 //! say *what* was not met. The spec has servers list each blob they lack as a violation of type
 //! [`MISSING`] (subject `blobs/<hash>/<size>`); uploading again then helps. Any other violation
 //! (kiln's worker uses [`TOOLCHAIN_ROOT`] when it cannot materialise an action's toolchain
-//! root) will not go away by uploading, so the client stops retrying at once.
+//! root, [`SANDBOX`] when bubblewrap cannot run) will not go away by uploading, so the client
+//! stops retrying at once.
 //!
 //! Declared here as prost structs with the field numbers of `google/rpc/error_details.proto`,
 //! since `bazel-remote-apis` does not carry that file and kiln builds without protoc.
@@ -15,6 +16,8 @@ use prost::Message;
 pub const MISSING: &str = "MISSING";
 /// The violation type of a toolchain root the worker could not materialise.
 pub const TOOLCHAIN_ROOT: &str = "kiln-toolchain-root";
+/// The violation type of a sandbox (bubblewrap) the worker could not run.
+pub const SANDBOX: &str = "kiln-sandbox";
 
 const TYPE_URL: &str = "type.googleapis.com/google.rpc.PreconditionFailure";
 

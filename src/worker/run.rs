@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use bazel_remote_apis::google::protobuf::Any;
+use bazel_remote_apis::google::rpc::Status as RpcStatus;
 use prost::Message;
 
 use super::Roots;
@@ -11,6 +12,7 @@ use crate::debian::sandbox::{Sandbox, WORKSPACE};
 use crate::digest::Digest;
 use crate::exec::{Command, Env, Runner};
 use crate::remote::action::TOOLCHAIN_PROPERTY;
+use crate::remote::precondition;
 use crate::remote::toolchain_root::{CONTAINER_IMAGE_PROPERTY, ROOT_PROPERTY};
 use crate::remote::{BlobDigest, RemoteCache, RemoteError};
 
@@ -33,12 +35,46 @@ pub enum LeaseError {
     /// The action's toolchain root cannot be had here.
     #[error(transparent)]
     Root(#[from] super::root::RootError),
+    /// The sandbox an action of a toolchain root runs in cannot run here.
+    #[error("cannot run the sandbox: {0}")]
+    Sandbox(String),
     #[error("{context}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl LeaseError {
+    /// The status the lease is completed with. What the client can act on is a
+    /// `FAILED_PRECONDITION` with a violation saying what: a `MISSING` blob (upload it again),
+    /// or a root or sandbox this worker cannot have (run the action elsewhere); `bot_id` names
+    /// the worker in the message.
+    pub fn status(&self, bot_id: &str) -> RpcStatus {
+        let message = format!("kiln worker {bot_id}: {}", crate::error::chain(self));
+        let code = match self {
+            LeaseError::Missing(b) => {
+                let subject = format!("blobs/{}/{}", b.digest.hex(), b.size);
+                return precondition::status(precondition::MISSING, &subject, message);
+            }
+            LeaseError::Root(e) => {
+                let subject = format!("blobs/{}", e.property);
+                return precondition::status(precondition::TOOLCHAIN_ROOT, &subject, message);
+            }
+            LeaseError::Sandbox(_) => {
+                return precondition::status(precondition::SANDBOX, "bwrap", message);
+            }
+            LeaseError::Precondition(_) => tonic::Code::FailedPrecondition,
+            LeaseError::Remote(_) => tonic::Code::Unavailable,
+            LeaseError::Io { .. } => tonic::Code::Internal,
+        };
+        RpcStatus {
+            code: code as i32,
+            message,
+            details: Vec::new(),
+        }
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LeaseError {
@@ -172,6 +208,7 @@ pub fn execute(
         .as_ref()
         .filter(|t| t.seconds > 0)
         .map(|t| std::time::Duration::from_secs(t.seconds as u64));
+    let mut sandbox = None;
     let cmd = match &toolchain_root {
         Some((dir, roots)) => {
             // As kiln runs it locally: the root at /, the input root at /ws, exactly the
@@ -181,16 +218,18 @@ pub fn execute(
                 .iter()
                 .map(|e| (e.name.as_str(), e.value.as_str()))
                 .collect();
-            let sandbox = Sandbox::with_bwrap(roots.bwrap.clone(), dir, &root, 0).with_env(&env);
+            let sb = Sandbox::with_bwrap(roots.bwrap.clone(), dir, &root, 0).with_env(&env);
             let inside = if command.working_directory.is_empty() {
                 WORKSPACE.to_string()
             } else {
                 format!("{WORKSPACE}/{}", command.working_directory)
             };
-            Command {
+            let cmd = Command {
                 timeout,
-                ..sandbox.command(program, args, &inside).die_with_kiln()
-            }
+                ..sb.command(program, args, &inside).die_with_kiln()
+            };
+            sandbox = Some(sb);
+            cmd
         }
         None => {
             let mut env: Vec<(String, String)> = command
@@ -214,9 +253,16 @@ pub fn execute(
             }
         }
     };
-    let out = runner
-        .run(&cmd)
-        .map_err(io(format!("running {}", cmd.program.display())))?;
+    let out = match &sandbox {
+        // bubblewrap's own failure (missing, namespaces refused) is this worker's, not the
+        // action's: reported as a precondition, so the client runs the action itself at once.
+        Some(sb) => sb
+            .run_command(runner, program, &cmd)
+            .map_err(|e| LeaseError::Sandbox(crate::error::chain(&e)))?,
+        None => runner
+            .run(&cmd)
+            .map_err(io(format!("running {}", cmd.program.display())))?,
+    };
     let mut blobs = Vec::new();
     let mut result = reapi::ActionResult {
         exit_code: out.code.unwrap_or(if out.success { 0 } else { 128 }),

@@ -12,7 +12,6 @@ use super::run::{self, LeaseError};
 use super::{WorkerError, WorkerOptions, HEARTBEAT, MAX_FAILURES};
 use crate::exec::Runner;
 use crate::remote::action::TOOLCHAIN_PROPERTY;
-use crate::remote::precondition;
 use crate::remote::toolchain_root::{SANDBOX_BWRAP, SANDBOX_PROPERTY};
 use crate::remote::workers::{
     lease_state, type_url, BotSession, BotsClient, CreateBotSessionRequest, Device, FieldMask,
@@ -176,39 +175,7 @@ fn complete(session: &mut BotSession, bot_id: &str, f: Finished) {
             }),
             RpcStatus::default(),
         ),
-        Err(LeaseError::Missing(b)) => {
-            let subject = format!("blobs/{}/{}", b.digest.hex(), b.size);
-            let message = format!("kiln worker {bot_id}: blob {subject} is not in the CAS");
-            (
-                None,
-                precondition::status(precondition::MISSING, &subject, message),
-            )
-        }
-        Err(LeaseError::Root(e)) => {
-            let subject = format!("blobs/{}", e.property);
-            let message = format!("kiln worker {bot_id}: {}", crate::error::chain(&e));
-            (
-                None,
-                precondition::status(precondition::TOOLCHAIN_ROOT, &subject, message),
-            )
-        }
-        Err(e) => {
-            let code = match &e {
-                LeaseError::Precondition(_) => tonic::Code::FailedPrecondition,
-                LeaseError::Remote(_) => tonic::Code::Unavailable,
-                LeaseError::Io { .. } | LeaseError::Root(_) | LeaseError::Missing(_) => {
-                    tonic::Code::Internal
-                }
-            };
-            (
-                None,
-                RpcStatus {
-                    code: code as i32,
-                    message: crate::error::chain(&e),
-                    details: Vec::new(),
-                },
-            )
-        }
+        Err(e) => (None, e.status(bot_id)),
     };
     let lease = Lease {
         id: f.lease_id.clone(),

@@ -1,9 +1,10 @@
 //! The toolchain root a lease's action runs in (see [`crate::remote::toolchain_root`]): the
 //! pins blob its `kiln-toolchain-root` property names, read from the CAS by the caller
-//! (verified against that digest), checked, and materialised in this machine's Debian store through the same
-//! code a build uses ([`hermetic::materialise_pins`]: trees already there, else .debs from the
-//! mirror, each checked against its pinned sha256). A root already in the store costs a
-//! `stat`, so a worker materialises each set once, and workers sharing a store share roots.
+//! (verified against that digest), checked, and materialised in this machine's Debian store
+//! through the same code a build uses ([`hermetic::materialise_pins`]: trees already there,
+//! else .debs from the mirror, each checked against its pinned sha256). A root already in the
+//! store costs a `stat`, so a worker materialises each set once, and workers sharing a store
+//! share roots.
 //! When the action also names the toolchain's pushed image (`container-image`, a reference
 //! kiln made), the missing trees are pulled from it first, as a build pulls from the toolchain
 //! file's `image`: layer digests, the config's set and each tree's control data checked.

@@ -174,7 +174,7 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
                 continue;
             }
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                return Ok(precondition(&s));
+                return Ok(precondition_attempt(&s));
             }
             Err(s) => return Err(client.rpc_error("Execute", s)),
         };
@@ -195,7 +195,7 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
                     break;
                 }
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                    return Ok(precondition(&s));
+                    return Ok(precondition_attempt(&s));
                 }
                 Err(s) => return Err(client.rpc_error("Execute", s)),
             }
@@ -211,7 +211,7 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
 }
 
 /// A `FAILED_PRECONDITION` the server answered the call itself with.
-fn precondition(s: &tonic::Status) -> Attempt {
+fn precondition_attempt(s: &tonic::Status) -> Attempt {
     let details = bazel_remote_apis::google::rpc::Status::decode(s.details())
         .map(|d| d.details)
         .unwrap_or_default();

@@ -28,9 +28,10 @@ fn action(tag: &str, outputs: &[&str]) -> RemoteAction {
             executable: false,
         }],
         outputs: outputs.iter().map(|o| o.to_string()).collect(),
-        toolchain: Digest::of(b"gcc 12.2.0"),
+        toolchain: Some(Digest::of(b"gcc 12.2.0")),
         platform: vec![],
         salt: "kiln-action-key-v2".into(),
+        blobs: vec![],
     }
 }
 
@@ -331,4 +332,113 @@ mod fake_server {
         );
         assert!(log.instance_names.iter().any(|i| i == "main"), "{log:?}");
     }
+}
+
+// Remote execution's protocol against the fake's Execute faults: every answer is decided by
+// the fake's counters, never by timing.
+
+const SOURCE: &[u8] = b"int main() { return 0; }\n";
+
+/// A fake whose Execute "runs" an action by naming `object` as its `a.o` (already in the CAS).
+fn executing_fake(object: &[u8]) -> FakeServer {
+    use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+    let server = FakeServer::start(1 << 20);
+    let d = BlobDigest::of(object);
+    server
+        .state
+        .blobs
+        .lock()
+        .unwrap()
+        .insert(d.digest.hex(), object.to_vec());
+    server.execute_with(std::sync::Arc::new(move |_| {
+        Ok(reapi::ActionResult {
+            output_files: vec![reapi::OutputFile {
+                path: "a.o".into(),
+                digest: Some(d.to_proto()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }));
+    server
+}
+
+fn execute(server: &FakeServer) -> Result<kiln::remote::Executed, kiln::remote::RemoteError> {
+    let remote = RemoteCache::connect(&RemoteConfig::new(server.url.clone())).unwrap();
+    let read = |p: &str| {
+        assert_eq!(p, "src/main.cpp");
+        Ok(SOURCE.to_vec())
+    };
+    remote.execute(&action("exec", &["a.o"]), &read)
+}
+
+fn object_of(e: kiln::remote::Executed) -> Vec<u8> {
+    match e {
+        kiln::remote::Executed::Succeeded(r) => {
+            assert_eq!(r.outputs.len(), 1);
+            assert_eq!(r.outputs[0].path, "a.o");
+            r.outputs[0].bytes.clone()
+        }
+        other => panic!("not a success: {other:?}"),
+    }
+}
+
+#[test]
+fn a_dropped_operation_stream_is_followed_with_wait_execution() {
+    let object = bytes(5000, 1);
+    let server = executing_fake(&object);
+    // The Execute stream and the first WaitExecution stream both break before the end.
+    server.state.drop_streams.store(2, Ordering::SeqCst);
+    assert_eq!(object_of(execute(&server).unwrap()), object);
+    let log = server.log();
+    assert_eq!(log.executes, 1, "{log:?}");
+    assert_eq!(log.wait_executions, 2, "{log:?}");
+}
+
+#[test]
+fn blobs_the_server_lost_are_uploaded_again_and_the_action_retried() {
+    let object = bytes(5000, 2);
+    let server = executing_fake(&object);
+    server.state.evict_inputs.store(1, Ordering::SeqCst);
+    assert_eq!(object_of(execute(&server).unwrap()), object);
+    let log = server.log();
+    assert_eq!((log.executes, log.preconditions), (2, 1), "{log:?}");
+    assert_eq!(
+        log.executed.len(),
+        1,
+        "ran once, after the re-upload: {log:?}"
+    );
+    let source = BlobDigest::of(SOURCE).digest.hex();
+    assert!(server.state.blobs.lock().unwrap().contains_key(&source));
+}
+
+#[test]
+fn a_server_that_keeps_losing_blobs_is_given_up_on_after_a_bounded_number_of_attempts() {
+    let server = executing_fake(b"never used");
+    server
+        .state
+        .evict_inputs
+        .store(usize::MAX, Ordering::SeqCst);
+    let e = execute(&server).unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::FailedPrecondition), "{e}");
+    let log = server.log();
+    assert_eq!(log.executes, kiln::remote::execute::MAX_ATTEMPTS, "{log:?}");
+    assert!(log.executed.is_empty());
+}
+
+#[test]
+fn a_result_whose_output_does_not_verify_is_refused() {
+    let server = executing_fake(&bytes(100, 3));
+    server.state.corrupt_results.store(true, Ordering::SeqCst);
+    let e = execute(&server).unwrap_err();
+    assert!(e.is_integrity(), "{e}");
+}
+
+#[test]
+fn a_precondition_no_upload_cures_is_not_retried() {
+    let server = executing_fake(&bytes(100, 4));
+    server.state.fail_roots.store(true, Ordering::SeqCst);
+    let e = execute(&server).unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::FailedPrecondition), "{e}");
+    assert_eq!(server.log().executes, 1, "{:?}", server.log());
 }

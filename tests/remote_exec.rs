@@ -1,10 +1,16 @@
 //! Remote execution against a real BuildGrid (`--remote-exec`, `kiln worker`): PostgreSQL
 //! started with initdb in a temporary directory on a free loopback port, BuildGrid with its SQL
-//! scheduler and an in-memory CAS and action cache, and `kiln worker` processes on this machine
-//! (fixtures/engine's toolchains are host toolchains, which the workers share).
+//! scheduler and an in-memory CAS and action cache, and `kiln worker` processes on this machine.
+//! fixtures/engine's own toolchains are host toolchains, which the workers share; without its
+//! `toolchains/` it builds with kiln's built-in Debian ones, whose roots the workers
+//! materialise from the pins each action names and run in bubblewrap.
 //!
 //! Every wait is bounded in tries and time; nothing depends on how fast anything is.
 
+// Shared with tests/remote_cache.rs, which uses more of it.
+#[allow(dead_code)]
+#[path = "remote_cache/fake.rs"]
+mod fake;
 mod support;
 
 use std::collections::BTreeMap;
@@ -12,8 +18,10 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use support::engine::{pinned as hermetic_engine, pinned_ada as ada_engine};
 use support::kiln::Run;
 use support::workspace::Workspace;
 
@@ -180,7 +188,9 @@ schedulers:
     bot-session-keepalive-timeout: 10
     property-set:
       !dynamic-property-set
-      match-property-keys: [kiln-toolchain, OSFamily]
+      match-property-keys: [kiln-toolchain, kiln-sandbox, OSFamily]
+      # Named by the action, not matched: any worker with a sandbox materialises the root.
+      wildcard-property-keys: [kiln-toolchain-root, container-image]
 instances:
   - name: ""
     services:
@@ -241,6 +251,36 @@ impl Grid {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
+    }
+
+    /// BuildGrid killed and started again on the same port and PostgreSQL: its scheduler's
+    /// jobs survive in the database, its in-memory CAS and action cache do not.
+    fn restart(&mut self) {
+        self.server.kill();
+        let mut c = Command::new(venv_bin("bgd"));
+        c.args(["server", "start"])
+            .arg(self.dir.path().join("buildgrid.yml"))
+            .current_dir(self.dir.path());
+        self.server = Group::spawn(c, &self.dir.path().join("bgd-restarted.log"));
+        self.wait_ready();
+    }
+
+    /// Jobs the scheduler has in PostgreSQL (queued, running or done).
+    fn jobs(&self) -> usize {
+        let out = as_pg_user(&pg_bin("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self._pg.port.to_string()])
+            .args([
+                "-U",
+                "kiln",
+                "-d",
+                "postgres",
+                "-tAc",
+                "select count(*) from jobs",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 
     /// A `kiln worker` run in `ws` (for its toolchains), logging to `log`.
@@ -345,6 +385,62 @@ fn two_workers_build_everything_and_the_results_equal_a_local_build() {
     );
 }
 
+/// A `kiln build` running in the background, its stdout and stderr in files.
+struct BackgroundBuild {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl BackgroundBuild {
+    fn start(ws: &Workspace, args: &[&str]) -> BackgroundBuild {
+        let out = ws.scratch().join("build.json");
+        let err = ws.scratch().join("build.err");
+        let mut c = ws.kiln().command(args);
+        c.stdout(File::create(&out).unwrap());
+        c.stderr(File::create(&err).unwrap());
+        BackgroundBuild {
+            child: c.spawn().unwrap(),
+            out,
+            err,
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits at most `limit` for the build to end (killing it after that); its status, its
+    /// `--json` document and its stderr.
+    fn finish(
+        mut self,
+        limit: Duration,
+        context: &str,
+    ) -> (std::process::ExitStatus, serde_json::Value, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the build never finished:\n{}\n{context}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let doc = if status.success() {
+            serde_json::from_str(&std::fs::read_to_string(&self.out).unwrap()).unwrap()
+        } else {
+            serde_json::Value::Null
+        };
+        (status, doc, self.stderr())
+    }
+}
+
 #[test]
 fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
     let grid = Grid::start();
@@ -352,13 +448,8 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
     let victim_log = ws.scratch().join("victim.log");
     let mut victim = grid.worker(&ws, "victim", &victim_log);
     // The build starts with only the victim serving, so the first lease is the victim's.
-    let out_file = ws.scratch().join("build.json");
-    let mut build = ws
-        .kiln()
-        .command(["build", "--json", "-j2", "--remote-exec", &grid.url]);
-    build.stdout(File::create(&out_file).unwrap());
-    build.stderr(File::create(ws.scratch().join("build.err")).unwrap());
-    let mut build = build.spawn().unwrap();
+    let mut build =
+        BackgroundBuild::start(&ws, &["build", "--json", "-j2", "--remote-exec", &grid.url]);
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut taken = false;
     for _ in 0..1800 {
@@ -369,7 +460,7 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
             taken = true;
             break;
         }
-        if Instant::now() > deadline || build.try_wait().unwrap().is_some() {
+        if Instant::now() > deadline || !build.running() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -378,18 +469,8 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
     victim.kill();
     // Another worker joins; BuildGrid requeues the dead bot's lease once its session expires.
     let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(s) = build.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the build never finished");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stderr = std::fs::read_to_string(ws.scratch().join("build.err")).unwrap_or_default();
+    let (status, doc, stderr) = build.finish(Duration::from_secs(600), &grid.log());
     assert!(status.success(), "{stderr}\n{}", grid.log());
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
     // Whatever ran where, every action finished with outputs that equal a local build's.
     let (local, local_run) = local_reference();
     for p in PRODUCTS {
@@ -410,4 +491,419 @@ fn a_worker_killed_after_taking_a_lease_still_ends_in_a_correct_build() {
         })
         .collect();
     assert_eq!(images(&local_run), imgs);
+}
+
+fn is_compile(id: &str) -> bool {
+    id.contains(" compile ")
+}
+
+const HERMETIC_PRODUCTS: &[&str] = &[
+    "out/bin/hello",
+    "out/bin/geometry",
+    "out/lib/libgreet.a",
+    "out/debug/hello.debug",
+    "out/debug/geometry.debug",
+];
+
+#[test]
+fn debian_toolchain_actions_run_on_two_workers_in_their_roots_and_equal_a_local_build() {
+    let local = hermetic_engine("local");
+    let local_run = local
+        .kiln()
+        .run(["build", "--locked", "--json", "-j2"])
+        .ok("local hermetic build");
+    let grid = Grid::start();
+    let ws = hermetic_engine("remote");
+    let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
+    let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &grid.url,
+        ])
+        .ok("remotely executed hermetic build");
+    let src = sources(&run);
+    let compiles: Vec<_> = src.iter().filter(|(id, _)| is_compile(id)).collect();
+    assert!(
+        compiles.len() >= 6 && compiles.iter().all(|(_, s)| *s == "remote-exec"),
+        "every compile of the C++ and Ada services ran remotely: {compiles:?}\n{run}\n{}",
+        grid.log()
+    );
+    // Not only compiles: a link, the Ada binder (run in its staging directory), an archive.
+    for id in ["hello link", "geometry bind", "greet archive"] {
+        assert_eq!(
+            src.get(id).map(String::as_str),
+            Some("remote-exec"),
+            "{id}: {run}"
+        );
+    }
+    assert!(run.json()["remote"]["error"].is_null(), "{run}");
+    assert!(!run.stderr_text().contains("warning"), "{run}");
+    let leases = |id: &str| {
+        std::fs::read_to_string(ws.scratch().join(format!("{id}.log")))
+            .unwrap_or_default()
+            .matches("running lease")
+            .count()
+    };
+    // At least one lease per remotely executed action (more if BuildGrid gave one again to
+    // a bot it thought gone): the workers, not something else, ran them.
+    assert!(
+        leases("w1") + leases("w2") >= src.values().filter(|s| *s == "remote-exec").count(),
+        "fewer leases than remotely executed actions"
+    );
+    same_products(&local, &ws);
+    let imgs = images(&run);
+    assert_eq!(imgs.len(), 2, "{run}");
+    assert_eq!(images(&local_run), imgs, "image digests differ");
+}
+
+#[test]
+fn a_worker_that_cannot_materialise_the_root_fails_its_lease_and_the_build_runs_locally() {
+    let local = built_locally(hermetic_engine("local"));
+    let grid = Grid::start();
+    let ws = hermetic_engine("remote");
+    // A worker with an empty Debian store of its own and no reachable mirror.
+    let empty = ws.scratch().join("empty-debian-store");
+    std::fs::create_dir_all(&empty).unwrap();
+    let closed = format!("http://127.0.0.1:{}/debian", free_port());
+    let mut c = ws
+        .kiln()
+        .env("KILN_DEBIAN_CACHE", &empty)
+        .env("KILN_DEBIAN_MIRROR", &closed)
+        .command(["worker", "--server", &grid.url, "--id", "rootless"]);
+    c.arg("--work-dir").arg(ws.scratch().join("rootless"));
+    let _w = Group::spawn(c, &ws.scratch().join("rootless.log"));
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &grid.url,
+        ])
+        .ok("build whose worker has no root");
+    let stderr = run.stderr_text();
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    eprintln!("the build's warning: {}", warnings[0]);
+    assert!(
+        warnings[0].contains("remote execution not used")
+            && warnings[0].contains("kiln worker rootless: cannot materialise the toolchain root"),
+        "{run}"
+    );
+    assert_eq!(run.json()["remote"]["error"]["during"], "execute", "{run}");
+    assert!(
+        sources(&run).values().all(|s| s == "local"),
+        "everything ran here: {run}"
+    );
+    same_products(&local, &ws);
+}
+
+#[test]
+fn restarting_buildgrid_mid_build_still_ends_in_a_correct_build() {
+    let local = built_locally(hermetic_engine("local"));
+    let mut grid = Grid::start();
+    let ws = hermetic_engine("remote");
+    // No worker yet: the build's first actions wait in BuildGrid's queue, so it is certainly
+    // mid-build when the server goes.
+    let args = [
+        "build",
+        "--locked",
+        "--json",
+        "-j2",
+        "--remote-exec",
+        &grid.url,
+    ];
+    let mut build = BackgroundBuild::start(&ws, &args);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut queued = false;
+    for _ in 0..3000 {
+        if grid.jobs() > 0 {
+            queued = true;
+            break;
+        }
+        if Instant::now() > deadline || !build.running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        queued,
+        "no job reached BuildGrid:\n{}\n{}",
+        build.stderr(),
+        grid.log()
+    );
+    assert!(build.running(), "the build cannot end without workers");
+    grid.restart();
+    let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
+    let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
+    let (status, doc, stderr) = build.finish(Duration::from_secs(900), &grid.log());
+    assert!(status.success(), "{stderr}\n{}", grid.log());
+    // Whether it reconnected or fell back, at most the build's one warning.
+    eprintln!("after the restart the build said:\n{stderr}");
+    assert!(stderr.matches("warning").count() <= 1, "{stderr}");
+    same_products(&local, &ws);
+    let actions: Vec<&serde_json::Value> = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["actions"].as_array().unwrap())
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .all(|a| ["remote-exec", "local", "remote-cache"]
+                .contains(&a["source"].as_str().unwrap())),
+        "{doc}"
+    );
+}
+
+// The same builds against the in-process fake, which runs each action with kiln's own worker
+// code (the root materialised from the pins, the command in bubblewrap) and injects faults.
+
+/// A fake REAPI server whose Execute runs actions as `kiln worker` does.
+fn worker_fake(scratch: &Path) -> fake::FakeServer {
+    worker_fake_with(scratch, std::sync::Arc::new(kiln::exec::ProcessRunner))
+}
+
+/// The same, starting processes with `runner`.
+fn worker_fake_with(
+    scratch: &Path,
+    runner: std::sync::Arc<dyn kiln::exec::Runner>,
+) -> fake::FakeServer {
+    use kiln::worker::{run, Roots};
+    let server = fake::FakeServer::start(4 << 20);
+    let url = server.url.clone();
+    let work = scratch.join("fake-worker");
+    let store = support::kiln::shared_debian_store().join("debian");
+    let bwrap = kiln::debian::sandbox::find_bwrap(std::env::var_os("PATH").as_deref())
+        .expect("bubblewrap is installed");
+    let roots = Roots {
+        bwrap,
+        store: kiln::debian::store::Downloads::at(store),
+    };
+    server.execute_with(std::sync::Arc::new(move |action| {
+        let remote =
+            kiln::remote::RemoteCache::connect(&kiln::remote::RemoteConfig::new(url.clone()))
+                .map_err(|e| bazel_remote_apis::google::rpc::Status {
+                    code: tonic::Code::Unavailable as i32,
+                    message: kiln::error::chain(&e),
+                    details: vec![],
+                })?;
+        // Completed as the worker completes a lease.
+        run::execute(&remote, runner.as_ref(), &[], Some(&roots), &work, action)
+            .map_err(|e| e.status("fake"))
+    }));
+    server
+}
+
+/// `ws` built here (`--locked -j2`), the reference a remote build must equal.
+fn built_locally(ws: Workspace) -> Workspace {
+    ws.kiln()
+        .run(["build", "--locked", "-j2"])
+        .ok("local hermetic build");
+    ws
+}
+
+fn same_products(local: &Workspace, ws: &Workspace) {
+    for p in HERMETIC_PRODUCTS {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs from the local build"
+        );
+    }
+}
+
+#[test]
+fn broken_operation_streams_and_lost_blobs_still_end_in_a_remote_build_equal_to_a_local_one() {
+    let local = built_locally(hermetic_engine("local"));
+    let ws = hermetic_engine("remote");
+    let server = worker_fake(ws.scratch());
+    server.state.drop_streams.store(4, Ordering::SeqCst);
+    server.state.evict_inputs.store(2, Ordering::SeqCst);
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &server.url,
+        ])
+        .ok("build through a faulty server");
+    let src = sources(&run);
+    assert!(
+        src.values().all(|s| s == "remote-exec"),
+        "every action ran remotely despite the faults: {run}"
+    );
+    assert!(run.json()["remote"]["error"].is_null(), "{run}");
+    assert!(!run.stderr_text().contains("warning"), "{run}");
+    let log = server.log();
+    assert_eq!(
+        log.wait_executions, 4,
+        "one WaitExecution per broken stream: {log:?}"
+    );
+    assert_eq!(log.preconditions, 2, "{log:?}");
+    assert_eq!(
+        log.executed.len(),
+        src.len(),
+        "each action ran once: {log:?}"
+    );
+    same_products(&local, &ws);
+}
+
+#[test]
+fn a_remote_result_whose_output_does_not_verify_is_refused_and_the_build_runs_locally() {
+    let local = built_locally(hermetic_engine("local"));
+    let ws = hermetic_engine("remote");
+    let server = worker_fake(ws.scratch());
+    server.state.corrupt_results.store(true, Ordering::SeqCst);
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &server.url,
+        ])
+        .ok("build through a server whose results lie");
+    let warnings: Vec<String> = run
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(warnings[0].contains("remote execution not used"), "{run}");
+    assert_eq!(run.json()["remote"]["error"]["during"], "execute", "{run}");
+    assert!(sources(&run).values().all(|s| s == "local"), "{run}");
+    same_products(&local, &ws);
+}
+
+#[test]
+fn a_pushed_toolchain_image_is_named_as_container_image_and_a_worker_without_a_mirror_pulls_the_root_from_it(
+) {
+    let local = built_locally(ada_engine("local"));
+    let reg = support::registry_server::start(support::registry_server::Mode::Plain);
+    let to = format!("{}/tc", reg.addr);
+    local
+        .kiln()
+        .run(["toolchain", "push", "gnat", "--to", &to])
+        .ok("toolchain push");
+    // The built-in gnat, taken over by the workspace to name the image.
+    let ws = ada_engine("remote");
+    let builtin = kiln::toolchain::BUILTIN
+        .iter()
+        .find(|(name, _)| *name == "gnat")
+        .unwrap()
+        .1;
+    ws.write(
+        "toolchains/gnat.toml",
+        &format!("{builtin}\nimage = \"{to}\"\n"),
+    );
+    let grid = Grid::start();
+    // The worker's store is empty and no mirror answers: the image is its only way to the root.
+    let empty = ws.scratch().join("empty-debian-store");
+    std::fs::create_dir_all(&empty).unwrap();
+    let closed = format!("http://127.0.0.1:{}/debian", free_port());
+    let log = ws.scratch().join("imaged.log");
+    let mut c = ws
+        .kiln()
+        .env("KILN_DEBIAN_CACHE", &empty)
+        .env("KILN_DEBIAN_MIRROR", &closed)
+        .command(["worker", "--server", &grid.url, "--id", "imaged"]);
+    c.arg("--work-dir").arg(ws.scratch().join("imaged"));
+    let _w = Group::spawn(c, &log);
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &grid.url,
+        ])
+        .ok("build whose worker pulls its root");
+    let src = sources(&run);
+    assert!(
+        !src.is_empty() && src.values().all(|s| s == "remote-exec"),
+        "{run}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(!run.stderr_text().contains("warning"), "{run}");
+    let worker = std::fs::read_to_string(&log).unwrap_or_default();
+    let pulled = format!("from {}/tc/toolchain-gnat@sha256:", reg.addr);
+    assert_eq!(
+        worker.matches(&pulled).count(),
+        1,
+        "the worker pulled the root's trees once, from the image the action named:\n{worker}"
+    );
+    for p in ["out/bin/geometry", "out/debug/geometry.debug"] {
+        assert!(
+            std::fs::read(local.path(p)).unwrap() == std::fs::read(ws.path(p)).unwrap(),
+            "{p} differs from the local build"
+        );
+    }
+}
+
+/// A machine whose kernel refuses bubblewrap its namespaces.
+struct NoNamespaces;
+
+impl kiln::exec::Runner for NoNamespaces {
+    fn run(&self, _: &kiln::exec::Command) -> std::io::Result<kiln::exec::Output> {
+        Ok(kiln::exec::Output {
+            success: false,
+            code: Some(1),
+            stderr: b"bwrap: No permissions to create new namespace, likely because the kernel does not allow non-privileged user namespaces.\n".to_vec(),
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn a_worker_whose_sandbox_cannot_run_fails_its_lease_and_the_build_runs_locally() {
+    let local = built_locally(hermetic_engine("local"));
+    let ws = hermetic_engine("remote");
+    let server = worker_fake_with(ws.scratch(), std::sync::Arc::new(NoNamespaces));
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-exec",
+            &server.url,
+        ])
+        .ok("build whose worker cannot sandbox");
+    let warnings: Vec<String> = run
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("remote execution not used")
+            && warnings[0].contains("kiln worker fake: cannot run the sandbox")
+            && warnings[0].contains("namespaces"),
+        "{run}"
+    );
+    assert!(sources(&run).values().all(|s| s == "local"), "{run}");
+    // Not retried: the first refusal turned execution off (the -j2 sibling may have been sent
+    // before it did).
+    let log = server.log();
+    assert!(log.executes <= 2, "{log:?}");
+    same_products(&local, &ws);
 }

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use support::engine::{pinned as hermetic_engine, pinned_ada as ada_engine};
 use support::hostile_front::{self, Config};
 use support::kiln::{Kiln, DEBIAN_STORE_ENV};
 use support::registry_server::{self, Mode, TestRegistry};
@@ -22,36 +23,6 @@ use support::workspace::Workspace;
 
 /// Nothing listens on port 9 of loopback: every request to the archive fails at once.
 const NO_MIRROR: &str = "http://127.0.0.1:9/debian";
-
-/// `fixtures/engine` on kiln's built-in toolchains, with a kiln.lock pinning them, taken from
-/// this repository's lock (whose toolchains are the built-in ones).
-fn hermetic_engine(dir: &str) -> Workspace {
-    let ws = Workspace::fixture_at("engine", dir);
-    fs::remove_dir_all(ws.path("toolchains")).unwrap();
-    let repo: toml::Value = toml::from_str(
-        &fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kiln.lock")).unwrap(),
-    )
-    .unwrap();
-    let mut toolchain = toml::Table::new();
-    for name in ["gcc", "gnat"] {
-        toolchain.insert(name.into(), repo["toolchain"][name].clone());
-    }
-    let mut lock = toml::Table::new();
-    lock.insert("version".into(), repo["version"].clone());
-    lock.insert("toolchain".into(), toml::Value::Table(toolchain));
-    ws.write("kiln.lock", &toml::to_string(&lock).unwrap());
-    ws
-}
-
-/// The same without its C++ recipes: a build then needs only the gnat toolchain's root (the
-/// driver resolves the toolchain of every recipe), which is all these tests push.
-fn ada_engine(dir: &str) -> Workspace {
-    let ws = hermetic_engine(dir);
-    for cxx in ["greet", "greet-test", "hello"] {
-        fs::remove_file(ws.path(&format!("recipes/{cxx}.toml"))).unwrap();
-    }
-    ws
-}
 
 fn kiln(ws: &Workspace) -> Kiln {
     ws.kiln().env("SOURCE_DATE_EPOCH", "1700000000")

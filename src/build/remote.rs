@@ -28,6 +28,7 @@
 //! server) turns off only uploads, so hits are still served. The first failure is kept for one
 //! warning at the end. A result whose outputs do not verify never reaches `out/`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -37,12 +38,18 @@ use super::state::State;
 use super::{io_ctx, ActionError, Executor};
 use crate::cache::key::{allowed_env, full_key, KEY_VERSION};
 use crate::cache::{ActionEntry, OutputEntry};
+use crate::debian::sandbox::WORKSPACE;
 use crate::digest::{Digest, Hasher};
 use crate::remote::merkle;
+use crate::remote::toolchain_root::{
+    self, RootPins, CONTAINER_IMAGE_PROPERTY, ROOT_PROPERTY, SANDBOX_BWRAP, SANDBOX_PROPERTY,
+};
 use crate::remote::{
     BlobDigest, Executed, InputFile, LocalOutput, LocalRun, RemoteAction, RemoteCache,
     RemoteConfig, RemoteError, RemoteResult, Uploaded,
 };
+use crate::toolchain::hermetic::HermeticRoot;
+use crate::toolchain::{image, ToolchainSpec};
 
 /// The manifest's one output.
 pub const DEPS_OUTPUT: &str = "kiln-deps.json";
@@ -73,6 +80,11 @@ pub struct Remote {
     exec_off: AtomicBool,
     failure: Mutex<Option<RemoteFailure>>,
     uploads: AtomicUsize,
+    /// The pins blob of each toolchain root remote execution named, by set digest.
+    pins: Mutex<BTreeMap<Digest, (BlobDigest, Vec<u8>)>>,
+    /// The pushed toolchain image of each set whose toolchain file names one (None when the
+    /// registry does not have it), asked once per build.
+    images: Mutex<BTreeMap<Digest, Option<String>>>,
 }
 
 /// The first thing that went wrong with the remote in a build.
@@ -135,6 +147,8 @@ impl Remote {
             exec_off: AtomicBool::new(!execute),
             failure: Mutex::new(None),
             uploads: AtomicUsize::new(0),
+            pins: Mutex::new(BTreeMap::new()),
+            images: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -166,6 +180,34 @@ impl Remote {
                 error: crate::error::chain(e),
             });
         }
+    }
+
+    /// The canonical pins blob of `root`, encoded once per build.
+    fn pins(&self, root: &HermeticRoot) -> (BlobDigest, Vec<u8>) {
+        self.pins
+            .lock()
+            .unwrap()
+            .entry(root.set)
+            .or_insert_with(|| RootPins::new(root.packages()).encode())
+            .clone()
+    }
+
+    /// `docker://REGISTRY/REPOSITORY@sha256:…` of the toolchain image holding `root`, when the
+    /// toolchain file names an `image` location and the registry has the set's image. Only a
+    /// hint for workers that run actions in containers (kiln's own materialises the root from
+    /// the pins), so a registry that does not answer leaves the property out, without a warning.
+    fn container_image(&self, spec: &ToolchainSpec, root: &HermeticRoot) -> Option<String> {
+        let location = spec.image.as_ref()?;
+        self.images
+            .lock()
+            .unwrap()
+            .entry(root.set)
+            .or_insert_with(|| {
+                image::pushed_reference(location, &spec.name, &root.set)
+                    .ok()
+                    .map(|r| format!("docker://{r}"))
+            })
+            .clone()
     }
 
     fn is_off(&self, call: Call) -> bool {
@@ -279,9 +321,10 @@ impl Executor<'_> {
             },
             inputs,
             outputs,
-            toolchain: tc.fingerprint,
+            toolchain: Some(tc.fingerprint),
             platform,
             salt: KEY_VERSION.to_string(),
+            blobs: Vec::new(),
         })
     }
 
@@ -519,6 +562,13 @@ impl Executor<'_> {
     /// off, the toolchain is a Debian one (its root does not travel yet), the command failed
     /// there (then it runs here, for the diagnostics), or the remote failed (recorded for the
     /// build's one warning).
+    ///
+    /// A host toolchain's action names its fingerprint (`kiln-toolchain`), which only a worker
+    /// with that toolchain installed advertises; `$WS` is left for the worker. A Debian
+    /// toolchain's action is the command the local sandbox runs (program inside the root, `$WS`
+    /// as `/ws`, the sandbox's environment) with the root's pins in the CAS
+    /// ([`crate::remote::toolchain_root`]) named by `kiln-toolchain-root` and `kiln-sandbox=bwrap`,
+    /// so any worker that runs bubblewrap can materialise the root and run it the same way.
     pub(super) fn remote_execute(
         &self,
         action: &Action,
@@ -529,7 +579,7 @@ impl Executor<'_> {
             return Ok(None);
         };
         let tc = &self.toolchains[&action.toolchain];
-        if remote.is_off(Call::Exec) || tc.root.is_some() {
+        if remote.is_off(Call::Exec) {
             return Ok(None);
         }
         let rel = staging.strip_prefix(self.root).unwrap_or(staging);
@@ -589,17 +639,39 @@ impl Executor<'_> {
                 outputs.push(o);
             }
         }
-        let mut env: Vec<(String, String)> = allowed_env()
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .collect();
-        env.push(("LC_ALL".into(), "C".into()));
-        env.push(("SOURCE_DATE_EPOCH".into(), "0".into()));
+        let mut platform = vec![("OSFamily".to_string(), "linux".to_string())];
+        let (env, ws, toolchain, blobs) = match &tc.root {
+            None => {
+                let mut env: Vec<(String, String)> = allowed_env()
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v?)))
+                    .collect();
+                env.push(("LC_ALL".into(), "C".into()));
+                env.push(("SOURCE_DATE_EPOCH".into(), "0".into()));
+                (env, "$WS", Some(tc.fingerprint), Vec::new())
+            }
+            Some(root) => {
+                let (blob, bytes) = remote.pins(root);
+                platform.push((SANDBOX_PROPERTY.into(), SANDBOX_BWRAP.into()));
+                platform.push((ROOT_PROPERTY.into(), toolchain_root::property_value(&blob)));
+                if let Some(image) = remote.container_image(&tc.spec, root) {
+                    platform.push((CONTAINER_IMAGE_PROPERTY.into(), image));
+                }
+                // Later settings win in the sandbox, so one value per name, the last.
+                let env: BTreeMap<String, String> = root.sandbox.env_vars().into_iter().collect();
+                (
+                    env.into_iter().collect(),
+                    WORKSPACE,
+                    None,
+                    vec![(blob, bytes)],
+                )
+            }
+        };
         let exec_action = RemoteAction {
             program: tc.program(&action.program).to_string_lossy().into_owned(),
             argv: argv
                 .iter()
-                .map(|a| a.replace("$OUT/", &out_prefix))
+                .map(|a| a.replace("$OUT/", &out_prefix).replace("$WS", ws))
                 .collect(),
             env,
             working_directory: if action.in_staging {
@@ -609,9 +681,10 @@ impl Executor<'_> {
             },
             inputs,
             outputs,
-            toolchain: tc.fingerprint,
-            platform: vec![("OSFamily".to_string(), "linux".to_string())],
+            toolchain,
+            platform,
             salt: KEY_VERSION.to_string(),
+            blobs,
         };
         let root = self.root;
         let read = |p: &str| std::fs::read(root.join(p));

@@ -95,6 +95,21 @@ impl Sandbox {
         s
     }
 
+    /// The environment a command in this sandbox gets, in the order it is set (a later
+    /// variable of the same name wins): what a remote worker must give the same command.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("PATH".to_string(), PATH.to_string()),
+            ("LC_ALL".to_string(), "C".to_string()),
+            (
+                "SOURCE_DATE_EPOCH".to_string(),
+                self.source_date_epoch.to_string(),
+            ),
+        ];
+        v.extend(self.env.iter().cloned());
+        v
+    }
+
     /// The bwrap command running `program` (a path inside the root) with `args` in `cwd` (a
     /// path inside the sandbox, usually under [`WORKSPACE`]).
     pub fn command(&self, program: &str, args: &[String], cwd: &str) -> Command {
@@ -251,6 +266,19 @@ mod tests {
             line.ends_with("--chdir /ws/src -- /usr/bin/g++-12 -c a.cpp"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn env_vars_are_exactly_what_the_command_sets() {
+        let s = sandbox().with_env(&[("KILN_TEST", "1")]);
+        let c = s.command("/x", &[], "/ws");
+        let set: Vec<(String, String)> = c
+            .args
+            .windows(3)
+            .filter(|w| w[0] == "--setenv")
+            .map(|w| (w[1].clone(), w[2].clone()))
+            .collect();
+        assert_eq!(set, s.env_vars());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! | `working_directory` (`""` = workspace)    | `Command.working_directory`                    |
 //! | input files with digests                  | `Action.input_root_digest` ([`super::merkle`]) |
 //! | output paths                              | `Command.output_paths` (API ≥ 2.1) or `output_files`, sorted |
-//! | toolchain fingerprint                     | platform property `kiln-toolchain`             |
+//! | toolchain fingerprint (host toolchains)   | platform property `kiln-toolchain`             |
+//! | a Debian toolchain's root, for execution  | `kiln-toolchain-root` ([`super::toolchain_root`]) |
 //! | extra platform properties                 | `Platform.properties`, sorted by name, value   |
 //! | cache key version ([`crate::cache::key::KEY_VERSION`]) | `Action.salt`                     |
 //!
@@ -44,9 +45,14 @@ pub struct RemoteAction {
     /// What the action writes, relative to the working directory; results come back under
     /// these same strings.
     pub outputs: Vec<String>,
-    pub toolchain: Digest,
+    /// The `kiln-toolchain` property: None for an action that names its toolchain another way
+    /// (a Debian toolchain's root, [`super::toolchain_root`]).
+    pub toolchain: Option<Digest>,
     pub platform: Vec<(String, String)>,
     pub salt: String,
+    /// Blobs the action needs in the CAS besides its input root (a toolchain root's pins, named
+    /// by a platform property): uploaded with it for execution.
+    pub blobs: Vec<(BlobDigest, Vec<u8>)>,
 }
 
 /// The encoded messages and their digests.
@@ -90,7 +96,9 @@ impl RemoteAction {
             })?;
         }
         let mut properties = self.platform.clone();
-        properties.push((TOOLCHAIN_PROPERTY.to_string(), self.toolchain.to_string()));
+        if let Some(t) = &self.toolchain {
+            properties.push((TOOLCHAIN_PROPERTY.to_string(), t.to_string()));
+        }
         properties.sort();
         let platform = reapi::Platform {
             properties: properties
@@ -159,9 +167,10 @@ mod tests {
                 executable: false,
             }],
             outputs: vec!["a.o".into()],
-            toolchain: Digest::of(b"gcc-12"),
+            toolchain: Some(Digest::of(b"gcc-12")),
             platform: vec![],
             salt: "kiln-action-key-v2".into(),
+            blobs: vec![],
         }
     }
 
@@ -192,8 +201,9 @@ mod tests {
             ("outputs", Box::new(|a| a.outputs.push("a.d".into()))),
             (
                 "toolchain",
-                Box::new(|a| a.toolchain = Digest::of(b"gcc-13")),
+                Box::new(|a| a.toolchain = Some(Digest::of(b"gcc-13"))),
             ),
+            ("no toolchain property", Box::new(|a| a.toolchain = None)),
             (
                 "platform",
                 Box::new(|a| a.platform.push(("OSFamily".into(), "linux".into()))),

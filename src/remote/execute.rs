@@ -5,11 +5,16 @@
 //!    server lacks (`FindMissingBlobs`, then batches or ByteStream: [`super::cas`]); file bytes
 //!    are read only for the blobs that are missing.
 //! 2. `Execute`, then the operation stream is followed until an operation is `done`. A stream
-//!    that ends early or breaks (`UNAVAILABLE`, a deadline) is picked up again with
-//!    `WaitExecution` on the operation's name, at most [`MAX_WAITS`] times.
+//!    that ends early or breaks (`UNAVAILABLE`, a deadline, a connection cut) is picked up again
+//!    with `WaitExecution` on the operation's name, at most [`MAX_WAITS`] times, pausing after
+//!    each failure (100 ms, doubling to 2 s), so a server restart of up to about a minute is
+//!    ridden out: its scheduler still knows the operation, and a worker that finds the inputs
+//!    gone from a restarted CAS reports them missing (step 3).
 //! 3. A `FAILED_PRECONDITION` answer (the server lost or never got a blob) uploads every blob
 //!    again without trusting what the client remembered, and executes again, at most
-//!    [`MAX_ATTEMPTS`] times in all.
+//!    [`MAX_ATTEMPTS`] times in all; one whose detail names only violations an upload cannot
+//!    cure (a worker that cannot materialise the toolchain root: [`precondition`]) is the
+//!    caller's error at once.
 //! 4. The `ActionResult`'s outputs are fetched and verified ([`RemoteCache::fetch_outputs`]).
 //!
 //! Every loop is bounded; any other error is returned for the caller's fallback.
@@ -23,11 +28,16 @@ use super::blob::BlobDigest;
 use super::cache::{RemoteCache, RemoteResult};
 use super::client::Client;
 use super::error::{RemoteError, Status};
+use super::precondition;
 
 /// `Execute` attempts for one action (the first and the retries after `FAILED_PRECONDITION`).
 pub const MAX_ATTEMPTS: usize = 3;
 /// `WaitExecution` calls after a broken operation stream, per attempt.
 pub const MAX_WAITS: usize = 30;
+/// Pause before a `WaitExecution` that follows a failure, doubled after each failure in a row
+/// up to [`MAX_PAUSE`]: together about a minute, long enough for a server to restart.
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the worker's run left: its exit code, and when it succeeded, the verified outputs.
 #[derive(Clone, Debug)]
@@ -41,8 +51,12 @@ pub enum Executed {
 /// How one `Execute` attempt ended.
 enum Attempt {
     Done(Box<reapi::ExecuteResponse>),
-    /// The server needs the blobs again.
-    Precondition(Status),
+    /// A precondition was not met; `reupload` when the server lacks blobs (or did not say what
+    /// it lacks), so uploading everything again may cure it.
+    Precondition {
+        status: Status,
+        reupload: bool,
+    },
 }
 
 impl RemoteCache {
@@ -65,6 +79,7 @@ impl RemoteCache {
                 (enc.command_digest, enc.command.clone()),
             ];
             blobs.extend(enc.input_root.directories.iter().cloned());
+            blobs.extend(action.blobs.iter().cloned());
             let files: Vec<BlobDigest> = action.inputs.iter().map(|f| f.blob).collect();
             let missing = cas.find_missing(client, &files)?;
             for f in &action.inputs {
@@ -107,7 +122,12 @@ impl RemoteCache {
                         }),
                     };
                 }
-                Attempt::Precondition(status) => last = Some(status),
+                Attempt::Precondition { status, reupload } => {
+                    last = Some(status);
+                    if !reupload {
+                        break;
+                    }
+                }
             }
         }
         Err(RemoteError::Rpc {
@@ -132,7 +152,13 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
     let mut name: Option<String> = None;
     let mut first = Some(req);
     let mut last_error = None;
+    let mut pause = FIRST_PAUSE;
     for _ in 0..=MAX_WAITS {
+        if last_error.is_some() {
+            // The server may be restarting: give it a moment, longer each time in a row.
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
         let stream = match (first.take(), &name) {
             (Some(req), _) => client.block_on(client.execution().execute(req)),
             (None, Some(n)) => {
@@ -143,12 +169,12 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
         };
         let mut stream = match stream {
             Ok(s) => s.into_inner(),
-            Err(s) if retryable(s.code()) && name.is_some() => {
+            Err(s) if broken(s.code()) && name.is_some() => {
                 last_error = Some(s);
                 continue;
             }
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                return Ok(Attempt::Precondition(Status::from(s)));
+                return Ok(precondition_attempt(&s));
             }
             Err(s) => return Err(client.rpc_error("Execute", s)),
         };
@@ -156,18 +182,20 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
             match client.block_on(stream.message()) {
                 Ok(Some(op)) => {
                     name = Some(op.name.clone());
+                    last_error = None;
+                    pause = FIRST_PAUSE;
                     if op.done {
                         return finish(client, op);
                     }
                 }
                 // Ended without a done operation, or broke: wait on it by name.
                 Ok(None) => break,
-                Err(s) if retryable(s.code()) => {
+                Err(s) if broken(s.code()) => {
                     last_error = Some(s);
                     break;
                 }
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                    return Ok(Attempt::Precondition(Status::from(s)));
+                    return Ok(precondition_attempt(&s));
                 }
                 Err(s) => return Err(client.rpc_error("Execute", s)),
             }
@@ -182,10 +210,27 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
     ))
 }
 
-fn retryable(code: tonic::Code) -> bool {
+/// A `FAILED_PRECONDITION` the server answered the call itself with.
+fn precondition_attempt(s: &tonic::Status) -> Attempt {
+    let details = bazel_remote_apis::google::rpc::Status::decode(s.details())
+        .map(|d| d.details)
+        .unwrap_or_default();
+    Attempt::Precondition {
+        status: Status::from(s.clone()),
+        reupload: precondition::reupload_may_help(&details),
+    }
+}
+
+/// Whether a call on a known operation failed in a way waiting on it again may cure: the
+/// transient codes, and UNKNOWN, which is how tonic reports a connection a server going away
+/// cut ("h2 protocol error") or refused ("transport error").
+fn broken(code: tonic::Code) -> bool {
     matches!(
         code,
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
     )
 }
 
@@ -220,9 +265,10 @@ fn status_attempt(
     client: &Client,
     status: &bazel_remote_apis::google::rpc::Status,
 ) -> Result<Attempt, RemoteError> {
+    let reupload = precondition::reupload_may_help(&status.details);
     let status = Status::from_rpc(status);
     if status.code == tonic::Code::FailedPrecondition {
-        return Ok(Attempt::Precondition(status));
+        return Ok(Attempt::Precondition { status, reupload });
     }
     Err(RemoteError::Rpc {
         method: "Execute",

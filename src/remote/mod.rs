@@ -31,7 +31,9 @@
 //! root), [`action`] (Command + Action), [`blob`] (REAPI digests), [`cache`] (the facade),
 //! [`execute`] (remote execution: `Execute`, `WaitExecution`, retries after
 //! `FAILED_PRECONDITION`), [`workers`] (the Remote Workers API messages `kiln worker` uses),
-//! [`settings`] (flags, `kiln.toml` and the user's config naming the remote for a build).
+//! [`settings`] (flags, `kiln.toml` and the user's config naming the remote for a build),
+//! [`toolchain_root`] (a Debian toolchain's root as pins in the CAS, named by a platform
+//! property), [`precondition`] (what a `FAILED_PRECONDITION` says was not met).
 //!
 //! The executor's side (what it looks up and uploads, and the fallback) is
 //! `crate::build::remote`.
@@ -47,7 +49,9 @@ pub mod config;
 pub mod error;
 pub mod execute;
 pub mod merkle;
+pub mod precondition;
 pub mod settings;
+pub mod toolchain_root;
 pub mod workers;
 
 pub use action::RemoteAction;

@@ -460,3 +460,51 @@ fn pull_before_archive(
         ),
     }
 }
+
+/// The root of `packages`, pins that arrived without a toolchain file (a remote worker's, from
+/// the pins blob of [`crate::remote::toolchain_root`]): at once when `store` has it, else from
+/// the trees in the store and, for the rest, the mirrors of the packages' suites
+/// (`KILN_DEBIAN_MIRROR` or apt's sources), every .deb checked against its pinned size and
+/// sha256 and its control data against the pin, as a build's root is. `name` says whose root
+/// it is in errors.
+pub fn materialise_pins(
+    runner: &dyn Runner,
+    name: &str,
+    packages: &[LockedPackage],
+    store: Downloads,
+) -> Result<(Digest, PathBuf), ToolchainError> {
+    let set = locked::set_digest(packages);
+    let dir = root_dir(&store, &set);
+    if dir.is_dir() {
+        return Ok((set, dir));
+    }
+    let fail = |detail: String| ToolchainError::Debian {
+        toolchain: name.to_string(),
+        detail,
+    };
+    let env_mirror = std::env::var(MIRROR_ENV).ok().filter(|m| !m.is_empty());
+    let mut mirrors = BTreeMap::new();
+    for p in packages {
+        if !mirrors.contains_key(&p.suite) {
+            let m = sources::mirror_for(&p.suite, env_mirror.as_deref(), Path::new("/etc/apt"))
+                .map_err(|e| fail(crate::error::chain(&e)))?;
+            mirrors.insert(p.suite.clone(), m);
+        }
+    }
+    let http = ReqwestHttp::new().map_err(|e| fail(crate::error::chain(&e)))?;
+    let archive = Archive {
+        http: &http,
+        runner,
+        keyring: PathBuf::from(DEBIAN_KEYRING),
+        downloads: store,
+        mirrors,
+        component: "main".into(),
+        architecture: packages
+            .first()
+            .map_or_else(String::new, |p| p.architecture.clone()),
+        now: unix_now(),
+    };
+    archive
+        .root(packages)
+        .map_err(|e| fail(crate::error::chain(&e)))
+}

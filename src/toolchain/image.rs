@@ -395,13 +395,18 @@ pub fn pull_location(
     pins: &[LockedPackage],
     store: &Downloads,
 ) -> Result<PullReport, ImageError> {
+    pull(&location_options(location)?, name, pins, store)
+}
+
+/// Default registry settings for `REGISTRY[:PORT]/PREFIX` (a toolchain file's `image`).
+fn location_options(location: &str) -> Result<PushOptions, ImageError> {
     let (registry, prefix) = parse_location(location).ok_or_else(|| ImageError::Refused {
         image: location.to_string(),
         problem: "not REGISTRY[:PORT]/PREFIX".into(),
     })?;
     let mut opts = PushOptions::new(&registry);
     opts.prefix = prefix;
-    pull(&opts, name, pins, store)
+    Ok(opts)
 }
 
 /// What a pull did.
@@ -879,5 +884,56 @@ mod tests {
             parse("language = \"ada\"\nsource = \"host\"\nimage = \"r.example/tc\"\n").unwrap_err();
         assert!(host.to_string().contains("only applies to"), "{host}");
         assert_eq!(tag_for(&Digest::of(b"x")).len(), 4 + 32);
+    }
+}
+
+/// `REGISTRY/REPOSITORY@sha256:…` of the pushed image of toolchain `name`'s pinned `set`
+/// under `location` (`REGISTRY[:PORT]/PREFIX`, the toolchain file's `image`): its manifest read
+/// by the set's tag, so the reference names those exact bytes. What remote execution puts in
+/// the `container-image` platform property.
+pub fn pushed_reference(location: &str, name: &str, set: &Digest) -> Result<String, ImageError> {
+    let opts = location_options(location)?;
+    let repository = opts
+        .repository(&repository_name(name))
+        .map_err(|e| ImageError::Refused {
+            image: format!("{}/{}", opts.registry, repository_name(name)),
+            problem: e.to_string(),
+        })?;
+    let m = Puller::connect(&opts)?.manifest(&repository, &tag_for(set))?;
+    Ok(format!("{}/{repository}@{}", opts.registry, m.digest))
+}
+
+/// The location (`REGISTRY[:PORT]/PREFIX`) and toolchain name of a reference
+/// [`pushed_reference`] made, `docker://` in front or not; None for any other image.
+pub fn location_of_reference(reference: &str) -> Option<(String, String)> {
+    let reference = reference.strip_prefix("docker://").unwrap_or(reference);
+    let (repo, _digest) = reference.split_once('@')?;
+    let (location, last) = repo.rsplit_once('/')?;
+    let name = last.strip_prefix("toolchain-")?;
+    parse_location(location)?;
+    (!name.is_empty()).then(|| (location.to_string(), name.to_string()))
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    #[test]
+    fn a_pushed_reference_gives_back_its_location_and_toolchain() {
+        assert_eq!(
+            location_of_reference("docker://127.0.0.1:5000/tc/toolchain-gnat@sha256:ab"),
+            Some(("127.0.0.1:5000/tc".into(), "gnat".into()))
+        );
+        assert_eq!(
+            location_of_reference("reg.example.com/toolchain-gcc@sha256:ab"),
+            Some(("reg.example.com".into(), "gcc".into()))
+        );
+        for other in [
+            "docker://reg.example.com/app@sha256:ab",
+            "docker://reg.example.com/tc/toolchain-gcc:latest",
+            "toolchain-gcc@sha256:ab",
+        ] {
+            assert_eq!(location_of_reference(other), None, "{other}");
+        }
     }
 }

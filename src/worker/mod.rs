@@ -16,11 +16,19 @@
 //! [`Runner`] with exactly the Command's environment (plus the worker's `PATH` when the Command
 //! sets none), then outputs, stdout and stderr uploaded.
 //!
+//! An action of a Debian toolchain (platform property `kiln-toolchain-root`, see
+//! [`crate::remote::toolchain_root`]) runs as kiln runs it locally: its root materialised from
+//! the pins blob ([`root`]), the command in bubblewrap with the root read-only at `/`, the input
+//! root at `/ws`, the environment cleared and set to exactly the Command's. A root that cannot
+//! be materialised completes the lease `FAILED_PRECONDITION` with a violation naming the root
+//! (not a missing blob, so the client does not upload again but runs the action itself).
+//!
 //! Bounded: each `UpdateBotSession` has a deadline; consecutive failures end the worker after
 //! [`MAX_FAILURES`] (a server restart shorter than that is ridden out, and a session the server
 //! forgot is created again). A worker that is killed stops updating; the server then expires
 //! its session after its keep-alive timeout and gives the lease to another bot.
 
+pub mod root;
 pub mod run;
 pub mod session;
 
@@ -46,6 +54,18 @@ pub struct WorkerOptions {
     pub work_dir: Option<PathBuf>,
     /// Stop after this many leases (tests; default: run until killed).
     pub max_leases: Option<usize>,
+    /// How this worker runs actions of Debian toolchains; None without bubblewrap (then it
+    /// does not advertise `kiln-sandbox` and is given none).
+    pub roots: Option<Roots>,
+}
+
+/// What running an action in a Debian toolchain's root takes ([`root`]).
+#[derive(Clone, Debug)]
+pub struct Roots {
+    /// bubblewrap.
+    pub bwrap: PathBuf,
+    /// The Debian store roots are materialised in (the one builds on this machine use).
+    pub store: crate::debian::store::Downloads,
 }
 
 #[derive(Debug, thiserror::Error)]

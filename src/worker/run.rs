@@ -4,11 +4,16 @@ use std::path::{Path, PathBuf};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use bazel_remote_apis::google::protobuf::Any;
+use bazel_remote_apis::google::rpc::Status as RpcStatus;
 use prost::Message;
 
+use super::Roots;
+use crate::debian::sandbox::{Sandbox, WORKSPACE};
 use crate::digest::Digest;
 use crate::exec::{Command, Env, Runner};
 use crate::remote::action::TOOLCHAIN_PROPERTY;
+use crate::remote::precondition;
+use crate::remote::toolchain_root::{CONTAINER_IMAGE_PROPERTY, ROOT_PROPERTY};
 use crate::remote::{BlobDigest, RemoteCache, RemoteError};
 
 /// Deepest input tree a worker accepts, and most files.
@@ -23,12 +28,53 @@ pub enum LeaseError {
     /// The action asks for what this worker does not have or cannot do.
     #[error("{0}")]
     Precondition(String),
+    /// A blob the action needs is not in the CAS (a server that lost it, say in a restart);
+    /// the client uploads it again when told.
+    #[error("blob {} ({} bytes) is not in the CAS", .0.digest, .0.size)]
+    Missing(BlobDigest),
+    /// The action's toolchain root cannot be had here.
+    #[error(transparent)]
+    Root(#[from] super::root::RootError),
+    /// The sandbox an action of a toolchain root runs in cannot run here.
+    #[error("cannot run the sandbox: {0}")]
+    Sandbox(String),
     #[error("{context}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl LeaseError {
+    /// The status the lease is completed with. What the client can act on is a
+    /// `FAILED_PRECONDITION` with a violation saying what: a `MISSING` blob (upload it again),
+    /// or a root or sandbox this worker cannot have (run the action elsewhere); `bot_id` names
+    /// the worker in the message.
+    pub fn status(&self, bot_id: &str) -> RpcStatus {
+        let message = format!("kiln worker {bot_id}: {}", crate::error::chain(self));
+        let code = match self {
+            LeaseError::Missing(b) => {
+                let subject = format!("blobs/{}/{}", b.digest.hex(), b.size);
+                return precondition::status(precondition::MISSING, &subject, message);
+            }
+            LeaseError::Root(e) => {
+                let subject = format!("blobs/{}", e.property);
+                return precondition::status(precondition::TOOLCHAIN_ROOT, &subject, message);
+            }
+            LeaseError::Sandbox(_) => {
+                return precondition::status(precondition::SANDBOX, "bwrap", message);
+            }
+            LeaseError::Precondition(_) => tonic::Code::FailedPrecondition,
+            LeaseError::Remote(_) => tonic::Code::Unavailable,
+            LeaseError::Io { .. } => tonic::Code::Internal,
+        };
+        RpcStatus {
+            code: code as i32,
+            message,
+            details: Vec::new(),
+        }
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LeaseError {
@@ -65,8 +111,25 @@ fn read_one(
     what: &str,
 ) -> Result<Vec<u8>, LeaseError> {
     let b = BlobDigest::from_proto(d, what)?;
-    let mut m = remote.read_blobs(&[b])?;
+    let mut m = read(remote, &[b])?;
     Ok(m.remove(&b).unwrap_or_default())
+}
+
+/// `blobs` from the CAS; one it lacks is [`LeaseError::Missing`].
+fn read(
+    remote: &RemoteCache,
+    blobs: &[BlobDigest],
+) -> Result<std::collections::HashMap<BlobDigest, Vec<u8>>, LeaseError> {
+    remote.read_blobs(blobs).map_err(|e| match e {
+        RemoteError::BlobMissing { digest, .. } => LeaseError::Missing(
+            blobs
+                .iter()
+                .copied()
+                .find(|b| b.digest == digest)
+                .unwrap_or(BlobDigest { digest, size: 0 }),
+        ),
+        e => LeaseError::Remote(e),
+    })
 }
 
 /// Runs `action` in a fresh directory under `work_dir`; the result with its blobs uploaded.
@@ -74,6 +137,7 @@ pub fn execute(
     remote: &RemoteCache,
     runner: &dyn Runner,
     toolchains: &[Digest],
+    roots: Option<&Roots>,
     work_dir: &Path,
     action: &reapi::Action,
 ) -> Result<reapi::ActionResult, LeaseError> {
@@ -82,6 +146,13 @@ pub fn execute(
         .map_err(|e| LeaseError::Precondition(format!("bad command: {e}")))?;
     #[allow(deprecated)] // Command.platform: where clients before REAPI 2.2 put it.
     let platform = action.platform.as_ref().or(command.platform.as_ref());
+    let property = |name: &str| {
+        platform
+            .and_then(|p| p.properties.iter().find(|p| p.name == name))
+            .map(|p| p.value.clone())
+    };
+    let root_property = property(ROOT_PROPERTY);
+    let container_image = property(CONTAINER_IMAGE_PROPERTY);
     if let Some(p) = platform {
         for prop in p.properties.iter().filter(|p| p.name == TOOLCHAIN_PROPERTY) {
             if !toolchains.iter().any(|t| t.to_string() == prop.value) {
@@ -94,6 +165,21 @@ pub fn execute(
     }
     let Some((program, args)) = command.arguments.split_first() else {
         return Err(LeaseError::Precondition("the command is empty".into()));
+    };
+    // Before anything is fetched for the input root: a root this worker cannot have fails fast.
+    let toolchain_root = match &root_property {
+        Some(v) => {
+            let blob = super::root::pins_blob(v)?;
+            let bytes = read(remote, &[blob])?.remove(&blob).unwrap_or_default();
+            Some(super::root::materialise(
+                runner,
+                roots,
+                v,
+                &bytes,
+                container_image.as_deref(),
+            )?)
+        }
+        None => None,
     };
     std::fs::create_dir_all(work_dir).map_err(io(format!("creating {}", work_dir.display())))?;
     let dir = tempfile::Builder::new()
@@ -117,32 +203,66 @@ pub fn execute(
         }
     }
     std::fs::create_dir_all(&cwd).map_err(io(format!("creating {}", cwd.display())))?;
-    let mut env: Vec<(String, String)> = command
-        .environment_variables
-        .iter()
-        .map(|e| (e.name.clone(), e.value.replace("$WS", &root_str)))
-        .collect();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        if let Ok(path) = std::env::var("PATH") {
-            env.push(("PATH".into(), path));
+    let timeout = action
+        .timeout
+        .as_ref()
+        .filter(|t| t.seconds > 0)
+        .map(|t| std::time::Duration::from_secs(t.seconds as u64));
+    let mut sandbox = None;
+    let cmd = match &toolchain_root {
+        Some((dir, roots)) => {
+            // As kiln runs it locally: the root at /, the input root at /ws, exactly the
+            // Command's environment (set after the sandbox's own, so it wins).
+            let env: Vec<(&str, &str)> = command
+                .environment_variables
+                .iter()
+                .map(|e| (e.name.as_str(), e.value.as_str()))
+                .collect();
+            let sb = Sandbox::with_bwrap(roots.bwrap.clone(), dir, &root, 0).with_env(&env);
+            let inside = if command.working_directory.is_empty() {
+                WORKSPACE.to_string()
+            } else {
+                format!("{WORKSPACE}/{}", command.working_directory)
+            };
+            let cmd = Command {
+                timeout,
+                ..sb.command(program, args, &inside).die_with_kiln()
+            };
+            sandbox = Some(sb);
+            cmd
         }
-    }
-    let cmd = Command {
-        program: PathBuf::from(program),
-        args: args.iter().map(|a| a.replace("$WS", &root_str)).collect(),
-        cwd: Some(cwd.clone()),
-        env: Env::Exactly(env),
-        timeout: action
-            .timeout
-            .as_ref()
-            .filter(|t| t.seconds > 0)
-            .map(|t| std::time::Duration::from_secs(t.seconds as u64)),
-        die_with_kiln: true,
-        ..Command::default()
+        None => {
+            let mut env: Vec<(String, String)> = command
+                .environment_variables
+                .iter()
+                .map(|e| (e.name.clone(), e.value.replace("$WS", &root_str)))
+                .collect();
+            if !env.iter().any(|(k, _)| k == "PATH") {
+                if let Ok(path) = std::env::var("PATH") {
+                    env.push(("PATH".into(), path));
+                }
+            }
+            Command {
+                program: PathBuf::from(program),
+                args: args.iter().map(|a| a.replace("$WS", &root_str)).collect(),
+                cwd: Some(cwd.clone()),
+                env: Env::Exactly(env),
+                timeout,
+                die_with_kiln: true,
+                ..Command::default()
+            }
+        }
     };
-    let out = runner
-        .run(&cmd)
-        .map_err(io(format!("running {}", cmd.program.display())))?;
+    let out = match &sandbox {
+        // bubblewrap's own failure (missing, namespaces refused) is this worker's, not the
+        // action's: reported as a precondition, so the client runs the action itself at once.
+        Some(sb) => sb
+            .run_command(runner, program, &cmd)
+            .map_err(|e| LeaseError::Sandbox(crate::error::chain(&e)))?,
+        None => runner
+            .run(&cmd)
+            .map_err(io(format!("running {}", cmd.program.display())))?,
+    };
     let mut blobs = Vec::new();
     let mut result = reapi::ActionResult {
         exit_code: out.code.unwrap_or(if out.success { 0 } else { 128 }),
@@ -205,7 +325,7 @@ fn materialise(
             ));
         }
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        let bytes = remote.read_blobs(&[d])?.remove(&d).unwrap_or_default();
+        let bytes = read(remote, &[d])?.remove(&d).unwrap_or_default();
         let msg = reapi::Directory::decode(bytes.as_slice())
             .map_err(|e| LeaseError::Precondition(format!("bad Directory {}: {e}", d.digest)))?;
         for f in &msg.files {
@@ -225,7 +345,7 @@ fn materialise(
         }
     }
     let wanted: Vec<BlobDigest> = files.iter().map(|f| f.1).collect();
-    let blobs = remote.read_blobs(&wanted)?;
+    let blobs = read(remote, &wanted)?;
     for (path, b, executable) in files {
         use std::os::unix::fs::PermissionsExt;
         let bytes = blobs.get(&b).map(Vec::as_slice).unwrap_or_default();

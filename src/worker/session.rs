@@ -12,6 +12,7 @@ use super::run::{self, LeaseError};
 use super::{WorkerError, WorkerOptions, HEARTBEAT, MAX_FAILURES};
 use crate::exec::Runner;
 use crate::remote::action::TOOLCHAIN_PROPERTY;
+use crate::remote::toolchain_root::{SANDBOX_BWRAP, SANDBOX_PROPERTY};
 use crate::remote::workers::{
     lease_state, type_url, BotSession, BotsClient, CreateBotSessionRequest, Device, FieldMask,
     Lease, Property, UpdateBotSessionRequest, Worker, BOT_OK,
@@ -36,6 +37,12 @@ fn worker_description(opts: &WorkerOptions) -> Worker {
         properties.push(Property {
             key: TOOLCHAIN_PROPERTY.into(),
             value: t.to_string(),
+        });
+    }
+    if opts.roots.is_some() {
+        properties.push(Property {
+            key: SANDBOX_PROPERTY.into(),
+            value: SANDBOX_BWRAP.into(),
         });
     }
     Worker {
@@ -67,7 +74,7 @@ pub fn serve(opts: &WorkerOptions, runner: &dyn Runner) -> Result<(), WorkerErro
             if let Ok(f) = rx.try_recv() {
                 running = None;
                 done += 1;
-                complete(&mut session, f);
+                complete(&mut session, &opts.bot_id, f);
             }
             // Accept what the server offers, if free. BuildGrid 0.9 hands leases out already
             // ACTIVE (the spec's PENDING step is done by its assigner), so any lease that is
@@ -130,7 +137,14 @@ pub fn serve(opts: &WorkerOptions, runner: &dyn Runner) -> Result<(), WorkerErro
                             .ok_or_else(|| LeaseError::Precondition("no payload".into()))
                             .and_then(|p| run::action_of(remote, p))
                             .and_then(|a| {
-                                run::execute(remote, runner, &opts.toolchains, work_dir, &a)
+                                run::execute(
+                                    remote,
+                                    runner,
+                                    &opts.toolchains,
+                                    opts.roots.as_ref(),
+                                    work_dir,
+                                    &a,
+                                )
                             });
                         let _ = tx.send(Finished {
                             lease_id: lease.id,
@@ -144,7 +158,7 @@ pub fn serve(opts: &WorkerOptions, runner: &dyn Runner) -> Result<(), WorkerErro
                 if let Ok(f) = rx.recv_timeout(HEARTBEAT) {
                     running = None;
                     done += 1;
-                    complete(&mut session, f);
+                    complete(&mut session, &opts.bot_id, f);
                 }
             }
         }
@@ -152,7 +166,7 @@ pub fn serve(opts: &WorkerOptions, runner: &dyn Runner) -> Result<(), WorkerErro
 }
 
 /// Puts a finished lease into the session as COMPLETED, with its result or status.
-fn complete(session: &mut BotSession, f: Finished) {
+fn complete(session: &mut BotSession, bot_id: &str, f: Finished) {
     let (result, status) = match f.result {
         Ok(r) => (
             Some(Any {
@@ -161,21 +175,7 @@ fn complete(session: &mut BotSession, f: Finished) {
             }),
             RpcStatus::default(),
         ),
-        Err(e) => {
-            let code = match &e {
-                LeaseError::Precondition(_) => tonic::Code::FailedPrecondition,
-                LeaseError::Remote(_) => tonic::Code::Unavailable,
-                LeaseError::Io { .. } => tonic::Code::Internal,
-            };
-            (
-                None,
-                RpcStatus {
-                    code: code as i32,
-                    message: crate::error::chain(&e),
-                    details: Vec::new(),
-                },
-            )
-        }
+        Err(e) => (None, e.status(bot_id)),
     };
     let lease = Lease {
         id: f.lease_id.clone(),

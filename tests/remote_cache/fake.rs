@@ -1,7 +1,13 @@
-//! An in-process REAPI server (CAS, ActionCache, ByteStream, Capabilities) for the faults a real
-//! server will not produce on demand: UNAVAILABLE, bytes that do not match their digest, a
-//! ByteStream write dropped halfway, a small batch limit. It checks what a real server checks
-//! (digests of uploads, batch sizes, write offsets) so a client bug fails here too.
+//! An in-process REAPI server (CAS, ActionCache, ByteStream, Capabilities, Execution) for the
+//! faults a real server will not produce on demand: UNAVAILABLE, bytes that do not match their
+//! digest, a ByteStream write dropped halfway, a small batch limit, and for `Execute` an
+//! operation stream that breaks before its end, blobs evicted before the action runs, a result
+//! whose output does not match its digest, a worker that cannot set up the toolchain root. It
+//! checks what a real server checks (digests of uploads, batch sizes, write offsets, that every
+//! blob an action needs is present before it runs) so a client bug fails here too.
+//!
+//! `Execute` runs the action with the test's [`Executor`] (kiln's own worker code, or a canned
+//! result) on a thread of its own, outside the server's runtime.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -18,6 +24,7 @@ use reapi::capabilities_server::{Capabilities, CapabilitiesServer};
 use reapi::content_addressable_storage_server::{
     ContentAddressableStorage, ContentAddressableStorageServer,
 };
+use reapi::execution_server::{Execution, ExecutionServer};
 use sha2::{Digest as _, Sha256};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -38,6 +45,21 @@ pub struct State {
     pub refuse_updates: AtomicBool,
     pub blobs: Mutex<HashMap<String, Vec<u8>>>,
     results: Mutex<HashMap<String, reapi::ActionResult>>,
+    /// Runs an executed action; Execute answers UNIMPLEMENTED without one.
+    pub executor: Mutex<Option<Executor>>,
+    /// This many operation streams (Execute or WaitExecution) send one unfinished operation
+    /// and then break with UNAVAILABLE; the finished operation waits for WaitExecution.
+    pub drop_streams: AtomicUsize,
+    /// This many Executes find the action's input files evicted from the CAS first, and answer
+    /// FAILED_PRECONDITION with a MISSING violation for each.
+    pub evict_inputs: AtomicUsize,
+    /// Results name, for their first output, a digest whose bytes in the CAS differ.
+    pub corrupt_results: AtomicBool,
+    /// Executes answer FAILED_PRECONDITION with a violation no upload cures (kiln's worker's
+    /// when it cannot materialise the toolchain root).
+    pub fail_roots: AtomicBool,
+    /// Finished operations by name, for WaitExecution.
+    operations: Mutex<HashMap<String, bazel_remote_apis::google::longrunning::Operation>>,
     /// Committed bytes of unfinished uploads, by resource name.
     partial: Mutex<HashMap<String, Vec<u8>>>,
     /// Resource names of finished uploads.
@@ -55,7 +77,17 @@ pub struct Log {
     pub write_starts: Vec<i64>,
     pub authorization: Vec<String>,
     pub instance_names: Vec<String>,
+    pub executes: usize,
+    pub wait_executions: usize,
+    /// FAILED_PRECONDITION answers to Execute.
+    pub preconditions: usize,
+    /// Digests of the Actions the executor ran.
+    pub executed: Vec<String>,
 }
+
+/// What runs an action for the fake's Execute.
+pub type Executor =
+    Arc<dyn Fn(&reapi::Action) -> Result<reapi::ActionResult, rpc::Status> + Send + Sync>;
 
 fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -400,6 +432,7 @@ impl FakeServer {
                 .add_service(CapabilitiesServer::new(svc.clone()))
                 .add_service(ActionCacheServer::new(svc.clone()))
                 .add_service(ContentAddressableStorageServer::new(svc.clone()))
+                .add_service(ExecutionServer::new(svc.clone()))
                 .add_service(bs::byte_stream_server::ByteStreamServer::new(svc))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await
@@ -414,5 +447,271 @@ impl FakeServer {
 
     pub fn log(&self) -> Log {
         self.state.log.lock().unwrap().clone()
+    }
+
+    /// Execute runs actions with `executor` from now on.
+    pub fn execute_with(&self, executor: Executor) {
+        *self.state.executor.lock().unwrap() = Some(executor);
+    }
+}
+
+const MISSING: &str = "MISSING";
+
+/// `google.rpc.PreconditionFailure` (field numbers of `google/rpc/error_details.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreconditionFailure {
+    #[prost(message, repeated, tag = "1")]
+    violations: Vec<Violation>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Violation {
+    #[prost(string, tag = "1")]
+    r#type: String,
+    #[prost(string, tag = "2")]
+    subject: String,
+    #[prost(string, tag = "3")]
+    description: String,
+}
+
+fn precondition(violations: Vec<Violation>) -> rpc::Status {
+    rpc::Status {
+        code: tonic::Code::FailedPrecondition as i32,
+        message: format!("{} precondition(s) failed", violations.len()),
+        details: vec![prost_types_any(
+            "type.googleapis.com/google.rpc.PreconditionFailure",
+            PreconditionFailure { violations }.encode_to_vec(),
+        )],
+    }
+}
+
+fn prost_types_any(type_url: &str, value: Vec<u8>) -> bazel_remote_apis::google::protobuf::Any {
+    bazel_remote_apis::google::protobuf::Any {
+        type_url: type_url.to_string(),
+        value,
+    }
+}
+
+impl Svc {
+    /// Blobs `action` needs that the CAS lacks: its Command, every Directory of its input root
+    /// and every file in them.
+    fn missing_for(&self, action: &reapi::Action) -> Vec<reapi::Digest> {
+        let blobs = self.0.blobs.lock().unwrap();
+        let mut missing = Vec::new();
+        for d in action.command_digest.iter() {
+            if !blobs.contains_key(&d.hash) {
+                missing.push(d.clone());
+            }
+        }
+        let mut pending: Vec<reapi::Digest> = action.input_root_digest.iter().cloned().collect();
+        // Bounded like the worker's walk: a malformed tree cannot loop the fake.
+        for _ in 0..100_000 {
+            let Some(d) = pending.pop() else { break };
+            let Some(bytes) = blobs.get(&d.hash) else {
+                missing.push(d);
+                continue;
+            };
+            let Ok(dir) = reapi::Directory::decode(bytes.as_slice()) else {
+                continue;
+            };
+            for f in &dir.files {
+                if let Some(fd) = &f.digest {
+                    if !blobs.contains_key(&fd.hash) {
+                        missing.push(fd.clone());
+                    }
+                }
+            }
+            pending.extend(dir.directories.iter().filter_map(|s| s.digest.clone()));
+        }
+        missing
+    }
+
+    /// Removes the input root's files from the CAS (an eviction between upload and run).
+    fn evict_files(&self, action: &reapi::Action) {
+        let mut blobs = self.0.blobs.lock().unwrap();
+        let mut pending: Vec<reapi::Digest> = action.input_root_digest.iter().cloned().collect();
+        for _ in 0..100_000 {
+            let Some(d) = pending.pop() else { break };
+            let Some(dir) = blobs
+                .get(&d.hash)
+                .and_then(|b| reapi::Directory::decode(b.as_slice()).ok())
+            else {
+                continue;
+            };
+            for f in &dir.files {
+                if let Some(fd) = &f.digest {
+                    blobs.remove(&fd.hash);
+                }
+            }
+            pending.extend(dir.directories.iter().filter_map(|s| s.digest.clone()));
+        }
+    }
+
+    /// The ExecuteResponse for `action` (run, or refused for a fault).
+    async fn respond(
+        &self,
+        action_digest: &reapi::Digest,
+    ) -> Result<reapi::ExecuteResponse, Status> {
+        let bytes = self
+            .read_blob(&action_digest.hash)
+            .ok_or_else(|| Status::failed_precondition("the Action is not in the CAS"))?;
+        let action = reapi::Action::decode(bytes.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("bad Action: {e}")))?;
+        let status = |s| reapi::ExecuteResponse {
+            status: Some(s),
+            ..Default::default()
+        };
+        if self.0.fail_roots.load(Ordering::SeqCst) {
+            self.0.log.lock().unwrap().preconditions += 1;
+            return Ok(status(precondition(vec![Violation {
+                r#type: "kiln-toolchain-root".into(),
+                subject: "blobs/00/0".into(),
+                description: "the fake's worker has no root".into(),
+            }])));
+        }
+        if take_one(&self.0.evict_inputs) {
+            self.evict_files(&action);
+        }
+        let missing = self.missing_for(&action);
+        if !missing.is_empty() {
+            self.0.log.lock().unwrap().preconditions += 1;
+            return Ok(status(precondition(
+                missing
+                    .iter()
+                    .map(|d| Violation {
+                        r#type: MISSING.into(),
+                        subject: format!("blobs/{}/{}", d.hash, d.size_bytes),
+                        description: String::new(),
+                    })
+                    .collect(),
+            )));
+        }
+        let executor = self
+            .0
+            .executor
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| Status::unimplemented("the fake has no executor"))?;
+        // The executor may block on calls back into this server: off its runtime, on a thread.
+        let run = tokio::task::spawn_blocking(move || {
+            std::thread::spawn(move || executor(&action))
+                .join()
+                .map_err(|_| Status::internal("the executor panicked"))
+        })
+        .await
+        .map_err(|_| Status::internal("the executor's thread failed"))??;
+        self.0
+            .log
+            .lock()
+            .unwrap()
+            .executed
+            .push(action_digest.hash.clone());
+        let mut result = match run {
+            Ok(r) => r,
+            Err(s) => return Ok(status(s)),
+        };
+        if self.0.corrupt_results.load(Ordering::SeqCst) {
+            if let Some(o) = result.output_files.first_mut() {
+                // A digest the CAS holds other bytes under.
+                let claimed = b"what the output should have been".to_vec();
+                let d = reapi::Digest {
+                    hash: hex(&claimed),
+                    size_bytes: claimed.len() as i64,
+                };
+                let mut stored = claimed;
+                stored[0] ^= 1;
+                self.0.blobs.lock().unwrap().insert(d.hash.clone(), stored);
+                o.digest = Some(d);
+            }
+        }
+        Ok(reapi::ExecuteResponse {
+            result: Some(result),
+            status: ok(),
+            ..Default::default()
+        })
+    }
+
+    /// The operation stream for `op`: whole, or one unfinished operation then UNAVAILABLE.
+    fn stream(
+        &self,
+        op: bazel_remote_apis::google::longrunning::Operation,
+    ) -> Boxed<bazel_remote_apis::google::longrunning::Operation> {
+        use bazel_remote_apis::google::longrunning::Operation;
+        if take_one(&self.0.drop_streams) {
+            let unfinished = Operation {
+                name: op.name.clone(),
+                done: false,
+                ..Default::default()
+            };
+            return Box::pin(tokio_stream::iter(vec![
+                Ok(unfinished),
+                Err(Status::unavailable("the fake dropped the operation stream")),
+            ]));
+        }
+        Box::pin(tokio_stream::iter(vec![Ok(op)]))
+    }
+}
+
+/// Decrements `counter` if it is above zero; whether it was.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+#[tonic::async_trait]
+impl Execution for Svc {
+    type ExecuteStream = Boxed<bazel_remote_apis::google::longrunning::Operation>;
+    type WaitExecutionStream = Boxed<bazel_remote_apis::google::longrunning::Operation>;
+
+    async fn execute(&self, req: Request<reapi::ExecuteRequest>) -> Res<Self::ExecuteStream> {
+        self.check(&req, &req.get_ref().instance_name)?;
+        let r = req.into_inner();
+        let digest = r
+            .action_digest
+            .ok_or_else(|| Status::invalid_argument("no action digest"))?;
+        let n = {
+            let mut log = self.0.log.lock().unwrap();
+            log.executes += 1;
+            log.executes
+        };
+        let response = self.respond(&digest).await?;
+        let op = bazel_remote_apis::google::longrunning::Operation {
+            name: format!("operations/{n}"),
+            done: true,
+            result: Some(
+                bazel_remote_apis::google::longrunning::operation::Result::Response(
+                    prost_types_any(
+                        "type.googleapis.com/build.bazel.remote.execution.v2.ExecuteResponse",
+                        response.encode_to_vec(),
+                    ),
+                ),
+            ),
+            ..Default::default()
+        };
+        self.0
+            .operations
+            .lock()
+            .unwrap()
+            .insert(op.name.clone(), op.clone());
+        Ok(Response::new(self.stream(op)))
+    }
+
+    async fn wait_execution(
+        &self,
+        req: Request<reapi::WaitExecutionRequest>,
+    ) -> Res<Self::WaitExecutionStream> {
+        self.check(&req, "")?;
+        self.0.log.lock().unwrap().wait_executions += 1;
+        let op = self
+            .0
+            .operations
+            .lock()
+            .unwrap()
+            .get(&req.get_ref().name)
+            .cloned()
+            .ok_or_else(|| Status::not_found("no such operation"))?;
+        Ok(Response::new(self.stream(op)))
     }
 }

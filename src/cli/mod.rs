@@ -78,6 +78,10 @@ pub struct BuildArgs {
     /// Overrides `[remote] exec`. See docs/remote.md for what its workers need.
     #[arg(long, value_name = "URL")]
     pub remote_exec: Option<String>,
+    /// Build for this platform (`linux/amd64`, `linux/arm64`; repeatable). Default: the
+    /// workspace's `platforms` in kiln.toml, else linux/amd64.
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    pub platform: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

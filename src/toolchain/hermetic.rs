@@ -264,9 +264,11 @@ fn package_versions(spec: &ToolchainSpec, packages: &[LockedPackage]) -> BTreeMa
     spec.packages
         .iter()
         .map(|name| {
+            // `libc6-dev:arm64` is the arm64 package of that name; a bare name any other.
+            let (bare, arch) = crate::debian::resolve::split_root(name);
             let v = packages
                 .iter()
-                .find(|p| &p.name == name)
+                .find(|p| p.name == bare && arch.map_or(true, |a| p.architecture == a))
                 .map_or(String::new(), |p| p.version.clone());
             (name.clone(), v)
         })

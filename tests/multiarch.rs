@@ -1,0 +1,329 @@
+//! linux/arm64 images from an amd64 machine: `fixtures/engine`'s wxBase C++ service built for
+//! `platforms = ["linux/amd64", "linux/arm64"]` with kiln's built-in toolchains (the arm64 one
+//! is Debian 12's amd64 cross g++ with the arm64 runtime and wxBase, two architectures in one
+//! pinned root), then checked with tools that are not kiln: `readelf -h` on every ELF file of
+//! the unpacked arm64 image, `qemu-aarch64 -L ROOTFS` running its binary, and `skopeo inspect
+//! --raw` reading the pushed image index from the reference registry.
+//!
+//! The Debian packages come from the shared test store (`support::kiln::shared_debian_store`);
+//! the first run on a machine downloads them.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::registry_server::{self, Mode};
+use support::workspace::Workspace;
+
+const PLATFORMS: &str = "platforms = [\"linux/amd64\", \"linux/arm64\"]\n";
+
+/// `fixtures/engine` with kiln's built-in toolchains and both platforms.
+fn two_platform_engine(dir: &str) -> Workspace {
+    let ws = Workspace::fixture_at("engine", dir);
+    fs::remove_dir_all(ws.path("toolchains")).unwrap();
+    ws.write("kiln.toml", PLATFORMS);
+    ws
+}
+
+fn build_hello(ws: &Workspace) -> support::kiln::Run {
+    ws.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "hello"])
+        .ok("two-platform build of hello")
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+/// The one manifest descriptor of a single-image layout's index.json.
+fn manifest_of(layout: &Path) -> serde_json::Value {
+    let index = json(&layout.join("index.json"));
+    let m = index["manifests"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{index}");
+    m[0].clone()
+}
+
+/// The layers of the image in `layout`, unpacked in order with the system's tar.
+fn unpack(layout: &Path, rootfs: &Path) -> serde_json::Value {
+    let desc = manifest_of(layout);
+    let manifest = json(&blob(layout, desc["digest"].as_str().unwrap()));
+    fs::create_dir_all(rootfs).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let st = Command::new("tar")
+            .arg("-xzf")
+            .arg(blob(layout, layer["digest"].as_str().unwrap()))
+            .arg("-C")
+            .arg(rootfs)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tar failed on {layer}");
+    }
+    json(&blob(
+        layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+}
+
+fn elf_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                let bytes = fs::read(e.path()).unwrap();
+                if bytes.starts_with(b"\x7fELF") {
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `Machine:` of `readelf -h`.
+fn machine(path: &Path) -> String {
+    let out = Command::new("readelf")
+        .arg("-h")
+        .arg(path)
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "readelf -h {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Machine:")
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Machine line for {}", path.display()))
+}
+
+#[test]
+fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_amd64() {
+    let a = two_platform_engine("a");
+    let first = build_hello(&a);
+    let err = first.stderr_text();
+    assert!(
+        err.contains("pinned toolchain gcc-arm64 in kiln.lock"),
+        "{err}"
+    );
+    assert!(err.contains("kiln: platform linux/arm64"), "{err}");
+
+    // Both architectures in one root, each package pinned with its architecture.
+    let lock: toml::Value = toml::from_str(&a.read("kiln.lock")).unwrap();
+    let pinned: Vec<(String, String)> = lock["toolchain"]["gcc-arm64"]["debian"]["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["architecture"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (name, arch) in [
+        ("g++-aarch64-linux-gnu", "amd64"),
+        ("libc6", "amd64"),
+        ("libc6", "arm64"),
+        ("libstdc++6", "arm64"),
+        ("libwxbase3.2-1", "arm64"),
+        ("libwxgtk3.2-dev", "arm64"),
+    ] {
+        assert!(
+            pinned.contains(&(name.to_string(), arch.to_string())),
+            "{name}:{arch} not pinned: {pinned:?}"
+        );
+    }
+
+    // Outputs never mix: each platform's binary in its own out/ and of its own machine.
+    let arm_bin = a.path("out/linux-arm64/bin/hello");
+    let amd_bin = a.path("out/linux-amd64/bin/hello");
+    assert_eq!(machine(&arm_bin), "AArch64");
+    assert_eq!(machine(&amd_bin), "Advanced Micro Devices X86-64");
+
+    // The arm64 image: config, every ELF file, status.d.
+    let arm_layout = a.path("out/linux-arm64/images/hello");
+    let rootfs = a.scratch().join("rootfs-arm64");
+    let config = unpack(&arm_layout, &rootfs);
+    assert_eq!(config["architecture"], "arm64", "{config}");
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["variant"], "v8");
+    let elves = elf_files(&rootfs);
+    assert!(
+        elves.len() >= 5,
+        "expected the binary, the loader, libc, libstdc++ and wxBase: {elves:?}"
+    );
+    for f in &elves {
+        assert_eq!(machine(f), "AArch64", "{}", f.display());
+    }
+    assert!(
+        rootfs.join("lib/ld-linux-aarch64.so.1").exists(),
+        "the loader the binary names is in the image"
+    );
+    let status_d = rootfs.join("var/lib/dpkg/status.d");
+    let mut records: Vec<String> = fs::read_dir(&status_d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    records.sort();
+    for needed in ["libc6", "libstdc++6", "libwxbase3.2-1"] {
+        assert!(records.iter().any(|r| r == needed), "{needed}: {records:?}");
+    }
+    for r in &records {
+        let text = fs::read_to_string(status_d.join(r)).unwrap();
+        assert!(text.contains("Architecture: arm64\n"), "{r}: {text}");
+    }
+
+    // It runs: the image's own loader and libraries, under qemu-user.
+    let run = Command::new("qemu-aarch64")
+        .arg("-L")
+        .arg(&rootfs)
+        .arg(rootfs.join("usr/local/bin/hello"))
+        .output()
+        .expect("qemu-aarch64 (qemu-user, scripts/setup) runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("wxBase 3"), "{stdout}");
+
+    // One index over both platforms' manifests, in out/images/hello.
+    let top = manifest_of(&a.path("out/images/hello"));
+    assert_eq!(top["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        top["annotations"]["org.opencontainers.image.ref.name"],
+        "1.2.3"
+    );
+    let index_digest = top["digest"].as_str().unwrap().to_string();
+    let index = json(&blob(&a.path("out/images/hello"), &index_digest));
+    let entries = index["manifests"].as_array().unwrap();
+    let platforms: Vec<(String, String)> = entries
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let arm_manifest = manifest_of(&arm_layout)["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let amd_manifest = manifest_of(&a.path("out/linux-amd64/images/hello"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        platforms,
+        [
+            ("amd64".to_string(), amd_manifest),
+            ("arm64".to_string(), arm_manifest.clone())
+        ]
+    );
+    assert_eq!(entries[1]["platform"]["variant"], "v8");
+    assert!(
+        err.contains(&format!("kiln: image index hello: {index_digest}")),
+        "{err}"
+    );
+
+    // Same inputs, same bytes: a second checkout with its own cache and out/, from the lock.
+    let b = two_platform_engine("b");
+    fs::copy(a.path("kiln.lock"), b.path("kiln.lock")).unwrap();
+    build_hello(&b);
+    let b_top = manifest_of(&b.path("out/images/hello"));
+    assert_eq!(b_top["digest"].as_str().unwrap(), index_digest);
+    assert_eq!(
+        manifest_of(&b.path("out/linux-arm64/images/hello"))["digest"]
+            .as_str()
+            .unwrap(),
+        arm_manifest
+    );
+
+    // Pushed, the tag names the index; the registry serves it with both platforms.
+    let reg = registry_server::start(Mode::Plain);
+    let to = format!("{}/ma", reg.addr);
+    a.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run([
+            "push",
+            "hello",
+            "--to",
+            &to,
+            "--insecure-registry",
+            &reg.addr,
+        ])
+        .ok("push");
+    let raw = registry_server::run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/ma/hello:1.2.3", reg.addr),
+    ]));
+    let served: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        index_digest,
+        "the tag names the index kiln wrote"
+    );
+    let archs: Vec<&str> = served["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{served}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn a_platform_without_a_toolchain_for_a_target_names_it_before_building_anything() {
+    let ws = two_platform_engine("ws");
+    // geometry is Ada: kiln has no built-in Ada toolchain for arm64 yet.
+    let run = ws.kiln().run(["build", "geometry"]);
+    run.assert_code(2, "build of an Ada service for arm64");
+    let err = run.stderr_text();
+    assert!(
+        err.contains("platform linux/arm64 has no toolchain for `geometry`")
+            && err.contains("toolchains/gnat-arm64.toml"),
+        "{err}"
+    );
+    assert!(
+        !ws.path("out/linux-amd64/bin").exists(),
+        "nothing was built"
+    );
+    let run = ws
+        .kiln()
+        .run(["build", "--platform", "linux/riscv64", "hello"]);
+    run.assert_code(2, "an unknown platform");
+    assert!(
+        run.stderr_text().contains(
+            "unknown platform \"linux/riscv64\"; kiln builds for linux/amd64, linux/arm64"
+        ),
+        "{}",
+        run.stderr_text()
+    );
+}

@@ -300,20 +300,118 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 #[test]
+fn geometry_for_arm64_takes_the_arm64_libgnat_across_the_cross_version_skew_and_runs_under_qemu() {
+    let ws = two_platform_engine("ws");
+    ws.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "geometry"])
+        .ok("two-platform build of the Ada service");
+    // The cross GNAT links against its own libgnat (…cross1); the image's is the arm64 one.
+    let lock: toml::Value = toml::from_str(&ws.read("kiln.lock")).unwrap();
+    let pinned: Vec<String> = lock["toolchain"]["gnat-arm64"]["debian"]["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}={}",
+                p["name"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let find = |prefix: &str| -> String {
+        pinned
+            .iter()
+            .find(|p| p.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} not pinned: {pinned:?}"))
+            .clone()
+    };
+    let cross = find("libgnat-12-arm64-cross:all=");
+    let runtime = find("libgnat-12:arm64=");
+    assert!(cross.ends_with("cross1"), "{cross}");
+    assert_ne!(cross.split('=').nth(1), runtime.split('=').nth(1));
+    let runtime_version = runtime.split('=').nth(1).unwrap().to_string();
+
+    let rootfs = ws.scratch().join("rootfs-geometry");
+    let config = unpack(&ws.path("out/linux-arm64/images/geometry"), &rootfs);
+    assert_eq!(config["architecture"], "arm64");
+    let elves = elf_files(&rootfs);
+    assert!(
+        elves
+            .iter()
+            .any(|p| p.ends_with("usr/lib/aarch64-linux-gnu/libgnat-12.so")),
+        "{elves:?}"
+    );
+    for f in &elves {
+        assert_eq!(machine(f), "AArch64", "{}", f.display());
+    }
+    let record = fs::read_to_string(rootfs.join("var/lib/dpkg/status.d/libgnat-12")).unwrap();
+    assert!(
+        record.contains("Architecture: arm64\n")
+            && record.contains(&format!("Version: {runtime_version}\n")),
+        "{record}"
+    );
+    // The SBOM names the package the image holds: the arm64 runtime, not the cross one.
+    let cdx = ws.read("out/linux-arm64/sbom/geometry.cdx.json");
+    assert!(
+        cdx.contains("pkg:deb/debian/libgnat-12@") && cdx.contains("arch=arm64"),
+        "{cdx}"
+    );
+    assert!(!cdx.contains("arm64-cross"), "{cdx}");
+    let run = Command::new("qemu-aarch64")
+        .arg("-L")
+        .arg(&rootfs)
+        .arg(rootfs.join("usr/local/bin/geometry"))
+        .output()
+        .expect("qemu-aarch64 runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "geometry area 12 stack 2 top 9\n"
+    );
+}
+
+#[test]
 fn a_platform_without_a_toolchain_for_a_target_names_it_before_building_anything() {
     let ws = two_platform_engine("ws");
-    // geometry is Ada: kiln has no built-in Ada toolchain for arm64 yet.
-    let run = ws.kiln().run(["build", "geometry"]);
-    run.assert_code(2, "build of an Ada service for arm64");
+    // A workspace toolchain with no linux/arm64 counterpart.
+    ws.write("toolchains/special.toml", kiln::toolchain::BUILTIN[0].1);
+    ws.edit(
+        "recipes/hello.toml",
+        "kind = \"service\"\n",
+        "kind = \"service\"\ntoolchain = \"special\"\n",
+    );
+    let run = ws.kiln().run(["build", "hello"]);
+    run.assert_code(
+        2,
+        "build of a service whose toolchain has no arm64 counterpart",
+    );
     let err = run.stderr_text();
     assert!(
-        err.contains("platform linux/arm64 has no toolchain for `geometry`")
-            && err.contains("toolchains/gnat-arm64.toml"),
+        err.contains(
+            "platform linux/arm64 has no toolchain for `hello`: it is built with `special`"
+        ) && err.contains("(define toolchains/special-arm64.toml)"),
         "{err}"
     );
     assert!(
         !ws.path("out/linux-amd64/bin").exists(),
         "nothing was built"
+    );
+    // A counterpart that builds for another platform does not do either.
+    ws.write(
+        "toolchains/special-arm64.toml",
+        kiln::toolchain::BUILTIN[0].1,
+    );
+    let err = ws.kiln().run(["build", "hello"]).stderr_text();
+    assert!(
+        err.contains("; toolchains/special-arm64.toml builds for linux/amd64"),
+        "{err}"
     );
     let run = ws
         .kiln()

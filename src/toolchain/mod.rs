@@ -225,12 +225,14 @@ impl ToolchainSpec {
 }
 
 /// kiln's own toolchains, by name, for workspaces whose `toolchains/` does not define them:
-/// Debian 12's g++ 12 with wxBase, GNAT 12, and the linux/arm64 cross g++ 12 with the arm64
-/// runtime and wxBase, all from pinned packages.
-pub const BUILTIN: [(&str, &str); 3] = [
+/// Debian 12's g++ 12 with wxBase, GNAT 12, and for linux/arm64 the cross g++ 12 (with the
+/// arm64 runtime and wxBase) and cross GNAT 12 (with the arm64 libgnat), all from pinned
+/// packages.
+pub const BUILTIN: [(&str, &str); 4] = [
     ("gcc", include_str!("builtin/gcc.toml")),
     ("gnat", include_str!("builtin/gnat.toml")),
     ("gcc-arm64", include_str!("builtin/gcc-arm64.toml")),
+    ("gnat-arm64", include_str!("builtin/gnat-arm64.toml")),
 ];
 
 /// The name of the toolchain that builds for `platform` what toolchain `name` builds for the

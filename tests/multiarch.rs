@@ -246,6 +246,25 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         "{err}"
     );
 
+    // Nothing changed, nothing runs, on either platform; the index is the same.
+    let again = build_hello(&a).stderr_text();
+    assert_eq!(
+        again.matches("0 actions run, 0 from cache").count(),
+        2,
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!("kiln: image index hello: {index_digest}")),
+        "{again}"
+    );
+    // The workspace's other commands see its default platform's outputs.
+    let inspect = a.kiln().run(["inspect", "hello"]).ok("inspect");
+    assert!(
+        inspect.stdout_text().contains("/usr/local/bin/hello"),
+        "{}",
+        inspect.stdout_text()
+    );
+
     // Same inputs, same bytes: a second checkout with its own cache and out/, from the lock.
     let b = two_platform_engine("b");
     fs::copy(a.path("kiln.lock"), b.path("kiln.lock")).unwrap();

@@ -225,7 +225,7 @@ fn build_images(
     let mut images = std::collections::BTreeMap::new();
     for (service, digest) in &all.indexes {
         let mut img = first.images[service].clone();
-        img.layout = ws.out().image(service);
+        img.layout = crate::workspace::OutDir::of(&ws.root).image(service);
         img.digest = *digest;
         images.insert(service.clone(), img);
     }

@@ -2,7 +2,7 @@
 //! ([`Workspace::for_platform`]: that platform's toolchains, its own `out/<os>-<arch>/`), built
 //! one after the other through the same one-platform build, then, for every service whose
 //! image was built for all of them, the image index over those images in
-//! `out/images/<service>/` ([`crate::image::index`]).
+//! `out/images/<service>/` ([`crate::image::index`]; `out/` itself, whichever view `ws` is).
 
 use std::collections::BTreeMap;
 
@@ -96,7 +96,8 @@ pub fn build_platforms(
                 .recipe(service)
                 .map(|r| r.version.clone())
                 .unwrap_or_default();
-            match index::write_index(&ws.out().image(service), &version, &images) {
+            let dir = crate::workspace::OutDir::of(&ws.root).image(service);
+            match index::write_index(&dir, &version, &images) {
                 Ok(d) => {
                     indexes.insert(service.clone(), d);
                 }

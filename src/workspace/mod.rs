@@ -123,6 +123,11 @@ impl Workspace {
             no_toolchain: BTreeMap::new(),
         };
         graph::validate(&ws.graph())?;
+        // A workspace that keeps platforms apart is, by default, its default platform's view:
+        // `kiln test`, `inspect`, `verify` then read and write out/linux-amd64 like the build.
+        if ws.splits_platforms() {
+            return Ok(ws.for_platform(Platform::default()));
+        }
         Ok(ws)
     }
 

@@ -311,6 +311,35 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(archs, ["amd64", "arm64"], "{served}");
+    // Each platform's SBOMs and provenance are referrers of that platform's manifest
+    // (distribution 2.8 keeps them under the referrers tag schema's `sha256-<hex>` tag).
+    let referrers = registry_server::run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!(
+            "docker://{}/ma/hello:sha256-{}",
+            reg.addr,
+            arm_manifest.strip_prefix("sha256:").unwrap()
+        ),
+    ]));
+    let referrers: serde_json::Value = serde_json::from_str(&referrers).unwrap();
+    let mut types: Vec<&str> = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/spdx+json",
+            "application/vnd.cyclonedx+json",
+            "application/vnd.in-toto+json"
+        ],
+        "{referrers}"
+    );
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

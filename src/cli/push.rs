@@ -124,8 +124,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     let policy = Policy {
         tags: args.tags.clone(),
         latest: args.latest,
-        // A multi-platform image's SBOMs are per platform manifest, not attached yet.
-        attach: !args.no_attach && !ws.splits_platforms(),
+        attach: !args.no_attach,
     };
     let services: Vec<&crate::recipe::Recipe> = names.iter().filter_map(|n| ws.recipe(n)).collect();
     let published = publish::publish(ws, &popts, &policy, &services, &images, &meta);

@@ -169,7 +169,16 @@ fn file_name(p: &Path) -> String {
 /// Each carries `org.opencontainers.image.created` taken from the SPDX document's creation time
 /// (itself SOURCE_DATE_EPOCH), so re-attaching after a rebuild yields identical manifests.
 pub fn artifacts(root: &Path, service: &str) -> Result<Vec<Artifact>, SbomError> {
-    let paths = Paths::of(root, service);
+    artifacts_of(root, None, service)
+}
+
+/// [`artifacts`] of `service`'s image for `platform` (see [`Paths::of_platform`]).
+pub fn artifacts_of(
+    root: &Path,
+    platform: Option<&crate::platform::Platform>,
+    service: &str,
+) -> Result<Vec<Artifact>, SbomError> {
+    let paths = Paths::of_platform(root, platform, service);
     for (path, what) in [
         (&paths.spdx, "SPDX SBOM"),
         (&paths.cyclonedx, "CycloneDX SBOM"),

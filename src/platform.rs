@@ -27,6 +27,8 @@ pub struct Platform {
     pub elf_machine: u16,
     /// The dynamic loader (`PT_INTERP`) its binaries name.
     pub interpreter: &'static str,
+    /// qemu-user's name for it (`qemu-aarch64`), to run its binaries on another machine.
+    pub qemu: &'static str,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,6 +53,7 @@ impl Platform {
         triplet: "x86_64-linux-gnu",
         elf_machine: 62, // EM_X86_64
         interpreter: "/lib64/ld-linux-x86-64.so.2",
+        qemu: "qemu-x86_64",
     };
     pub const LINUX_ARM64: Platform = Platform {
         architecture: "arm64",
@@ -59,6 +62,7 @@ impl Platform {
         triplet: "aarch64-linux-gnu",
         elf_machine: 183, // EM_AARCH64
         interpreter: "/lib/ld-linux-aarch64.so.1",
+        qemu: "qemu-aarch64",
     };
 
     pub fn os(&self) -> &'static str {

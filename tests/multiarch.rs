@@ -348,7 +348,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn geometry_for_arm64_takes_the_arm64_libgnat_across_the_cross_version_skew_and_runs_under_qemu() {
+fn geometry_for_arm64_takes_the_arm64_libgnat_across_the_cross_version_skew_and_tests_run_under_qemu(
+) {
     let ws = two_platform_engine("ws");
     ws.kiln()
         .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -422,6 +423,28 @@ fn geometry_for_arm64_takes_the_arm64_libgnat_across_the_cross_version_skew_and_
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         "geometry area 12 stack 2 top 9\n"
+    );
+
+    // The tests of both languages, built for arm64 and run under qemu-user.
+    let tests = ws
+        .kiln()
+        .run(["test", "--platform", "linux/arm64"])
+        .ok("kiln test --platform linux/arm64");
+    assert!(
+        tests.stdout_text().contains("2 passed, 0 failed"),
+        "{}",
+        tests.stdout_text()
+    );
+    for t in ["greet-test", "shapes-test"] {
+        assert_eq!(
+            machine(&ws.path(&format!("out/linux-arm64/tests/{t}"))),
+            "AArch64"
+        );
+    }
+    let junit = ws.read("out/linux-arm64/test-results/greet-test.xml");
+    assert!(
+        junit.contains("tests=\"2\"") && junit.contains("failures=\"0\""),
+        "{junit}"
     );
 }
 

@@ -107,6 +107,10 @@ pub enum Cmd {
         /// Build and run every test a build failure does not block, then report all failures.
         #[arg(short = 'k', long)]
         keep_going: bool,
+        /// Build and run the tests for this platform (`linux/arm64` ones run under
+        /// qemu-user's `qemu-aarch64`). Default: linux/amd64.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
     },
     /// Push service images to an OCI registry (builds first if needed).
     Push(push::PushArgs),
@@ -257,7 +261,18 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             rerun,
             json,
             keep_going,
-        } => test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed),
+            platform,
+        } => {
+            let ws = match platform {
+                None => ws,
+                Some(p) => {
+                    ws.for_platform(crate::platform::Platform::parse(&p).map_err(|e| {
+                        boxed(crate::driver::DriverError::Usage(e.to_string()).into())
+                    })?)
+                }
+            };
+            test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed)
+        }
         Cmd::Push(args) => push::run(&ws, &args).map_err(boxed),
         Cmd::Login(_) | Cmd::Cache(_) | Cmd::Toolchain(_) => {
             unreachable!("handled before loading a workspace")

@@ -12,6 +12,12 @@
 //!   depends on index order.
 //! - Architecture: a package of the requested architecture or `all`. `name:any` needs a
 //!   `Multi-Arch: allowed` package; `name:native` and `name:<arch>` need that architecture.
+//! - Several architectures (a cross root): a root `name:arch` is that architecture's package,
+//!   and every package's dependencies are resolved for its own architecture (`all` counts as
+//!   the requested, native one), as dpkg's multiarch does. A native `Multi-Arch: foreign`
+//!   package satisfies a dependency of any architecture, and native packages are preferred
+//!   when both would do, since a root's tools run on this machine. A package name may then
+//!   be chosen once per architecture (`libc6:amd64` and `libc6:arm64`).
 //! - One version per package: once chosen, a package is never swapped for another version (no
 //!   backtracking). A later dependency it cannot meet is an error naming both chains.
 //! - `Essential: yes` packages are not implied (dpkg assumes them on a full system, but a

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::registry_server::{self, Mode};
-use support::workspace::Workspace;
+use support::workspace::{copy_dir, fixture_dir, Workspace};
 
 const PLATFORMS: &str = "platforms = [\"linux/amd64\", \"linux/arm64\"]\n";
 
@@ -495,4 +495,87 @@ fn a_platform_without_a_toolchain_for_a_target_names_it_before_building_anything
         "{}",
         run.stderr_text()
     );
+}
+
+/// An HTTP GET on loopback, `None` until something answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Kills the service under qemu when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn arm64_images_of_a_cpp_and_an_ada_service_answer_health_and_metrics_under_qemu() {
+    // The repository's 16-service workspace (its recipes and sources), for arm64 alone; two
+    // of the services are built.
+    let ws = Workspace::with_files(&[]);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&repo.join("recipes"), &ws.path("recipes"));
+    copy_dir(&fixture_dir("services"), &ws.path("fixtures/services"));
+    copy_dir(&fixture_dir("libs"), &ws.path("fixtures/libs"));
+    ws.write("kiln.toml", "platforms = [\"linux/arm64\"]\n");
+    ws.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "config-service", "dsa-adapter"])
+        .ok("arm64 build of a C++ and an Ada service");
+    for service in ["config-service", "dsa-adapter"] {
+        let rootfs = ws.scratch().join(format!("rootfs-{service}"));
+        let config = unpack(
+            &ws.path(&format!("out/linux-arm64/images/{service}")),
+            &rootfs,
+        );
+        assert_eq!(config["architecture"], "arm64");
+        let port = support::ports::free_port();
+        // The image's own environment, with a free port instead of the recipe's.
+        let mut cmd = Command::new("qemu-aarch64");
+        cmd.arg("-L")
+            .arg(&rootfs)
+            .arg(rootfs.join(format!("usr/local/bin/{service}")))
+            .env_clear()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for kv in config["config"]["Env"].as_array().unwrap() {
+            let (k, v) = kv.as_str().unwrap().split_once('=').unwrap();
+            cmd.env(k, v);
+        }
+        cmd.env("PORT", port.to_string())
+            .env("CONFIG_DIR", ws.scratch());
+        let _running = Running(cmd.spawn().expect("qemu-aarch64 starts"));
+        // Emulated start-up takes a while: wait (bounded) until the port answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let health = loop {
+            if let Some(r) = http_get(port, "/healthz") {
+                break r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service} never answered under qemu"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert!(
+            health.starts_with("HTTP/1.") && health.contains(" 200 "),
+            "{health}"
+        );
+        let metrics = http_get(port, "/metrics").expect("metrics answer");
+        assert!(
+            metrics.contains(&format!("build_info{{service=\"{service}\"")),
+            "{metrics}"
+        );
+    }
 }

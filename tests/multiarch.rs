@@ -27,6 +27,15 @@ fn two_platform_engine(dir: &str) -> Workspace {
     ws
 }
 
+/// [`two_platform_engine`] without its Ada targets: every toolchain it uses is a C++ one.
+fn two_platform_cxx_engine(dir: &str) -> Workspace {
+    let ws = two_platform_engine(dir);
+    for r in ["geometry", "shapes", "shapes-test"] {
+        fs::remove_file(ws.path(&format!("recipes/{r}.toml"))).unwrap();
+    }
+    ws
+}
+
 fn build_hello(ws: &Workspace) -> support::kiln::Run {
     ws.kiln()
         .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -115,7 +124,7 @@ fn machine(path: &Path) -> String {
 
 #[test]
 fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_amd64() {
-    let a = two_platform_engine("a");
+    let a = two_platform_cxx_engine("a");
     let first = build_hello(&a);
     let err = first.stderr_text();
     assert!(
@@ -246,8 +255,11 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         "{err}"
     );
 
-    // Nothing changed, nothing runs, on either platform; the index is the same.
+    // Nothing changed, nothing runs, on either platform; the index is the same, not rewritten.
+    let inode = |p: PathBuf| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let before = inode(a.path("out/images/hello/index.json"));
     let again = build_hello(&a).stderr_text();
+    assert_eq!(inode(a.path("out/images/hello/index.json")), before);
     assert_eq!(
         again.matches("0 actions run, 0 from cache").count(),
         2,
@@ -257,6 +269,27 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         again.contains(&format!("kiln: image index hello: {index_digest}")),
         "{again}"
     );
+    // The lock answers both platforms' toolchains; one without the arm64 pins does not.
+    a.kiln()
+        .run(["build", "--locked", "hello"])
+        .ok("--locked build with both platforms pinned");
+    let c = two_platform_cxx_engine("c");
+    let mut partial: toml::Value = toml::from_str(&a.read("kiln.lock")).unwrap();
+    partial["toolchain"]
+        .as_table_mut()
+        .unwrap()
+        .remove("gcc-arm64")
+        .unwrap();
+    c.write("kiln.lock", &toml::to_string(&partial).unwrap());
+    let refused = c.kiln().run(["build", "--locked", "hello"]);
+    refused.assert_code(1, "--locked build whose lock lacks the arm64 toolchain");
+    assert!(
+        refused.stderr_text().contains("gcc-arm64"),
+        "{}",
+        refused.stderr_text()
+    );
+    assert!(!c.path("out/linux-amd64").exists(), "nothing was built");
+
     // The workspace's other commands see its default platform's outputs.
     let inspect = a.kiln().run(["inspect", "hello"]).ok("inspect");
     assert!(
@@ -266,7 +299,7 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
     );
 
     // Same inputs, same bytes: a second checkout with its own cache and out/, from the lock.
-    let b = two_platform_engine("b");
+    let b = two_platform_cxx_engine("b");
     fs::copy(a.path("kiln.lock"), b.path("kiln.lock")).unwrap();
     build_hello(&b);
     let b_top = manifest_of(&b.path("out/images/hello"));

@@ -94,7 +94,10 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         ));
     }
     if args.locked {
-        crate::lock::check(ws).map_err(|e| Error::Lock(Box::new(e)))?;
+        // Each platform's view checks its own toolchains and the workspace's other platforms'.
+        for p in &platforms {
+            crate::lock::check(&ws.for_platform(*p)).map_err(|e| Error::Lock(Box::new(e)))?;
+        }
     }
     let opts = BuildOptions {
         targets: args.targets.clone(),

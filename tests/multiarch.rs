@@ -245,7 +245,7 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
     assert_eq!(
         platforms,
         [
-            ("amd64".to_string(), amd_manifest),
+            ("amd64".to_string(), amd_manifest.clone()),
             ("arm64".to_string(), arm_manifest.clone())
         ]
     );
@@ -270,9 +270,18 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         "{again}"
     );
     // The lock answers both platforms' toolchains; one without the arm64 pins does not.
-    a.kiln()
+    let locked = a
+        .kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
         .run(["build", "--locked", "hello"])
         .ok("--locked build with both platforms pinned");
+    assert!(
+        locked
+            .stderr_text()
+            .contains(&format!("kiln: image index hello: {index_digest}")),
+        "{}",
+        locked.stderr_text()
+    );
     let c = two_platform_cxx_engine("c");
     let mut partial: toml::Value = toml::from_str(&a.read("kiln.lock")).unwrap();
     partial["toolchain"]
@@ -293,9 +302,21 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
     // The workspace's other commands see its default platform's outputs.
     let inspect = a.kiln().run(["inspect", "hello"]).ok("inspect");
     assert!(
-        inspect.stdout_text().contains("/usr/local/bin/hello"),
+        inspect
+            .stdout_text()
+            .contains(&format!("image    {amd_manifest}")),
         "{}",
         inspect.stdout_text()
+    );
+    let inspect = a
+        .kiln()
+        .run(["inspect", "--platform", "linux/arm64", "hello"])
+        .ok("inspect --platform linux/arm64");
+    let text = inspect.stdout_text();
+    assert!(
+        text.contains(&format!("image    {arm_manifest}"))
+            && text.contains("/usr/lib/aarch64-linux-gnu/libstdc++.so.6"),
+        "{text}"
     );
 
     // Same inputs, same bytes: a second checkout with its own cache and out/, from the lock.

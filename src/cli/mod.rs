@@ -121,6 +121,10 @@ pub enum Cmd {
         service: String,
         #[arg(long)]
         json: bool,
+        /// The platform's image to show (`linux/arm64`) in a multi-platform workspace.
+        /// Default: linux/amd64.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
     },
     /// Rebuild in a fresh copy with an empty cache and compare every blob.
     Verify {
@@ -265,11 +269,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         } => {
             let ws = match platform {
                 None => ws,
-                Some(p) => {
-                    ws.for_platform(crate::platform::Platform::parse(&p).map_err(|e| {
-                        boxed(crate::driver::DriverError::Usage(e.to_string()).into())
-                    })?)
-                }
+                Some(p) => ws.for_platform(parse_platform(&p)?),
             };
             test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed)
         }
@@ -277,7 +277,17 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         Cmd::Login(_) | Cmd::Cache(_) | Cmd::Toolchain(_) => {
             unreachable!("handled before loading a workspace")
         }
-        Cmd::Inspect { service, json } => build::inspect(&ws, &service, json).map_err(boxed),
+        Cmd::Inspect {
+            service,
+            json,
+            platform,
+        } => {
+            let ws = match platform {
+                None => ws,
+                Some(p) => ws.for_platform(parse_platform(&p)?),
+            };
+            build::inspect(&ws, &service, json).map_err(boxed)
+        }
         Cmd::Verify {
             services,
             jobs: j,
@@ -299,6 +309,12 @@ impl<T: CliError> CliErrorBox for T {
     fn exit_code(&self) -> u8 {
         CliError::exit_code(self)
     }
+}
+
+/// `--platform`'s value; an unknown one is a usage error naming the known ones.
+fn parse_platform(text: &str) -> Result<crate::platform::Platform, Box<dyn CliErrorBox>> {
+    crate::platform::Platform::parse(text)
+        .map_err(|e| boxed(crate::driver::DriverError::Usage(e.to_string()).into()))
 }
 
 fn boxed(e: Error) -> Box<dyn CliErrorBox> {

@@ -199,6 +199,48 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         assert!(text.contains("Architecture: arm64\n"), "{r}: {text}");
     }
 
+    // The closure skips a library of the wrong machine as ld.so does: with an x86-64
+    // libstdc++ first in the aarch64 multiarch directory, the aarch64 one after it is taken.
+    let amd_rootfs = a.scratch().join("rootfs-amd64");
+    unpack(&a.path("out/linux-amd64/images/hello"), &amd_rootfs);
+    let trap = a.scratch().join("wrong-machine-root");
+    let (arm_dir, x86_dir) = ("usr/lib/aarch64-linux-gnu", "usr/lib/x86_64-linux-gnu");
+    copy_dir(&rootfs.join("usr"), &trap.join("usr"));
+    std::os::unix::fs::symlink("usr/lib", trap.join("lib")).unwrap();
+    fs::create_dir_all(trap.join("usr/lib")).unwrap();
+    fs::rename(
+        trap.join(arm_dir).join("libstdc++.so.6"),
+        trap.join("usr/lib/libstdc++.so.6"),
+    )
+    .unwrap();
+    fs::copy(
+        fs::canonicalize(amd_rootfs.join(x86_dir).join("libstdc++.so.6")).unwrap(),
+        trap.join(arm_dir).join("libstdc++.so.6"),
+    )
+    .unwrap();
+    assert_eq!(
+        machine(&trap.join(arm_dir).join("libstdc++.so.6")),
+        "Advanced Micro Devices X86-64"
+    );
+    let closure = kiln::closure::Resolver::new(&[], &[])
+        .unwrap()
+        .in_root(&trap)
+        .resolve(&arm_bin, &[])
+        .unwrap();
+    assert_eq!(closure.platform, kiln::platform::Platform::LINUX_ARM64);
+    let stdcxx = closure
+        .libraries
+        .iter()
+        .find(|l| l.name == "libstdc++.so.6")
+        .unwrap();
+    assert_eq!(
+        stdcxx.real_path,
+        fs::canonicalize(trap.join("usr/lib/libstdc++.so.6")).unwrap(),
+        "found at {}",
+        stdcxx.found_at.display()
+    );
+    assert_eq!(machine(&stdcxx.real_path), "AArch64");
+
     // It runs: the image's own loader and libraries, under qemu-user.
     let run = Command::new("qemu-aarch64")
         .arg("-L")

@@ -311,6 +311,22 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         again.contains(&format!("kiln: image index hello: {index_digest}")),
         "{again}"
     );
+    // --json is still one document, with each platform's targets and the indexes.
+    let doc = a
+        .kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "--json", "hello"])
+        .ok("--json build")
+        .json();
+    assert_eq!(doc["indexes"]["hello"], index_digest.as_str(), "{doc}");
+    let platforms: Vec<&str> = doc["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{doc}");
+
     // The lock answers both platforms' toolchains; one without the arm64 pins does not.
     let locked = a
         .kiln()

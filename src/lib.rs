@@ -22,6 +22,7 @@ pub mod layer;
 pub mod lock;
 pub mod lockfile;
 pub mod oci;
+pub mod platform;
 pub mod publish;
 pub mod recipe;
 pub mod registry;

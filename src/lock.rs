@@ -164,6 +164,22 @@ pub fn path(ws: &Workspace) -> PathBuf {
     crate::lockfile::path(&ws.root)
 }
 
+/// The workspace as built for each of its other platforms (`platforms` in kiln.toml), with the
+/// recipes each has a toolchain for: their toolchains (`gcc-arm64`) are locked too.
+fn other_platforms(ws: &Workspace) -> Vec<(Workspace, Vec<usize>)> {
+    ws.platforms
+        .iter()
+        .filter(|p| **p != ws.target_platform())
+        .map(|p| {
+            let view = ws.for_platform(*p);
+            let used = (0..view.recipes.len())
+                .filter(|&i| !view.no_toolchain.contains_key(&view.recipes[i].name))
+                .collect();
+            (view, used)
+        })
+        .collect()
+}
+
 /// Builds every service (through the cache) and writes `kiln.lock`; returns its path.
 pub fn write(ws: &Workspace) -> Result<PathBuf, LockError> {
     let cache_dir = crate::cache::default_dir();
@@ -172,9 +188,18 @@ pub fn write(ws: &Workspace) -> Result<PathBuf, LockError> {
         version: VERSION,
         ..LockFile::default()
     };
-    for (name, tc) in
-        driver::resolve_toolchains(&ProcessRunner, ws, &all, &cache_dir, PinPolicy::Refresh)?
-    {
+    let mut resolved =
+        driver::resolve_toolchains(&ProcessRunner, ws, &all, &cache_dir, PinPolicy::Refresh)?;
+    for (view, used) in other_platforms(ws) {
+        resolved.extend(driver::resolve_toolchains(
+            &ProcessRunner,
+            &view,
+            &used,
+            &cache_dir,
+            PinPolicy::Refresh,
+        )?);
+    }
+    for (name, tc) in resolved {
         lock.toolchain.insert(
             name,
             LockedToolchain {
@@ -242,24 +267,34 @@ pub fn check(ws: &Workspace) -> Result<(), LockError> {
     }
     let mut lock = read(ws)?;
     let all: Vec<usize> = (0..ws.recipes.len()).collect();
-    let current: BTreeMap<String, Current> = driver::resolve_toolchains(
+    let mut resolved = driver::resolve_toolchains(
         &ProcessRunner,
         ws,
         &all,
         &crate::cache::default_dir(),
         PinPolicy::Locked,
-    )?
-    .into_iter()
-    .map(|(name, tc)| {
-        (
-            name,
-            Current {
-                fingerprint: tc.fingerprint,
-                packages: tc.package_versions,
-            },
-        )
-    })
-    .collect();
+    )?;
+    for (view, used) in other_platforms(ws) {
+        resolved.extend(driver::resolve_toolchains(
+            &ProcessRunner,
+            &view,
+            &used,
+            &crate::cache::default_dir(),
+            PinPolicy::Locked,
+        )?);
+    }
+    let current: BTreeMap<String, Current> = resolved
+        .into_iter()
+        .map(|(name, tc)| {
+            (
+                name,
+                Current {
+                    fingerprint: tc.fingerprint,
+                    packages: tc.package_versions,
+                },
+            )
+        })
+        .collect();
     // Every toolchain is a Debian one (host ones were refused above), and an image built on one
     // takes its packages from the pinned root, which the toolchain's fingerprint (its set digest)
     // already checks: the machine's own packages do not matter. Nor does a build have to have

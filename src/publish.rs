@@ -94,6 +94,9 @@ pub enum AttachError {
     Sbom(#[from] SbomError),
     #[error(transparent)]
     Push(#[from] PushError),
+    /// A platform's image layout, read for the manifest its SBOMs describe.
+    #[error("reading a platform's image layout")]
+    Layout(#[source] Box<crate::oci::LayoutError>),
 }
 
 /// One service's publication: the push, and (when it went up and attaching was asked for) the
@@ -144,9 +147,33 @@ pub fn publish(
 }
 
 fn attach(ws: &Workspace, opts: &PushOptions, rep: &PushReport) -> Result<usize, AttachError> {
+    if ws.splits_platforms() {
+        return attach_per_platform(ws, opts, rep);
+    }
     let artifacts = crate::sbom::artifacts(&ws.root, &rep.service)?;
     registry::push_referrers(opts, &rep.service, &rep.descriptor(), &artifacts)?;
     Ok(artifacts.len())
+}
+
+/// A multi-platform image's SBOMs and provenance describe one platform's image each, so each
+/// set is attached to its platform's manifest (the index's child), not to the index.
+fn attach_per_platform(
+    ws: &Workspace,
+    opts: &PushOptions,
+    rep: &PushReport,
+) -> Result<usize, AttachError> {
+    let mut n = 0;
+    for p in &ws.platforms {
+        let layout = crate::workspace::OutDir::of_platform(&ws.root, Some(p)).image(&rep.service);
+        let subject = crate::oci::layout::read_index(&layout)
+            .map_err(|e| AttachError::Layout(Box::new(e)))?;
+        let artifacts = crate::sbom::artifacts_of(&ws.root, Some(p), &rep.service)?;
+        let subject =
+            crate::oci::Descriptor::new(&subject.media_type, subject.digest, subject.size);
+        registry::push_referrers(opts, &rep.service, &subject, &artifacts)?;
+        n += artifacts.len();
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct TestResult {
 /// Runs test target `i` (already built) through `runner`, unless a passing result is cached.
 /// A test built with a Debian toolchain runs in its `sandbox`, over the root it was linked
 /// against (with a cleared environment but for `KILN_TEST`), never over this machine's libraries.
+/// A test built for another platform (`kiln test --platform linux/arm64`) runs under qemu-user
+/// with the root as its `-L` prefix, so its loader and libraries are the root's arm64 ones.
 pub fn run_test(
     runner: &dyn Runner,
     ws: &Workspace,
@@ -99,7 +101,25 @@ pub fn run_test(
     if r.test.framework == TestFramework::Gtest {
         cmd = cmd.arg(format!("--gtest_output=xml:{}", gtest_xml.display()));
     }
-    if let Some(sb) = sandbox {
+    let foreign = r.platform.filter(|p| !p.is_default());
+    if let (Some(p), Some(sb)) = (foreign, sandbox) {
+        // Another machine's binary runs under qemu-user over the root it was linked against:
+        // `-L` makes the root its loader's and libraries' `/`.
+        let qemu = crate::toolchain::which(p.qemu).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} is not installed; a {p} test runs under it (apt-get install qemu-user, or run scripts/setup)",
+                p.qemu
+            ))
+        })?;
+        let mut args = vec![
+            "-L".to_string(),
+            sb.root().to_string_lossy().into_owned(),
+            bin.to_string_lossy().into_owned(),
+        ];
+        args.extend(cmd.args.iter().cloned());
+        cmd.args = args;
+        cmd.program = qemu;
+    } else if let Some(sb) = sandbox {
         let mut binds = Vec::new();
         let program = sb.map_path(&bin, &mut binds);
         let mut args: Vec<String> = r.test.args.clone();

@@ -286,7 +286,7 @@ fn a_corrupted_deb_is_refused_and_fetched_again() {
         server.corrupt(&url_path, 2);
         let e = a.fetch(p).unwrap_err();
         assert!(
-            chain(&e).starts_with("fetching libalt 1.0\ncaused by: "),
+            chain(&e).starts_with("fetching libalt 1.0 (amd64)\ncaused by: "),
             "{}",
             chain(&e)
         );
@@ -332,7 +332,7 @@ fn an_edited_lock_entry_is_caught_naming_the_package() {
         edited[0].sha256 = Digest::of(b"something else");
         let e = a.trees(&edited).unwrap_err();
         assert!(
-            chain(&e).starts_with("fetching libgood 2.0\n"),
+            chain(&e).starts_with("fetching libgood 2.0 (amd64)\n"),
             "{}",
             chain(&e)
         );
@@ -565,7 +565,7 @@ fn two_packages_with_one_path_and_different_contents_conflict() {
         kiln::debian::root::materialise(&downloads, &Digest::of(b"conflict"), &trees).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "usr/share/doc/libgood/README is shipped by both libgood and zz-impostor with different contents"
+        "usr/share/doc/libgood/README is shipped by both libgood:amd64 and zz-impostor:amd64 with different contents"
     );
     assert!(!kiln::debian::root::root_dir(&downloads, &Digest::of(b"conflict")).exists());
 }

@@ -85,6 +85,7 @@ fn toolchain() -> BTreeMap<String, Toolchain> {
         source: crate::toolchain::ToolchainSource::Host,
         without_dependencies: Vec::new(),
         image: None,
+        platform: crate::platform::Platform::default(),
     };
     let tc = Toolchain {
         spec,

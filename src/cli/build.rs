@@ -11,6 +11,9 @@ use crate::exec::ProcessRunner;
 use crate::workspace::Workspace;
 
 pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
+    if ws.splits_platforms() || !args.platform.is_empty() {
+        return run_platforms(ws, args);
+    }
     if args.locked {
         crate::lock::check(ws).map_err(|e| Error::Lock(Box::new(e)))?;
     }
@@ -77,6 +80,98 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
                 layouts.len()
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln build` over several platforms (or one that is not the default): each platform's
+/// report under a `kiln: platform …` line, then the image indexes.
+fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
+    let platforms = driver::chosen_platforms(ws, &args.platform)?;
+    if args.docker_archive.is_some() && platforms.len() > 1 {
+        return Err(Error::Failed(
+            "--docker-archive holds one platform's images; add --platform".into(),
+        ));
+    }
+    if args.locked {
+        // Each platform's view checks its own toolchains and the workspace's other platforms'.
+        for p in &platforms {
+            crate::lock::check(&ws.for_platform(*p)).map_err(|e| Error::Lock(Box::new(e)))?;
+        }
+    }
+    let opts = BuildOptions {
+        targets: args.targets.clone(),
+        jobs: jobs(args.jobs),
+        images: !args.no_images,
+        cache_dir: crate::cache::default_dir(),
+        keep_going: args.keep_going,
+    };
+    let progress: &dyn Progress = if args.json { &Quiet } else { &Lines };
+    let flags = crate::remote::settings::Flags {
+        cache: args.remote_cache.clone(),
+        instance: args.remote_instance.clone(),
+        exec: args.remote_exec.clone(),
+        disabled: args.no_remote_cache,
+    };
+    let remote = crate::remote::settings::resolve(&ws.root, &flags)?.map(Remote::new);
+    let all = driver::build_platforms(
+        ws,
+        &platforms,
+        &opts,
+        &ProcessRunner,
+        progress,
+        remote.as_ref(),
+    )?;
+    for (p, outcome) in &all.builds {
+        if !args.json {
+            eprintln!("kiln: platform {p}");
+        }
+        report_failures(outcome);
+        report_cache(outcome);
+        if !args.json {
+            summary(outcome);
+        }
+    }
+    for (service, e) in &all.index_errors {
+        eprintln!(
+            "kiln: error: image index for `{service}`: {}",
+            crate::error::chain(e)
+        );
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "platforms": all.builds.iter().map(|(p, o)| serde_json::json!({
+                "platform": p.to_string(),
+                "targets": o.targets,
+            })).collect::<Vec<_>>(),
+            "indexes": all.indexes,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        for (service, digest) in &all.indexes {
+            eprintln!(
+                "kiln: image index {service}: {digest} ({} platforms)",
+                all.builds.len()
+            );
+        }
+    }
+    if all.failed() {
+        return Ok(ExitCode::from(1));
+    }
+    if let (Some(path), Some((_, outcome))) = (&args.docker_archive, all.builds.first()) {
+        let layouts: Vec<(String, std::path::PathBuf)> = outcome
+            .images
+            .iter()
+            .map(|(name, img)| {
+                let version = ws
+                    .recipe(name)
+                    .map(|r| r.version.clone())
+                    .unwrap_or_default();
+                (format!("{name}:{version}"), img.layout.clone())
+            })
+            .collect();
+        write_archive(&layouts, path)
+            .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -79,6 +79,10 @@ pub struct BuildArgs {
     /// Overrides `[remote] exec`. See docs/remote.md for what its workers need.
     #[arg(long, value_name = "URL")]
     pub remote_exec: Option<String>,
+    /// Build for this platform (`linux/amd64`, `linux/arm64`; repeatable). Default: the
+    /// workspace's `platforms` in kiln.toml, else linux/amd64.
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    pub platform: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +108,10 @@ pub enum Cmd {
         /// Build and run every test a build failure does not block, then report all failures.
         #[arg(short = 'k', long)]
         keep_going: bool,
+        /// Build and run the tests for this platform (`linux/arm64` ones run under
+        /// qemu-user's `qemu-aarch64`). Default: linux/amd64.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
     },
     /// Push service images to an OCI registry (builds first if needed).
     Push(push::PushArgs),
@@ -114,6 +122,10 @@ pub enum Cmd {
         service: String,
         #[arg(long)]
         json: bool,
+        /// The platform's image to show (`linux/arm64`) in a multi-platform workspace.
+        /// Default: linux/amd64.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
     },
     /// Rebuild in a fresh copy with an empty cache and compare every blob.
     Verify {
@@ -254,12 +266,29 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
             rerun,
             json,
             keep_going,
-        } => test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed),
+            platform,
+        } => {
+            let ws = match platform {
+                None => ws,
+                Some(p) => ws.for_platform(parse_platform(&p)?),
+            };
+            test::run(&ws, &targets, jobs(j), rerun, json, keep_going).map_err(boxed)
+        }
         Cmd::Push(args) => push::run(&ws, &args).map_err(boxed),
         Cmd::Login(_) | Cmd::Cache(_) | Cmd::Toolchain(_) => {
             unreachable!("handled before loading a workspace")
         }
-        Cmd::Inspect { service, json } => build::inspect(&ws, &service, json).map_err(boxed),
+        Cmd::Inspect {
+            service,
+            json,
+            platform,
+        } => {
+            let ws = match platform {
+                None => ws,
+                Some(p) => ws.for_platform(parse_platform(&p)?),
+            };
+            build::inspect(&ws, &service, json).map_err(boxed)
+        }
         Cmd::Verify {
             services,
             jobs: j,
@@ -281,6 +310,12 @@ impl<T: CliError> CliErrorBox for T {
     fn exit_code(&self) -> u8 {
         CliError::exit_code(self)
     }
+}
+
+/// `--platform`'s value; an unknown one is a usage error naming the known ones.
+fn parse_platform(text: &str) -> Result<crate::platform::Platform, Box<dyn CliErrorBox>> {
+    crate::platform::Platform::parse(text)
+        .map_err(|e| boxed(crate::driver::DriverError::Usage(e.to_string()).into()))
 }
 
 fn boxed(e: Error) -> Box<dyn CliErrorBox> {

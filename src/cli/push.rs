@@ -87,11 +87,9 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
         keep_going: false,
     };
     let progress: &dyn Progress = if args.json { &Quiet } else { &Lines };
-    let outcome = driver::build(ws, &opts, &ProcessRunner, progress)?;
-    super::build::report_failures(&outcome);
-    if outcome.failed || !outcome.image_errors.is_empty() {
+    let Some((images, built_meta)) = build_images(ws, &opts, progress)? else {
         return Ok(ExitCode::from(1));
-    }
+    };
 
     // The gate: nothing goes up, not even the images that pass, when any image fails the scan,
     // so a release is either entirely scanned-clean or not published.
@@ -113,10 +111,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     }
 
     // The labels the build just used; the tags must agree with them.
-    let meta = outcome
-        .meta
-        .clone()
-        .unwrap_or_else(|| crate::vcs::Meta::of(&ProcessRunner, &ws.root));
+    let meta = built_meta.unwrap_or_else(|| crate::vcs::Meta::of(&ProcessRunner, &ws.root));
     let mut popts = PushOptions::new(&dest.registry);
     popts.prefix = dest.prefix.clone();
     popts.jobs = args.jobs.max(1);
@@ -132,7 +127,7 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
         attach: !args.no_attach,
     };
     let services: Vec<&crate::recipe::Recipe> = names.iter().filter_map(|n| ws.recipe(n)).collect();
-    let published = publish::publish(ws, &popts, &policy, &services, &outcome.images, &meta);
+    let published = publish::publish(ws, &popts, &policy, &services, &images, &meta);
 
     let mut reports = Vec::new();
     let mut failed = false;
@@ -189,6 +184,51 @@ pub fn run(ws: &Workspace, args: &PushArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+type BuiltImages = (
+    std::collections::BTreeMap<String, crate::image::ImageResult>,
+    Option<crate::vcs::Meta>,
+);
+
+/// Builds what is to be pushed: the images, or in a multi-platform workspace each service's
+/// image index (`out/images/<service>`, whose digest the tags then name). `None` when the
+/// build failed (its errors already printed).
+fn build_images(
+    ws: &Workspace,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Option<BuiltImages>, Error> {
+    if !ws.splits_platforms() {
+        let outcome = driver::build(ws, opts, &ProcessRunner, progress)?;
+        super::build::report_failures(&outcome);
+        if outcome.failed || !outcome.image_errors.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some((outcome.images, outcome.meta)));
+    }
+    let all = driver::build_platforms(ws, &ws.platforms, opts, &ProcessRunner, progress, None)?;
+    for (_, outcome) in &all.builds {
+        super::build::report_failures(outcome);
+    }
+    for (service, e) in &all.index_errors {
+        output::print_error(e);
+        eprintln!("kiln: error: no image index for `{service}`");
+    }
+    if all.failed() {
+        return Ok(None);
+    }
+    let Some((_, first)) = all.builds.first() else {
+        return Ok(None);
+    };
+    let mut images = std::collections::BTreeMap::new();
+    for (service, digest) in &all.indexes {
+        let mut img = first.images[service].clone();
+        img.layout = crate::workspace::OutDir::of(&ws.root).image(service);
+        img.digest = *digest;
+        images.insert(service.clone(), img);
+    }
+    Ok(Some((images, first.meta.clone())))
 }
 
 pub fn login(args: &LoginArgs) -> Result<ExitCode, Error> {

@@ -9,7 +9,9 @@
 //!    no `DT_RUNPATH` (RUNPATH disables RPATH);
 //! 4. the request's `library_paths` (what `LD_LIBRARY_PATH` would hold for the toolchain);
 //! 5. `DT_RUNPATH` of the needing object only (RUNPATH is not inherited);
-//! 6. the Debian multiarch defaults.
+//! 6. the Debian multiarch defaults of the binary's machine (`/usr/lib/x86_64-linux-gnu` for
+//!    an x86-64 binary, `/usr/lib/aarch64-linux-gnu` for an aarch64 one, as that platform's
+//!    ld.so has them), whatever machine kiln runs on.
 //!
 //! A candidate that is not an ELF object of the binary's class and machine is skipped, as the
 //! loader skips it. A name found nowhere is an error naming both the library and who needs it.
@@ -47,8 +49,13 @@ pub enum ClosureError {
     },
     #[error("{0} is not an ELF object")]
     NotElf(PathBuf),
-    #[error("library {library} needed by {needed_by} was not found (searched workspace libraries, RPATH/RUNPATH, toolchain library paths and {default_dirs})", default_dirs = DEFAULT_DIRS.join(", "))]
-    NotFound { library: String, needed_by: String },
+    #[error("library {library} needed by {needed_by} was not found (searched workspace libraries, RPATH/RUNPATH, toolchain library paths and {default_dirs})")]
+    NotFound {
+        library: String,
+        needed_by: String,
+        /// The default directories searched (those of the binary's machine).
+        default_dirs: String,
+    },
     #[error("the interpreter {interp} named by {binary} does not exist on this machine")]
     NoInterpreter { interp: String, binary: PathBuf },
 }
@@ -79,6 +86,9 @@ pub struct Interpreter {
 
 #[derive(Clone, Debug, Default)]
 pub struct Closure {
+    /// The platform of the binary, from its ELF machine (the default one for a machine kiln
+    /// has no platform for).
+    pub platform: crate::platform::Platform,
     pub interpreter: Option<Interpreter>,
     /// Sorted by name, each name once.
     pub libraries: Vec<Library>,
@@ -123,6 +133,19 @@ impl Resolver {
     }
 
     /// Where an absolute path of the searched system is on this machine.
+    /// The loader's default directories for a binary of ELF `machine`: this resolver's own for
+    /// x86-64 (or a machine kiln has no platform for), the platform's multiarch ones otherwise.
+    fn default_dirs_for(&self, machine: u16) -> Vec<PathBuf> {
+        match crate::platform::Platform::of_elf_machine(machine) {
+            Some(p) if !p.is_default() => p
+                .default_library_dirs()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            _ => self.default_dirs.clone(),
+        }
+    }
+
     fn host(&self, path: &Path) -> PathBuf {
         match &self.root {
             Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
@@ -174,6 +197,12 @@ impl Resolver {
                 .ok_or_else(|| ClosureError::NotFound {
                     library: name.clone(),
                     needed_by: needer.display().to_string(),
+                    default_dirs: self
+                        .default_dirs_for(exe.kind.1)
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })?;
             let real_path = self
                 .canonical(&found_at)
@@ -203,6 +232,7 @@ impl Resolver {
             );
         }
         Ok(Closure {
+            platform: crate::platform::Platform::of_elf_machine(exe.kind.1).unwrap_or_default(),
             interpreter,
             libraries: found.into_values().collect(),
         })
@@ -246,7 +276,11 @@ impl Resolver {
         }
         dirs.extend(self.library_paths.iter().map(|d| self.host(d)));
         dirs.extend(info.runpath.iter().map(|e| expand(e, needer)));
-        dirs.extend(self.default_dirs.iter().map(|d| self.host(d)));
+        dirs.extend(
+            self.default_dirs_for(exe.kind.1)
+                .iter()
+                .map(|d| self.host(d)),
+        );
         dirs.into_iter()
             .map(|d| d.join(name))
             .find(|p| compatible(p, exe.kind))

@@ -44,17 +44,19 @@ pub enum DebianError {
     Index(#[from] IndexError),
     #[error("resolving the toolchain packages")]
     Resolve(#[from] ResolveError),
-    #[error("fetching {package} {version}")]
+    #[error("fetching {package} {version} ({architecture})")]
     Fetch {
         package: String,
         version: String,
+        architecture: String,
         #[source]
         source: Box<DownloadError>,
     },
-    #[error("unpacking {package} {version}")]
+    #[error("unpacking {package} {version} ({architecture})")]
     Extract {
         package: String,
         version: String,
+        architecture: String,
         #[source]
         source: Box<ExtractError>,
     },
@@ -118,13 +120,26 @@ impl Archive<'_> {
 
     /// The merged index of `suites` (every mirror named in [`Archive::mirrors`], in order).
     pub fn index(&self, suites: &[String]) -> Result<Index, DebianError> {
+        self.index_of(suites, std::slice::from_ref(&self.architecture))
+    }
+
+    /// The merged index of `suites` for every one of `architectures` (a cross root needs the
+    /// native index and the target's).
+    pub fn index_of(
+        &self,
+        suites: &[String],
+        architectures: &[String],
+    ) -> Result<Index, DebianError> {
         let mut all = Vec::new();
-        for suite in suites {
+        for (suite, architecture) in suites
+            .iter()
+            .flat_map(|s| architectures.iter().map(move |a| (s, a)))
+        {
             let spec = SuiteSpec {
                 mirror: self.mirror(suite)?.to_string(),
                 suite: suite.clone(),
                 component: self.component.clone(),
-                architecture: self.architecture.clone(),
+                architecture: architecture.clone(),
                 now: self.now,
             };
             all.extend(index::load_suite(
@@ -162,7 +177,7 @@ impl Archive<'_> {
         suites: &[String],
         request: &Request,
     ) -> Result<Vec<LockedPackage>, DebianError> {
-        let index = self.index(suites)?;
+        let index = self.index_of(suites, &resolve::architectures(request))?;
         Ok(resolve::resolve(&index, request)?
             .into_iter()
             .map(LockedPackage::from_index)
@@ -176,6 +191,7 @@ impl Archive<'_> {
             let context = |e| DebianError::Extract {
                 package: p.name.clone(),
                 version: p.version.clone(),
+                architecture: p.architecture.clone(),
                 source: Box::new(e),
             };
             let tree = match extract::existing_tree(&self.downloads, &p.sha256) {
@@ -199,6 +215,7 @@ impl Archive<'_> {
             .map_err(|source| DebianError::Fetch {
                 package: p.name.clone(),
                 version: p.version.clone(),
+                architecture: p.architecture.clone(),
                 source: Box::new(source),
             })
     }

@@ -12,6 +12,12 @@
 //!   depends on index order.
 //! - Architecture: a package of the requested architecture or `all`. `name:any` needs a
 //!   `Multi-Arch: allowed` package; `name:native` and `name:<arch>` need that architecture.
+//! - Several architectures (a cross root): a root `name:arch` is that architecture's package,
+//!   and every package's dependencies are resolved for its own architecture (`all` counts as
+//!   the requested, native one), as dpkg's multiarch does. A native `Multi-Arch: foreign`
+//!   package satisfies a dependency of any architecture, and native packages are preferred
+//!   when both would do, since a root's tools run on this machine. A package name may then
+//!   be chosen once per architecture (`libc6:amd64` and `libc6:arm64`).
 //! - One version per package: once chosen, a package is never swapped for another version (no
 //!   backtracking). A later dependency it cannot meet is an error naming both chains.
 //! - `Essential: yes` packages are not implied (dpkg assumes them on a full system, but a
@@ -48,6 +54,7 @@ impl fmt::Display for Chain {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ResolveError {
     #[error("no package named {name:?} in the index{}", suggest(suggestions))]
+    /// `name` is the root as written, `name:arch` for another architecture's package.
     Unknown {
         name: String,
         suggestions: Vec<String>,
@@ -96,93 +103,165 @@ struct Chosen<'a> {
     chain: Chain,
 }
 
+/// A root as written: `name`, or `name:arch` for a package of another architecture (the
+/// target's libraries in a cross root, `libc6-dev:arm64`), as apt spells it.
+pub fn split_root(root: &str) -> (&str, Option<&str>) {
+    match root.rsplit_once(':') {
+        Some((name, arch)) if !name.is_empty() && !arch.is_empty() => (name, Some(arch)),
+        _ => (root, None),
+    }
+}
+
+/// The architectures whose indexes `request` needs: its own, then every other one a root
+/// names (sorted).
+pub fn architectures(request: &Request) -> Vec<String> {
+    let mut foreign: Vec<String> = request
+        .roots
+        .iter()
+        .filter_map(|r| split_root(r).1)
+        .filter(|a| *a != request.architecture)
+        .map(str::to_string)
+        .collect();
+    foreign.sort();
+    foreign.dedup();
+    let mut all = vec![request.architecture.clone()];
+    all.extend(foreign);
+    all
+}
+
+/// Chosen packages by (name, architecture): a cross root has `libc6` twice.
+type Key = (String, String);
+
+fn key(p: &Package) -> Key {
+    (p.name.clone(), p.architecture.clone())
+}
+
 struct Resolver<'a> {
     index: &'a Index,
-    arch: String,
-    chosen: BTreeMap<String, Chosen<'a>>,
-    queue: VecDeque<String>,
+    /// The native architecture: the one the root's programs run on, and that of `all`
+    /// packages' dependencies.
+    native: String,
+    chosen: BTreeMap<Key, Chosen<'a>>,
+    queue: VecDeque<Key>,
     alone: Vec<String>,
 }
 
 impl<'a> Resolver<'a> {
-    fn arch_fits(&self, p: &Package, r: &Relation) -> bool {
-        if p.architecture != self.arch && p.architecture != "all" {
-            return false;
-        }
+    /// Whether `p` can satisfy `r` for a package of architecture `arch` (Debian's multiarch
+    /// rules: the same architecture or `all`; a native `Multi-Arch: foreign` package for any
+    /// architecture; `:any` a `Multi-Arch: allowed` one).
+    fn arch_fits(&self, p: &Package, r: &Relation, arch: &str) -> bool {
+        let same = p.architecture == arch || p.architecture == "all";
+        let native = p.architecture == self.native || p.architecture == "all";
         match r.arch_qualifier.as_deref() {
-            None => true,
-            Some("any") => p.multi_arch == MultiArch::Allowed,
-            Some("native") => true,
+            None => same || (native && p.multi_arch == MultiArch::Foreign),
+            Some("any") => (same || native) && p.multi_arch == MultiArch::Allowed,
+            Some("native") => native,
             Some(q) => p.architecture == q || p.architecture == "all",
         }
     }
 
     /// A chosen package satisfying `r`, if any.
-    fn satisfied(&self, r: &Relation) -> bool {
-        if let Some(c) = self.chosen.get(&r.name) {
-            if self.arch_fits(c.package, r) && r.accepts(Some(&c.package.version)) {
-                return true;
-            }
-        }
-        self.index
+    fn satisfied(&self, r: &Relation, arch: &str) -> bool {
+        let real = self
+            .chosen
+            .range((r.name.clone(), String::new())..)
+            .take_while(|((name, _), _)| name == &r.name)
+            .any(|(_, c)| {
+                self.arch_fits(c.package, r, arch) && r.accepts(Some(&c.package.version))
+            });
+        real || self
+            .index
             .providers(&r.name)
-            .any(|(p, v)| self.is_chosen(p) && self.arch_fits(p, r) && r.accepts(v))
+            .any(|(p, v)| self.is_chosen(p) && self.arch_fits(p, r, arch) && r.accepts(v))
     }
 
     fn is_chosen(&self, p: &Package) -> bool {
         self.chosen
-            .get(&p.name)
+            .get(&key(p))
             .is_some_and(|c| std::ptr::eq(c.package, p))
     }
 
-    /// The package to choose for `r`: a real one first, else a provider; never a second version
-    /// of a package already chosen.
-    fn candidate(&self, r: &Relation) -> Option<&'a Package> {
-        let allowed = |p: &Package| match self.chosen.get(&p.name) {
+    /// The package to choose for `r` (needed by a package of `arch`): a real one first, else a
+    /// provider; native ones before others (a cross root's tools must run); never a second
+    /// version of a package already chosen.
+    fn candidate(&self, r: &Relation, arch: &str) -> Option<&'a Package> {
+        let allowed = |p: &Package| match self.chosen.get(&key(p)) {
             Some(c) => std::ptr::eq(c.package, p),
             None => true,
         };
         let index = self.index;
-        if let Some(p) = index
-            .versions(&r.name)
-            .iter()
-            .find(|p| allowed(p) && self.arch_fits(p, r) && r.accepts(Some(&p.version)))
-        {
-            return Some(p);
+        let native_first = [true, false];
+        for native_only in native_first {
+            let pass = |p: &Package| {
+                !native_only || p.architecture == self.native || p.architecture == "all"
+            };
+            if let Some(p) = index.versions(&r.name).iter().find(|p| {
+                pass(p) && allowed(p) && self.arch_fits(p, r, arch) && r.accepts(Some(&p.version))
+            }) {
+                return Some(p);
+            }
         }
-        index
-            .providers(&r.name)
-            .find(|(p, v)| allowed(p) && self.arch_fits(p, r) && r.accepts(*v))
-            .map(|(p, _)| p)
+        for native_only in native_first {
+            let pass = |p: &Package| {
+                !native_only || p.architecture == self.native || p.architecture == "all"
+            };
+            if let Some((p, _)) = index
+                .providers(&r.name)
+                .find(|(p, v)| pass(p) && allowed(p) && self.arch_fits(p, r, arch) && r.accepts(*v))
+            {
+                return Some(p);
+            }
+        }
+        None
     }
 
     fn choose(&mut self, p: &'a Package, chain: Chain) {
-        if !self.chosen.contains_key(&p.name) {
-            self.chosen
-                .insert(p.name.clone(), Chosen { package: p, chain });
-            self.queue.push_back(p.name.clone());
+        let k = key(p);
+        if !self.chosen.contains_key(&k) {
+            self.chosen.insert(k.clone(), Chosen { package: p, chain });
+            self.queue.push_back(k);
         }
     }
 
-    fn label(p: &Package) -> String {
-        format!("{} {}", p.name, p.version)
+    /// `name version`, with `:arch` when the package is of neither the native architecture
+    /// nor `all`.
+    fn label(&self, p: &Package) -> String {
+        if p.architecture == self.native || p.architecture == "all" {
+            format!("{} {}", p.name, p.version)
+        } else {
+            format!("{}:{} {}", p.name, p.architecture, p.version)
+        }
     }
 
-    fn visit(&mut self, name: &str) -> Result<(), ResolveError> {
-        if self.alone.iter().any(|a| a == name) {
+    /// The architecture a package's dependencies are resolved for (`all` counts as native).
+    fn dependency_arch(&self, p: &Package) -> String {
+        if p.architecture == "all" {
+            self.native.clone()
+        } else {
+            p.architecture.clone()
+        }
+    }
+
+    fn visit(&mut self, k: &Key) -> Result<(), ResolveError> {
+        let chosen = &self.chosen[k];
+        let (package, chain) = (chosen.package, chosen.chain.clone());
+        let taken_alone = self.alone.iter().any(|a| match split_root(a) {
+            (name, Some(q)) => name == package.name && q == package.architecture,
+            (name, None) => name == package.name && self.dependency_arch(package) == self.native,
+        });
+        if taken_alone {
             return Ok(());
         }
-        let chosen = &self.chosen[name];
-        let (package, chain) = (chosen.package, chosen.chain.clone());
+        let arch = self.dependency_arch(package);
         for dep in package.pre_depends.iter().chain(&package.depends) {
-            let alternatives: Vec<&Relation> =
-                dep.iter().filter(|r| r.applies_on(&self.arch)).collect();
-            if alternatives.is_empty() || alternatives.iter().any(|r| self.satisfied(r)) {
+            let alternatives: Vec<&Relation> = dep.iter().filter(|r| r.applies_on(&arch)).collect();
+            if alternatives.is_empty() || alternatives.iter().any(|r| self.satisfied(r, &arch)) {
                 continue;
             }
             let mut next = chain.clone();
-            if let Some(p) = alternatives.iter().find_map(|r| self.candidate(r)) {
-                next.0.push(Self::label(p));
+            if let Some(p) = alternatives.iter().find_map(|r| self.candidate(r, &arch)) {
+                next.0.push(self.label(p));
                 self.choose(p, next);
                 continue;
             }
@@ -191,11 +270,22 @@ impl<'a> Resolver<'a> {
                 .map(|r| r.to_string())
                 .collect::<Vec<_>>()
                 .join(" | ");
-            if let Some(c) = alternatives.iter().find_map(|r| self.chosen.get(&r.name)) {
+            let dependency = if arch == self.native {
+                dependency
+            } else {
+                format!("{dependency} for {arch}")
+            };
+            if let Some(c) = alternatives.iter().find_map(|r| {
+                self.chosen
+                    .range((r.name.clone(), String::new())..)
+                    .take_while(|((name, _), _)| name == &r.name)
+                    .map(|(_, c)| c)
+                    .next()
+            }) {
                 return Err(ResolveError::Conflict {
                     chain,
                     dependency,
-                    chosen: Self::label(c.package),
+                    chosen: self.label(c.package),
                     chosen_by: c.chain.clone(),
                 });
             }
@@ -228,11 +318,13 @@ impl<'a> Resolver<'a> {
     }
 }
 
-/// Resolves the closure of `request.roots`; the result is sorted by package name.
+/// Resolves the closure of `request.roots`; the result is sorted by package name, then
+/// architecture. A root `name:arch` is a package of that architecture, and its dependencies
+/// resolve against that architecture's packages (or native `Multi-Arch: foreign` ones).
 pub fn resolve<'a>(index: &'a Index, request: &Request) -> Result<Vec<&'a Package>, ResolveError> {
     let mut r = Resolver {
         index,
-        arch: request.architecture.clone(),
+        native: request.architecture.clone(),
         chosen: BTreeMap::new(),
         queue: VecDeque::new(),
         alone: request.without_dependencies.clone(),
@@ -244,23 +336,26 @@ pub fn resolve<'a>(index: &'a Index, request: &Request) -> Result<Vec<&'a Packag
     // Sorted, so the closure depends on the set of roots, not the order they were written in.
     roots.sort_unstable();
     roots.dedup();
-    for name in roots {
+    for root in roots {
+        let (name, qualifier) = split_root(root);
+        let arch = qualifier.unwrap_or(&request.architecture).to_string();
         let rel = Relation {
             name: name.to_string(),
-            arch_qualifier: None,
+            arch_qualifier: qualifier.map(str::to_string),
             constraint: None,
             architectures: Vec::new(),
         };
-        if r.satisfied(&rel) {
+        if r.satisfied(&rel, &arch) {
             continue;
         }
-        let Some(p) = r.candidate(&rel) else {
+        let Some(p) = r.candidate(&rel, &arch) else {
             return Err(ResolveError::Unknown {
-                name: name.to_string(),
+                name: root.to_string(),
                 suggestions: nearest_names(index, name),
             });
         };
-        r.choose(p, Chain(vec![Resolver::label(p)]));
+        let label = r.label(p);
+        r.choose(p, Chain(vec![label]));
         // Each root's closure is completed before the next root is looked at, so a root's
         // choices depend only on the roots sorted before it.
         while let Some(next) = r.queue.pop_front() {
@@ -500,5 +595,104 @@ mod tests {
             names(&i, &["x", "w"]).unwrap(),
             names(&i, &["w", "x"]).unwrap()
         );
+    }
+
+    fn arch_stanza(name: &str, arch: &str, extra: &str) -> String {
+        format!(
+            "Package: {name}\nVersion: 1\nArchitecture: {arch}\n{extra}Filename: pool/{name}_{arch}.deb\nSize: 1\n\
+             SHA256: {}\n\n",
+            "0".repeat(64)
+        )
+    }
+
+    fn cross_index() -> Index {
+        index(&[
+            arch_stanza("cross-g++", "amd64", "Depends: libc6, binutils-cross\n"),
+            arch_stanza("binutils-cross", "amd64", ""),
+            arch_stanza("libc6", "amd64", "Multi-Arch: same\n"),
+            arch_stanza("libc6", "arm64", "Multi-Arch: same\n"),
+            arch_stanza(
+                "libc6-dev",
+                "amd64",
+                "Multi-Arch: same\nDepends: libc6, libc-dev-bin\n",
+            ),
+            arch_stanza(
+                "libc6-dev",
+                "arm64",
+                "Multi-Arch: same\nDepends: libc6, libc-dev-bin, headers\n",
+            ),
+            arch_stanza("libc-dev-bin", "amd64", "Multi-Arch: foreign\n"),
+            arch_stanza("libc-dev-bin", "arm64", "Multi-Arch: foreign\n"),
+            arch_stanza("headers", "all", "Depends: libc6\n"),
+            arch_stanza("libonly-amd64", "amd64", ""),
+            arch_stanza(
+                "libwx",
+                "arm64",
+                "Multi-Arch: same\nDepends: libonly-amd64\n",
+            ),
+        ])
+    }
+
+    fn cross(roots: &[&str]) -> Result<Vec<String>, ResolveError> {
+        let req = Request {
+            roots: roots.iter().map(|s| s.to_string()).collect(),
+            architecture: "amd64".into(),
+            with_essential: false,
+            without_dependencies: Vec::new(),
+        };
+        Ok(resolve(&cross_index(), &req)?
+            .into_iter()
+            .map(|p| format!("{}:{}", p.name, p.architecture))
+            .collect())
+    }
+
+    #[test]
+    fn a_target_architecture_root_resolves_against_its_own_packages_and_native_foreign_ones() {
+        assert_eq!(
+            cross(&["cross-g++", "libc6-dev:arm64"]).unwrap(),
+            [
+                "binutils-cross:amd64",
+                "cross-g++:amd64",
+                // `all` packages' dependencies are native ones.
+                "headers:all",
+                // A Multi-Arch: foreign tool is taken native: it must run on this machine.
+                "libc-dev-bin:amd64",
+                "libc6:amd64",
+                "libc6:arm64",
+                "libc6-dev:arm64",
+            ]
+        );
+        assert_eq!(
+            architectures(&Request {
+                roots: vec!["a:arm64".into(), "b".into(), "c:arm64".into()],
+                architecture: "amd64".into(),
+                with_essential: false,
+                without_dependencies: vec![],
+            }),
+            ["amd64", "arm64"]
+        );
+    }
+
+    #[test]
+    fn a_target_package_without_its_dependency_for_that_architecture_names_both() {
+        let e = cross(&["libwx:arm64"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "libwx:arm64 1 needs libonly-amd64 for arm64, which nothing satisfies (the index has libonly-amd64 1 (amd64))"
+        );
+        let e = cross(&["libnone:arm64"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("no package named \"libnone:arm64\""),
+            "{e}"
+        );
+        // A root of another architecture taken alone brings nothing else.
+        let req = Request {
+            roots: vec!["libc6-dev:arm64".into()],
+            architecture: "amd64".into(),
+            with_essential: false,
+            without_dependencies: vec!["libc6-dev:arm64".into()],
+        };
+        assert_eq!(resolve(&cross_index(), &req).unwrap().len(), 1);
     }
 }

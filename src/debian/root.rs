@@ -9,8 +9,8 @@
 //! would make the root depend on the order of the stack.
 //!
 //! The root also gets the dpkg database its packages would have had once installed
-//! (`var/lib/dpkg/status` from each .deb's own control paragraph, `info/<package>.list` from its
-//! files), so the image code attributes files, reads versions and writes `status.d` from the
+//! (`var/lib/dpkg/status` from each .deb's own control paragraph, `info/<package>:<arch>.list`
+//! from its files; a cross root holds one package name in two architectures), so the image code attributes files, reads versions and writes `status.d` from the
 //! pinned packages exactly as it does from a host's dpkg, and scanners see the same.
 //!
 //! The root is built in a staging directory and renamed into place, so one that exists is
@@ -87,14 +87,18 @@ pub fn materialise(
         fs::create_dir(stage.join(d)).map_err(io_err(&stage))?;
     }
     let mut sorted: Vec<&Tree> = trees.iter().collect();
-    sorted.sort_by(|a, b| a.control.package.cmp(&b.control.package));
+    sorted.sort_by(|a, b| {
+        (&a.control.package, &a.control.architecture)
+            .cmp(&(&b.control.package, &b.control.architecture))
+    });
+    // Owners are `package:arch`: a cross root holds `libc6:amd64` and `libc6:arm64` side by side.
     let mut owners: BTreeMap<PathBuf, String> = BTreeMap::new();
     for tree in &sorted {
         link_tree(
             &tree.root(),
             &stage,
             Path::new(""),
-            &tree.control.package,
+            &owner_label(tree),
             &mut owners,
         )?;
     }
@@ -188,8 +192,9 @@ fn write_dpkg_database(
         }
         status.push('\n');
         let mut list = String::new();
+        let label = owner_label(tree);
         for (path, owner) in owners {
-            if owner == &c.package {
+            if owner == &label {
                 list.push('/');
                 list.push_str(&path.to_string_lossy());
                 list.push('\n');
@@ -202,6 +207,12 @@ fn write_dpkg_database(
         )?;
     }
     fs::write(dpkg.join("status"), status)
+}
+
+/// How a tree's files are attributed while stacking: `package:arch`, dpkg's own name for an
+/// installed package.
+fn owner_label(tree: &Tree) -> String {
+    format!("{}:{}", tree.control.package, tree.control.architecture)
 }
 
 /// Whether `src` can share `dst`'s path: same symlink target, or same file contents.

@@ -84,7 +84,13 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
                     let context = &contexts[&ws.recipes[i].toolchain.value];
                     let res = assemble_unless_fresh(context, runner, &req, stat, state).and_then(
                         |(img, fresh)| {
-                            if !fresh || !crate::sbom::written_for(&ws.root, &ws.recipes[i].name) {
+                            if !fresh
+                                || !crate::sbom::written_for(
+                                    &ws.root,
+                                    ws.platform.as_ref(),
+                                    &ws.recipes[i].name,
+                                )
+                            {
                                 write_sbom(ws, i, prepared, meta, &img, cache_dir)
                                     .map_err(ImagePhaseError::Sbom)?;
                             }

@@ -7,6 +7,7 @@
 
 mod images;
 mod phases;
+mod platforms;
 mod report;
 mod select;
 mod upkeep;
@@ -29,6 +30,7 @@ use crate::vcs::Meta;
 use crate::workspace::Workspace;
 
 pub use images::{default_budget, image_request, ImagePhaseError};
+pub use platforms::{build_platforms, chosen as chosen_platforms, PlatformsOutcome};
 pub use report::TargetReport;
 pub use select::{prepare, resolve_toolchains, select, select_kind, Prepared};
 
@@ -144,7 +146,8 @@ pub fn build_with_meta(
 }
 
 /// The image context of each toolchain: this machine's for host toolchains, one over its root
-/// (with the root's binutils, in its sandbox) for each Debian toolchain; all share one memo.
+/// (with the root's binutils, in its sandbox; a cross toolchain's are the target's,
+/// `aarch64-linux-gnu-strip`) for each Debian toolchain; all share one memo.
 fn image_contexts(
     host: &Arc<ImageContext>,
     prepared: &Prepared,
@@ -155,14 +158,21 @@ fn image_contexts(
         .map(|(name, tc)| {
             let cx = match &tc.root {
                 None => Arc::clone(host),
-                Some(root) => Arc::new(host.sibling(
-                    Binutils {
-                        objcopy: "/usr/bin/objcopy".into(),
-                        strip: "/usr/bin/strip".into(),
-                        sandbox: Some(root.sandbox.clone()),
-                    },
-                    &root.dir,
-                )),
+                Some(root) => {
+                    let prefix = if tc.spec.platform.is_default() {
+                        String::new()
+                    } else {
+                        format!("{}-", tc.spec.platform.triplet)
+                    };
+                    Arc::new(host.sibling(
+                        Binutils {
+                            objcopy: format!("/usr/bin/{prefix}objcopy").into(),
+                            strip: format!("/usr/bin/{prefix}strip").into(),
+                            sandbox: Some(root.sandbox.clone()),
+                        },
+                        &root.dir,
+                    ))
+                }
             };
             (name.clone(), cx)
         })

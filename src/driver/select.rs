@@ -127,12 +127,26 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
+/// A target of `roots` (or one they need) that the view's platform has no toolchain for is a
+/// usage error naming the platform, the target and the toolchain to define.
+pub fn check_platform_toolchains(ws: &Workspace, roots: &[usize]) -> Result<(), DriverError> {
+    // The targets named first, so the error is about what was asked for when it can be.
+    let order = graph::build_order(&ws.graph(), roots);
+    for &i in roots.iter().chain(&order) {
+        if let Some(e) = ws.no_toolchain.get(&ws.recipes[i].name) {
+            return Err(DriverError::Usage(e.clone()));
+        }
+    }
+    Ok(())
+}
+
 pub fn prepare(
     runner: &dyn Runner,
     ws: &Workspace,
     roots: &[usize],
     cache_dir: &Path,
 ) -> Result<Prepared, DriverError> {
+    check_platform_toolchains(ws, roots)?;
     let order = graph::build_order(&ws.graph(), roots);
     let toolchains = resolve_toolchains(runner, ws, &order, cache_dir, PinPolicy::Update)?;
     let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();

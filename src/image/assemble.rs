@@ -94,7 +94,7 @@ pub fn assemble_in(
 
     let history: Vec<(Digest, String)> =
         layers.iter().map(|(l, d)| (l.diff_id, d.clone())).collect();
-    let config_json = to_json(&image_config(req, &history));
+    let config_json = to_json(&image_config(req, &closure.platform, &history));
     let config_digest = Digest::of(&config_json);
     let created = crate::rfc3339::rfc3339(req.source_date_epoch);
     let (manifest_type, config_type, layer_type) = layout::media_types(req.format);
@@ -126,10 +126,7 @@ pub fn assemble_in(
     let manifest_digest = Digest::of(&manifest_json);
     let mut index_entry =
         Descriptor::new(manifest_type, manifest_digest, manifest_json.len() as u64);
-    index_entry.platform = Some(Platform {
-        architecture: "amd64".into(),
-        os: "linux".into(),
-    });
+    index_entry.platform = Some(Platform::of(&closure.platform));
     index_entry
         .annotations
         .insert(oci::REF_NAME.into(), req.version.clone());

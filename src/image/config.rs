@@ -18,6 +18,9 @@ pub struct ImageConfig {
     pub created: String,
     pub architecture: String,
     pub os: String,
+    /// `v8` for arm64; absent for amd64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     pub config: ContainerConfig,
     pub rootfs: RootFs,
     pub history: Vec<History>,
@@ -72,7 +75,11 @@ pub struct History {
 }
 
 /// Builds the configuration for `req` with the layers' diff_ids and history texts, in order.
-pub fn image_config(req: &ImageRequest, layers: &[(Digest, String)]) -> ImageConfig {
+pub fn image_config(
+    req: &ImageRequest,
+    platform: &crate::platform::Platform,
+    layers: &[(Digest, String)],
+) -> ImageConfig {
     let created = crate::rfc3339::rfc3339(req.source_date_epoch);
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
@@ -103,8 +110,9 @@ pub fn image_config(req: &ImageRequest, layers: &[(Digest, String)]) -> ImageCon
     labels.extend(req.labels.clone());
     ImageConfig {
         created: created.clone(),
-        architecture: "amd64".into(),
-        os: "linux".into(),
+        architecture: platform.architecture.into(),
+        os: platform.os().into(),
+        variant: platform.variant.map(str::to_string),
         config: ContainerConfig {
             user: format!("{0}:{0}", super::base::NONROOT),
             exposed_ports: req

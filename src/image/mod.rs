@@ -16,6 +16,7 @@ mod context;
 mod docker;
 mod error;
 mod extra;
+pub mod index;
 mod inspect;
 pub mod layout;
 pub mod plan;

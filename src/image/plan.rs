@@ -22,13 +22,22 @@ use std::path::{Path, PathBuf};
 use crate::cache::stat::StatCache;
 use crate::closure::{Closure, Library};
 use crate::dpkg::{self, Database, Origin};
+use crate::platform::Platform;
 
 use super::planned::PlannedLayer;
 use super::{base, ImageError, ImageRequest};
 
-/// Directories ld.so searches by default, in merged-/usr spelling; a system library found
-/// elsewhere (a toolchain's private directory) is placed in the first one so the loader finds it.
-const LOADER_DIRS: &[&str] = &["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"];
+/// Directories ld.so searches by default on `platform`, in merged-/usr spelling; a system
+/// library found elsewhere (a toolchain's private directory) is placed in the first one so the
+/// loader finds it.
+fn loader_dirs(platform: &Platform) -> Vec<String> {
+    let mut dirs = vec![format!("/usr/lib/{}", platform.triplet)];
+    if platform.is_default() {
+        dirs.push("/usr/lib64".into());
+    }
+    dirs.push("/usr/lib".into());
+    dirs
+}
 /// glibc's sonames, used when the dpkg database cannot say whether a library is glibc's.
 const GLIBC_SONAMES: &[&str] = &[
     "libc.so.6",
@@ -69,7 +78,7 @@ pub fn plan<'a>(
 
     base::add_generated(&mut base_layer, db, req.ca_certificates)?;
     if let Some(interp) = &closure.interpreter {
-        let real = system_image_path(&system_path(db, &interp.real_path));
+        let real = system_image_path(&system_path(db, &interp.real_path), &closure.platform);
         base_layer.host_file(&real, &interp.real_path, None)?;
         let asked = dpkg::canonical(&interp.requested);
         if asked != real {
@@ -96,7 +105,7 @@ pub fn plan<'a>(
         } else {
             &mut runtime
         };
-        let path = system_image_path(&system_path(db, &lib.real_path));
+        let path = system_image_path(&system_path(db, &lib.real_path), &closure.platform);
         layer.host_file(&path, &lib.real_path, None)?;
         let (dir, file) = path.rsplit_once('/').expect("absolute path");
         add_name_link(layer, dir, &lib.name, file)?;
@@ -149,15 +158,16 @@ fn system_path(db: &Database, host: &Path) -> PathBuf {
 
 /// Where a system library's real file goes: its merged-/usr path when that is a loader
 /// directory, else the first loader directory.
-fn system_image_path(real: &Path) -> String {
+fn system_image_path(real: &Path, platform: &Platform) -> String {
     let canonical = dpkg::canonical(&real.to_string_lossy());
     let (dir, _) = canonical
         .rsplit_once('/')
         .expect("canonical paths are absolute");
-    if LOADER_DIRS.contains(&dir) {
+    let dirs = loader_dirs(platform);
+    if dirs.iter().any(|d| d == dir) {
         canonical
     } else {
-        format!("{}/{}", LOADER_DIRS[0], file_name(real))
+        format!("{}/{}", dirs[0], file_name(real))
     }
 }
 
@@ -201,14 +211,33 @@ mod tests {
     #[test]
     fn toolchain_private_libraries_move_to_a_loader_directory() {
         assert_eq!(
-            system_image_path(Path::new("/lib/x86_64-linux-gnu/libz.so.1.2.13")),
+            system_image_path(
+                Path::new("/lib/x86_64-linux-gnu/libz.so.1.2.13"),
+                &Platform::LINUX_AMD64
+            ),
             "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13"
         );
         assert_eq!(
-            system_image_path(Path::new(
-                "/usr/lib/gcc/x86_64-linux-gnu/12/adalib/libgnat-12.so"
-            )),
+            system_image_path(
+                Path::new("/usr/lib/gcc/x86_64-linux-gnu/12/adalib/libgnat-12.so"),
+                &Platform::LINUX_AMD64
+            ),
             "/usr/lib/x86_64-linux-gnu/libgnat-12.so"
+        );
+        // An aarch64 binary's loader: its merged-/usr path is a loader directory of arm64.
+        assert_eq!(
+            system_image_path(
+                Path::new("/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1"),
+                &Platform::LINUX_ARM64
+            ),
+            "/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1"
+        );
+        assert_eq!(
+            system_image_path(
+                Path::new("/usr/lib/gcc-cross/aarch64-linux-gnu/12/libgnat-12.so"),
+                &Platform::LINUX_ARM64
+            ),
+            "/usr/lib/aarch64-linux-gnu/libgnat-12.so"
         );
     }
 }

@@ -41,4 +41,18 @@ impl Descriptor {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
+    /// `v8` for linux/arm64; absent for amd64 (so amd64 entries keep their bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The index entry's platform for a build platform.
+    pub fn of(p: &crate::platform::Platform) -> Platform {
+        Platform {
+            architecture: p.architecture.into(),
+            os: p.os().into(),
+            variant: p.variant.map(str::to_string),
+        }
+    }
 }

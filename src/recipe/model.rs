@@ -132,6 +132,10 @@ pub struct Recipe {
     pub deploy: DeploySection,
     /// The file's text, kept to render errors found later (unknown deps, cycles).
     pub source_text: String,
+    /// The platform this recipe is built for, when its outputs go to that platform's own
+    /// `out/<os>-<arch>/`: `None` as loaded (the default platform, `out/`);
+    /// [`crate::workspace::Workspace::for_platform`] sets it with the platform's toolchain.
+    pub platform: Option<crate::platform::Platform>,
 }
 
 impl Recipe {

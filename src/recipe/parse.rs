@@ -269,6 +269,7 @@ pub fn parse(root: &Path, rel_file: &str, name: &str, text: String) -> Result<Re
         test,
         deploy,
         source_text: src.text.clone(),
+        platform: None,
     })
 }
 

@@ -151,7 +151,8 @@ pub fn read(path: &Path) -> Result<RemoteSettings, SettingsError> {
 
 fn parse(src: &Source, dir: &Path) -> Result<RemoteSettings, Diagnostic> {
     let doc = src.parse()?;
-    let top = TableReader::new(src, doc.as_table(), "", &["remote"]);
+    // `platforms` is the workspace's (crate::workspace::platforms), read there.
+    let top = TableReader::new(src, doc.as_table(), "", &["remote", "platforms"]);
     top.finish()?;
     let Some(r) = top.table("remote", &["cache", "exec", "instance", "ca_file"])? else {
         return Ok(RemoteSettings::default());

@@ -160,10 +160,12 @@ fn libraries(input: &SbomInput) -> Result<Vec<Component>, SbomError> {
         if *file == input.recipe.file {
             continue;
         }
-        let lib = crate::recipe::load(input.root, file).map_err(|d| SbomError::Recipe {
+        let mut lib = crate::recipe::load(input.root, file).map_err(|d| SbomError::Recipe {
             file: file.clone(),
             message: d.to_string(),
         })?;
+        // The service's libraries were built for its platform, into that platform's out/.
+        lib.platform = input.recipe.platform;
         if lib.kind != RecipeKind::Library {
             continue;
         }

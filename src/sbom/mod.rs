@@ -89,7 +89,17 @@ pub struct Paths {
 
 impl Paths {
     pub fn of(root: &Path, service: &str) -> Paths {
-        let out = OutDir::of(root);
+        Paths::of_platform(root, None, service)
+    }
+
+    /// The documents of `service`'s image for `platform` (under that platform's out/, see
+    /// [`OutDir::of_platform`]).
+    pub fn of_platform(
+        root: &Path,
+        platform: Option<&crate::platform::Platform>,
+        service: &str,
+    ) -> Paths {
+        let out = OutDir::of_platform(root, platform);
         Paths {
             spdx: out.spdx(service),
             cyclonedx: out.cyclonedx(service),
@@ -99,8 +109,12 @@ impl Paths {
 }
 
 /// Whether all three documents of `service` exist (an unchanged image keeps them).
-pub fn written_for(root: &Path, service: &str) -> bool {
-    let p = Paths::of(root, service);
+pub fn written_for(
+    root: &Path,
+    platform: Option<&crate::platform::Platform>,
+    service: &str,
+) -> bool {
+    let p = Paths::of_platform(root, platform, service);
     p.spdx.is_file() && p.cyclonedx.is_file() && p.provenance.is_file()
 }
 
@@ -108,7 +122,11 @@ pub fn written_for(root: &Path, service: &str) -> bool {
 /// `out/provenance/<service>.intoto.json`; returns the paths written.
 pub fn write_for_image(input: &SbomInput) -> Result<Vec<PathBuf>, SbomError> {
     let inv = Inventory::of(input)?;
-    let paths = Paths::of(input.root, &input.recipe.name);
+    let paths = Paths::of_platform(
+        input.root,
+        input.recipe.platform.as_ref(),
+        &input.recipe.name,
+    );
     let spdx = to_bytes(&spdx::document(&inv));
     let cdx = to_bytes(&cyclonedx::document(&inv));
     let byproducts = [
@@ -151,7 +169,16 @@ fn file_name(p: &Path) -> String {
 /// Each carries `org.opencontainers.image.created` taken from the SPDX document's creation time
 /// (itself SOURCE_DATE_EPOCH), so re-attaching after a rebuild yields identical manifests.
 pub fn artifacts(root: &Path, service: &str) -> Result<Vec<Artifact>, SbomError> {
-    let paths = Paths::of(root, service);
+    artifacts_of(root, None, service)
+}
+
+/// [`artifacts`] of `service`'s image for `platform` (see [`Paths::of_platform`]).
+pub fn artifacts_of(
+    root: &Path,
+    platform: Option<&crate::platform::Platform>,
+    service: &str,
+) -> Result<Vec<Artifact>, SbomError> {
+    let paths = Paths::of_platform(root, platform, service);
     for (path, what) in [
         (&paths.spdx, "SPDX SBOM"),
         (&paths.cyclonedx, "CycloneDX SBOM"),

@@ -264,9 +264,11 @@ fn package_versions(spec: &ToolchainSpec, packages: &[LockedPackage]) -> BTreeMa
     spec.packages
         .iter()
         .map(|name| {
+            // `libc6-dev:arm64` is the arm64 package of that name; a bare name any other.
+            let (bare, arch) = crate::debian::resolve::split_root(name);
             let v = packages
                 .iter()
-                .find(|p| &p.name == name)
+                .find(|p| p.name == bare && arch.map_or(true, |a| p.architecture == a))
                 .map_or(String::new(), |p| p.version.clone());
             (name.clone(), v)
         })
@@ -377,6 +379,18 @@ pub fn system_lib_flags(
     {
         return Ok(f);
     }
+    // A cross toolchain's pkg-config reads the target's .pc files (the native pkg-config
+    // program, which runs here, over `/usr/lib/<triplet>/pkgconfig`).
+    let platform = tc.spec.platform;
+    let sandbox = if platform.is_default() {
+        root.sandbox.clone()
+    } else {
+        let dirs = format!(
+            "/usr/lib/{}/pkgconfig:/usr/share/pkgconfig",
+            platform.triplet
+        );
+        root.sandbox.with_env(&[("PKG_CONFIG_LIBDIR", &dirs)])
+    };
     let ask =
         |program: &str, package: &str, args: &[&str]| -> Result<Vec<String>, ToolchainError> {
             let inside =
@@ -387,8 +401,7 @@ pub fn system_lib_flags(
                 })?;
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             let shown = format!("{} {}", inside.display(), args.join(" "));
-            let out = root
-                .sandbox
+            let out = sandbox
                 .run(runner, &inside.to_string_lossy(), &args, WORKSPACE)
                 .map_err(|e| ToolchainError::Probe {
                     toolchain: tc.spec.name.clone(),

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::exec::Runner;
+use crate::platform::Platform;
 use crate::recipe::reader::{Source, TableReader};
 use crate::recipe::{Diagnostic, Language, SystemLib};
 
@@ -51,6 +52,9 @@ pub struct ToolchainSpec {
     /// Debian only: `REGISTRY[:PORT]/PREFIX` holding the toolchain's image (see [`image`]), pulled
     /// from before the archive when the root is missing.
     pub image: Option<String>,
+    /// The platform its outputs run on (`platform = "linux/arm64"` for a cross toolchain;
+    /// default `linux/amd64`).
+    pub platform: Platform,
 }
 
 /// `source = "host"` (the machine's installed packages) or `source = "debian"` (the closure of
@@ -84,6 +88,7 @@ const KEYS: &[&str] = &[
     "architecture",
     "without_dependencies",
     "image",
+    "platform",
 ];
 
 impl ToolchainSpec {
@@ -136,6 +141,10 @@ impl ToolchainSpec {
         let architecture = r.string("architecture")?;
         let alone = r.strings("without_dependencies")?;
         let image = r.string("image")?;
+        let platform = match r.string("platform")? {
+            None => Platform::default(),
+            Some(p) => Platform::parse(&p.value).map_err(|e| src.error(p.span, e.to_string()))?,
+        };
         if let Some(i) = &image {
             if source.is_none() {
                 return Err(src.error(
@@ -202,6 +211,7 @@ impl ToolchainSpec {
             source,
             without_dependencies: alone.into_iter().map(|s| s.value).collect(),
             image: image.map(|i| i.value),
+            platform,
         })
     }
 
@@ -215,11 +225,25 @@ impl ToolchainSpec {
 }
 
 /// kiln's own toolchains, by name, for workspaces whose `toolchains/` does not define them:
-/// Debian 12's g++ 12 with wxBase, and GNAT 12, both from pinned packages.
-pub const BUILTIN: [(&str, &str); 2] = [
+/// Debian 12's g++ 12 with wxBase, GNAT 12, and for linux/arm64 the cross g++ 12 (with the
+/// arm64 runtime and wxBase) and cross GNAT 12 (with the arm64 libgnat), all from pinned
+/// packages.
+pub const BUILTIN: [(&str, &str); 4] = [
     ("gcc", include_str!("builtin/gcc.toml")),
     ("gnat", include_str!("builtin/gnat.toml")),
+    ("gcc-arm64", include_str!("builtin/gcc-arm64.toml")),
+    ("gnat-arm64", include_str!("builtin/gnat-arm64.toml")),
 ];
+
+/// The name of the toolchain that builds for `platform` what toolchain `name` builds for the
+/// default one: `name` itself for the default platform, else `name-<arch>` (`gcc-arm64`).
+pub fn name_for_platform(name: &str, platform: &Platform) -> String {
+    if platform.is_default() {
+        name.to_string()
+    } else {
+        format!("{name}-{}", platform.architecture)
+    }
+}
 
 /// The `file` a built-in toolchain reports, in messages and `kiln toolchain list`.
 pub fn builtin_file(name: &str) -> String {

@@ -341,6 +341,7 @@ mod tests {
             source: crate::toolchain::ToolchainSource::Host,
             without_dependencies: Vec::new(),
             image: None,
+            platform: crate::platform::Platform::default(),
         }
     }
 

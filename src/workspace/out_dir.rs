@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::platform::Platform;
+
 /// The output directory of one workspace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutDir {
@@ -25,6 +27,25 @@ impl OutDir {
         OutDir {
             dir: PathBuf::from("out"),
         }
+    }
+
+    /// The outputs of one platform of a multi-platform build: `<root>/out/<os>-<arch>`
+    /// (`out/linux-arm64`), so two platforms' objects, binaries, images, SBOMs and build state
+    /// never mix; `None` (a workspace built for the default platform alone) is `<root>/out`.
+    /// The workspace lock stays `out/.kiln/lock` either way.
+    pub fn of_platform(root: &Path, platform: Option<&Platform>) -> OutDir {
+        let out = OutDir::of(root);
+        match platform {
+            None => out,
+            Some(p) => OutDir {
+                dir: out.dir.join(p.out_subdir()),
+            },
+        }
+    }
+
+    /// [`OutDir::relative`] for `platform` (see [`OutDir::of_platform`]).
+    pub fn relative_for(platform: Option<&Platform>) -> OutDir {
+        OutDir::of_platform(Path::new(""), platform)
     }
 
     pub fn path(&self) -> &Path {
@@ -144,5 +165,12 @@ mod tests {
         assert_eq!(out.image("a"), Path::new("/ws/out/images/a"));
         assert_eq!(out.lock(), Path::new("/ws/out/.kiln/lock"));
         assert_eq!(out.spdx("a"), Path::new("/ws/out/sbom/a.spdx.json"));
+        let arm = OutDir::of_platform(Path::new("/ws"), Some(&Platform::LINUX_ARM64));
+        assert_eq!(arm.image("a"), Path::new("/ws/out/linux-arm64/images/a"));
+        assert_eq!(
+            OutDir::relative_for(Some(&Platform::LINUX_ARM64)).binaries(),
+            Path::new("out/linux-arm64/bin")
+        );
+        assert_eq!(OutDir::of_platform(Path::new("/ws"), None), out);
     }
 }

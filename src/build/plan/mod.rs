@@ -81,12 +81,12 @@ pub struct Plan {
 
 /// A target's object directory, workspace-relative.
 pub fn obj_dir(r: &Recipe) -> PathBuf {
-    OutDir::relative().objects(&r.name)
+    OutDir::relative_for(r.platform.as_ref()).objects(&r.name)
 }
 
 /// A target's product, workspace-relative.
 pub fn product_path(r: &Recipe) -> PathBuf {
-    let out = OutDir::relative();
+    let out = OutDir::relative_for(r.platform.as_ref());
     match (r.kind, r.shared) {
         (Kind::Library, false) => out.libraries().join(format!("lib{}.a", r.output)),
         (Kind::Library, true) => out.libraries().join(format!("lib{}.so", r.output)),

@@ -1,0 +1,113 @@
+//! A build over several platforms: the workspace viewed for each one
+//! ([`Workspace::for_platform`]: that platform's toolchains, its own `out/<os>-<arch>/`), built
+//! one after the other through the same one-platform build, then, for every service whose
+//! image was built for all of them, the image index over those images in
+//! `out/images/<service>/` ([`crate::image::index`]; `out/` itself, whichever view `ws` is).
+
+use std::collections::BTreeMap;
+
+use super::{build_impl, BuildOptions, BuildOutcome, DriverError};
+use crate::build::remote::Remote;
+use crate::build::Progress;
+use crate::digest::Digest;
+use crate::exec::Runner;
+use crate::image::index::{self, PlatformImage};
+use crate::image::ImageError;
+use crate::platform::Platform;
+use crate::workspace::Workspace;
+
+pub struct PlatformsOutcome {
+    /// Each platform's build, in the order asked.
+    pub builds: Vec<(Platform, BuildOutcome)>,
+    /// Service → the digest of its image index (services built for every platform).
+    pub indexes: BTreeMap<String, Digest>,
+    pub index_errors: Vec<(String, ImageError)>,
+}
+
+impl PlatformsOutcome {
+    pub fn failed(&self) -> bool {
+        !self.index_errors.is_empty()
+            || self
+                .builds
+                .iter()
+                .any(|(_, b)| b.failed || !b.image_errors.is_empty())
+    }
+}
+
+/// The platforms a build is for: those named (`--platform`), else the workspace's.
+pub fn chosen(ws: &Workspace, named: &[String]) -> Result<Vec<Platform>, DriverError> {
+    if named.is_empty() {
+        return Ok(ws.platforms.clone());
+    }
+    let mut out = Vec::new();
+    for n in named {
+        let p = Platform::parse(n).map_err(|e| DriverError::Usage(e.to_string()))?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds `platforms` of `ws` (see the module comment). Every platform's targets are checked
+/// before anything is built, so a platform with no toolchain for one fails the build at once.
+pub fn build_platforms(
+    ws: &Workspace,
+    platforms: &[Platform],
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    progress: &dyn Progress,
+    remote: Option<&Remote>,
+) -> Result<PlatformsOutcome, DriverError> {
+    let views: Vec<Workspace> = platforms.iter().map(|p| ws.for_platform(*p)).collect();
+    // Every platform's targets are checked before anything is built.
+    for view in &views {
+        let roots = super::select(view, &opts.targets, |r| r.kind != crate::recipe::Kind::Test)?;
+        super::select::check_platform_toolchains(view, &roots)?;
+    }
+    let mut builds = Vec::new();
+    for (p, view) in platforms.iter().zip(&views) {
+        let outcome = build_impl(view, opts, runner, progress, false, None, remote)?;
+        builds.push((*p, outcome));
+    }
+    let mut indexes = BTreeMap::new();
+    let mut index_errors = Vec::new();
+    // A workspace of one default platform has no index: out/images/<service> is its image.
+    if opts.images && ws.splits_platforms() {
+        let services: Vec<&String> = builds
+            .first()
+            .map(|(_, b)| b.images.keys().collect())
+            .unwrap_or_default();
+        let _lock = crate::workspace::lock(&ws.root)?;
+        for service in services {
+            let images: Vec<PlatformImage> = builds
+                .iter()
+                .filter_map(|(p, b)| {
+                    b.images.get(service).map(|img| PlatformImage {
+                        platform: *p,
+                        layout: img.layout.clone(),
+                    })
+                })
+                .collect();
+            if images.len() != builds.len() {
+                continue;
+            }
+            let version = ws
+                .recipe(service)
+                .map(|r| r.version.clone())
+                .unwrap_or_default();
+            let dir = crate::workspace::OutDir::of(&ws.root).image(service);
+            match index::write_index(&dir, &version, &images) {
+                Ok(d) => {
+                    indexes.insert(service.clone(), d);
+                }
+                Err(e) => index_errors.push((service.clone(), e)),
+            }
+        }
+    }
+    Ok(PlatformsOutcome {
+        builds,
+        indexes,
+        index_errors,
+    })
+}

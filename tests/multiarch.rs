@@ -1,0 +1,693 @@
+//! linux/arm64 images from an amd64 machine: `fixtures/engine`'s wxBase C++ service built for
+//! `platforms = ["linux/amd64", "linux/arm64"]` with kiln's built-in toolchains (the arm64 one
+//! is Debian 12's amd64 cross g++ with the arm64 runtime and wxBase, two architectures in one
+//! pinned root), then checked with tools that are not kiln: `readelf -h` on every ELF file of
+//! the unpacked arm64 image, `qemu-aarch64 -L ROOTFS` running its binary, and `skopeo inspect
+//! --raw` reading the pushed image index from the reference registry.
+//!
+//! The Debian packages come from the shared test store (`support::kiln::shared_debian_store`);
+//! the first run on a machine downloads them.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::registry_server::{self, Mode};
+use support::workspace::{copy_dir, fixture_dir, Workspace};
+
+const PLATFORMS: &str = "platforms = [\"linux/amd64\", \"linux/arm64\"]\n";
+
+/// `fixtures/engine` with kiln's built-in toolchains and both platforms.
+fn two_platform_engine(dir: &str) -> Workspace {
+    let ws = Workspace::fixture_at("engine", dir);
+    fs::remove_dir_all(ws.path("toolchains")).unwrap();
+    ws.write("kiln.toml", PLATFORMS);
+    ws
+}
+
+/// [`two_platform_engine`] without its Ada targets: every toolchain it uses is a C++ one.
+fn two_platform_cxx_engine(dir: &str) -> Workspace {
+    let ws = two_platform_engine(dir);
+    for r in ["geometry", "shapes", "shapes-test"] {
+        fs::remove_file(ws.path(&format!("recipes/{r}.toml"))).unwrap();
+    }
+    ws
+}
+
+fn build_hello(ws: &Workspace) -> support::kiln::Run {
+    ws.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "hello"])
+        .ok("two-platform build of hello")
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+/// The one manifest descriptor of a single-image layout's index.json.
+fn manifest_of(layout: &Path) -> serde_json::Value {
+    let index = json(&layout.join("index.json"));
+    let m = index["manifests"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{index}");
+    m[0].clone()
+}
+
+/// The layers of the image in `layout`, unpacked in order with the system's tar.
+fn unpack(layout: &Path, rootfs: &Path) -> serde_json::Value {
+    let desc = manifest_of(layout);
+    let manifest = json(&blob(layout, desc["digest"].as_str().unwrap()));
+    fs::create_dir_all(rootfs).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let st = Command::new("tar")
+            .arg("-xzf")
+            .arg(blob(layout, layer["digest"].as_str().unwrap()))
+            .arg("-C")
+            .arg(rootfs)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tar failed on {layer}");
+    }
+    json(&blob(
+        layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+}
+
+fn elf_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                let bytes = fs::read(e.path()).unwrap();
+                if bytes.starts_with(b"\x7fELF") {
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `Machine:` of `readelf -h`.
+fn machine(path: &Path) -> String {
+    let out = Command::new("readelf")
+        .arg("-h")
+        .arg(path)
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "readelf -h {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Machine:")
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Machine line for {}", path.display()))
+}
+
+#[test]
+fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_amd64() {
+    let a = two_platform_cxx_engine("a");
+    let first = build_hello(&a);
+    let err = first.stderr_text();
+    assert!(
+        err.contains("pinned toolchain gcc-arm64 in kiln.lock"),
+        "{err}"
+    );
+    assert!(err.contains("kiln: platform linux/arm64"), "{err}");
+
+    // Both architectures in one root, each package pinned with its architecture.
+    let lock: toml::Value = toml::from_str(&a.read("kiln.lock")).unwrap();
+    let pinned: Vec<(String, String)> = lock["toolchain"]["gcc-arm64"]["debian"]["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["architecture"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (name, arch) in [
+        ("g++-aarch64-linux-gnu", "amd64"),
+        ("libc6", "amd64"),
+        ("libc6", "arm64"),
+        ("libstdc++6", "arm64"),
+        ("libwxbase3.2-1", "arm64"),
+        ("libwxgtk3.2-dev", "arm64"),
+    ] {
+        assert!(
+            pinned.contains(&(name.to_string(), arch.to_string())),
+            "{name}:{arch} not pinned: {pinned:?}"
+        );
+    }
+
+    // Outputs never mix: each platform's binary in its own out/ and of its own machine.
+    let arm_bin = a.path("out/linux-arm64/bin/hello");
+    let amd_bin = a.path("out/linux-amd64/bin/hello");
+    assert_eq!(machine(&arm_bin), "AArch64");
+    assert_eq!(machine(&amd_bin), "Advanced Micro Devices X86-64");
+
+    // The arm64 image: config, every ELF file, status.d.
+    let arm_layout = a.path("out/linux-arm64/images/hello");
+    let rootfs = a.scratch().join("rootfs-arm64");
+    let config = unpack(&arm_layout, &rootfs);
+    assert_eq!(config["architecture"], "arm64", "{config}");
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["variant"], "v8");
+    let elves = elf_files(&rootfs);
+    assert!(
+        elves.len() >= 5,
+        "expected the binary, the loader, libc, libstdc++ and wxBase: {elves:?}"
+    );
+    for f in &elves {
+        assert_eq!(machine(f), "AArch64", "{}", f.display());
+    }
+    assert!(
+        rootfs.join("lib/ld-linux-aarch64.so.1").exists(),
+        "the loader the binary names is in the image"
+    );
+    let status_d = rootfs.join("var/lib/dpkg/status.d");
+    let mut records: Vec<String> = fs::read_dir(&status_d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    records.sort();
+    for needed in ["libc6", "libstdc++6", "libwxbase3.2-1"] {
+        assert!(records.iter().any(|r| r == needed), "{needed}: {records:?}");
+    }
+    for r in &records {
+        let text = fs::read_to_string(status_d.join(r)).unwrap();
+        assert!(text.contains("Architecture: arm64\n"), "{r}: {text}");
+    }
+
+    // The closure skips a library of the wrong machine as ld.so does: with an x86-64
+    // libstdc++ first in the aarch64 multiarch directory, the aarch64 one after it is taken.
+    let amd_rootfs = a.scratch().join("rootfs-amd64");
+    unpack(&a.path("out/linux-amd64/images/hello"), &amd_rootfs);
+    let trap = a.scratch().join("wrong-machine-root");
+    let (arm_dir, x86_dir) = ("usr/lib/aarch64-linux-gnu", "usr/lib/x86_64-linux-gnu");
+    copy_dir(&rootfs.join("usr"), &trap.join("usr"));
+    std::os::unix::fs::symlink("usr/lib", trap.join("lib")).unwrap();
+    fs::create_dir_all(trap.join("usr/lib")).unwrap();
+    fs::rename(
+        trap.join(arm_dir).join("libstdc++.so.6"),
+        trap.join("usr/lib/libstdc++.so.6"),
+    )
+    .unwrap();
+    fs::copy(
+        fs::canonicalize(amd_rootfs.join(x86_dir).join("libstdc++.so.6")).unwrap(),
+        trap.join(arm_dir).join("libstdc++.so.6"),
+    )
+    .unwrap();
+    assert_eq!(
+        machine(&trap.join(arm_dir).join("libstdc++.so.6")),
+        "Advanced Micro Devices X86-64"
+    );
+    let closure = kiln::closure::Resolver::new(&[], &[])
+        .unwrap()
+        .in_root(&trap)
+        .resolve(&arm_bin, &[])
+        .unwrap();
+    assert_eq!(closure.platform, kiln::platform::Platform::LINUX_ARM64);
+    let stdcxx = closure
+        .libraries
+        .iter()
+        .find(|l| l.name == "libstdc++.so.6")
+        .unwrap();
+    assert_eq!(
+        stdcxx.real_path,
+        fs::canonicalize(trap.join("usr/lib/libstdc++.so.6")).unwrap(),
+        "found at {}",
+        stdcxx.found_at.display()
+    );
+    assert_eq!(machine(&stdcxx.real_path), "AArch64");
+
+    // It runs: the image's own loader and libraries, under qemu-user.
+    let run = Command::new("qemu-aarch64")
+        .arg("-L")
+        .arg(&rootfs)
+        .arg(rootfs.join("usr/local/bin/hello"))
+        .output()
+        .expect("qemu-aarch64 (qemu-user, scripts/setup) runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("wxBase 3"), "{stdout}");
+
+    // One index over both platforms' manifests, in out/images/hello.
+    let top = manifest_of(&a.path("out/images/hello"));
+    assert_eq!(top["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        top["annotations"]["org.opencontainers.image.ref.name"],
+        "1.2.3"
+    );
+    let index_digest = top["digest"].as_str().unwrap().to_string();
+    let index = json(&blob(&a.path("out/images/hello"), &index_digest));
+    let entries = index["manifests"].as_array().unwrap();
+    let platforms: Vec<(String, String)> = entries
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let arm_manifest = manifest_of(&arm_layout)["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let amd_manifest = manifest_of(&a.path("out/linux-amd64/images/hello"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        platforms,
+        [
+            ("amd64".to_string(), amd_manifest.clone()),
+            ("arm64".to_string(), arm_manifest.clone())
+        ]
+    );
+    assert_eq!(entries[1]["platform"]["variant"], "v8");
+    assert!(
+        err.contains(&format!("kiln: image index hello: {index_digest}")),
+        "{err}"
+    );
+
+    // Nothing changed, nothing runs, on either platform; the index is the same, not rewritten.
+    let inode = |p: PathBuf| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let before = inode(a.path("out/images/hello/index.json"));
+    let again = build_hello(&a).stderr_text();
+    assert_eq!(inode(a.path("out/images/hello/index.json")), before);
+    assert_eq!(
+        again.matches("0 actions run, 0 from cache").count(),
+        2,
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!("kiln: image index hello: {index_digest}")),
+        "{again}"
+    );
+    // --json is still one document, with each platform's targets and the indexes.
+    let doc = a
+        .kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "--json", "hello"])
+        .ok("--json build")
+        .json();
+    assert_eq!(doc["indexes"]["hello"], index_digest.as_str(), "{doc}");
+    let platforms: Vec<&str> = doc["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{doc}");
+
+    // The lock answers both platforms' toolchains; one without the arm64 pins does not.
+    let locked = a
+        .kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "--locked", "hello"])
+        .ok("--locked build with both platforms pinned");
+    assert!(
+        locked
+            .stderr_text()
+            .contains(&format!("kiln: image index hello: {index_digest}")),
+        "{}",
+        locked.stderr_text()
+    );
+    let c = two_platform_cxx_engine("c");
+    let mut partial: toml::Value = toml::from_str(&a.read("kiln.lock")).unwrap();
+    partial["toolchain"]
+        .as_table_mut()
+        .unwrap()
+        .remove("gcc-arm64")
+        .unwrap();
+    c.write("kiln.lock", &toml::to_string(&partial).unwrap());
+    let refused = c.kiln().run(["build", "--locked", "hello"]);
+    refused.assert_code(1, "--locked build whose lock lacks the arm64 toolchain");
+    assert!(
+        refused.stderr_text().contains("gcc-arm64"),
+        "{}",
+        refused.stderr_text()
+    );
+    assert!(!c.path("out/linux-amd64").exists(), "nothing was built");
+
+    // The workspace's other commands see its default platform's outputs.
+    let inspect = a.kiln().run(["inspect", "hello"]).ok("inspect");
+    assert!(
+        inspect
+            .stdout_text()
+            .contains(&format!("image    {amd_manifest}")),
+        "{}",
+        inspect.stdout_text()
+    );
+    let inspect = a
+        .kiln()
+        .run(["inspect", "--platform", "linux/arm64", "hello"])
+        .ok("inspect --platform linux/arm64");
+    let text = inspect.stdout_text();
+    assert!(
+        text.contains(&format!("image    {arm_manifest}"))
+            && text.contains("/usr/lib/aarch64-linux-gnu/libstdc++.so.6"),
+        "{text}"
+    );
+
+    // Same inputs, same bytes: a second checkout with its own cache and out/, from the lock.
+    let b = two_platform_cxx_engine("b");
+    fs::copy(a.path("kiln.lock"), b.path("kiln.lock")).unwrap();
+    build_hello(&b);
+    let b_top = manifest_of(&b.path("out/images/hello"));
+    assert_eq!(b_top["digest"].as_str().unwrap(), index_digest);
+    assert_eq!(
+        manifest_of(&b.path("out/linux-arm64/images/hello"))["digest"]
+            .as_str()
+            .unwrap(),
+        arm_manifest
+    );
+
+    // Pushed, the tag names the index; the registry serves it with both platforms.
+    let reg = registry_server::start(Mode::Plain);
+    let to = format!("{}/ma", reg.addr);
+    a.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run([
+            "push",
+            "hello",
+            "--to",
+            &to,
+            "--insecure-registry",
+            &reg.addr,
+        ])
+        .ok("push");
+    let raw = registry_server::run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/ma/hello:1.2.3", reg.addr),
+    ]));
+    let served: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        index_digest,
+        "the tag names the index kiln wrote"
+    );
+    let archs: Vec<&str> = served["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{served}");
+    // Each platform's SBOMs and provenance are referrers of that platform's manifest
+    // (distribution 2.8 keeps them under the referrers tag schema's `sha256-<hex>` tag).
+    let referrers = registry_server::run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!(
+            "docker://{}/ma/hello:sha256-{}",
+            reg.addr,
+            arm_manifest.strip_prefix("sha256:").unwrap()
+        ),
+    ]));
+    let referrers: serde_json::Value = serde_json::from_str(&referrers).unwrap();
+    let mut types: Vec<&str> = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/spdx+json",
+            "application/vnd.cyclonedx+json",
+            "application/vnd.in-toto+json"
+        ],
+        "{referrers}"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn geometry_for_arm64_takes_the_arm64_libgnat_across_the_cross_version_skew_and_tests_run_under_qemu(
+) {
+    let ws = two_platform_engine("ws");
+    ws.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "geometry"])
+        .ok("two-platform build of the Ada service");
+    // The cross GNAT links against its own libgnat (…cross1); the image's is the arm64 one.
+    let lock: toml::Value = toml::from_str(&ws.read("kiln.lock")).unwrap();
+    let pinned: Vec<String> = lock["toolchain"]["gnat-arm64"]["debian"]["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}={}",
+                p["name"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let find = |prefix: &str| -> String {
+        pinned
+            .iter()
+            .find(|p| p.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} not pinned: {pinned:?}"))
+            .clone()
+    };
+    let cross = find("libgnat-12-arm64-cross:all=");
+    let runtime = find("libgnat-12:arm64=");
+    assert!(cross.ends_with("cross1"), "{cross}");
+    assert_ne!(cross.split('=').nth(1), runtime.split('=').nth(1));
+    let runtime_version = runtime.split('=').nth(1).unwrap().to_string();
+
+    let rootfs = ws.scratch().join("rootfs-geometry");
+    let config = unpack(&ws.path("out/linux-arm64/images/geometry"), &rootfs);
+    assert_eq!(config["architecture"], "arm64");
+    let elves = elf_files(&rootfs);
+    assert!(
+        elves
+            .iter()
+            .any(|p| p.ends_with("usr/lib/aarch64-linux-gnu/libgnat-12.so")),
+        "{elves:?}"
+    );
+    for f in &elves {
+        assert_eq!(machine(f), "AArch64", "{}", f.display());
+    }
+    let record = fs::read_to_string(rootfs.join("var/lib/dpkg/status.d/libgnat-12")).unwrap();
+    assert!(
+        record.contains("Architecture: arm64\n")
+            && record.contains(&format!("Version: {runtime_version}\n")),
+        "{record}"
+    );
+    // The SBOM names the package the image holds: the arm64 runtime, not the cross one.
+    let cdx = ws.read("out/linux-arm64/sbom/geometry.cdx.json");
+    assert!(
+        cdx.contains("pkg:deb/debian/libgnat-12@") && cdx.contains("arch=arm64"),
+        "{cdx}"
+    );
+    assert!(!cdx.contains("arm64-cross"), "{cdx}");
+    let run = Command::new("qemu-aarch64")
+        .arg("-L")
+        .arg(&rootfs)
+        .arg(rootfs.join("usr/local/bin/geometry"))
+        .output()
+        .expect("qemu-aarch64 runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "geometry area 12 stack 2 top 9\n"
+    );
+
+    // The tests of both languages, built for arm64 and run under qemu-user.
+    let tests = ws
+        .kiln()
+        .run(["test", "--platform", "linux/arm64"])
+        .ok("kiln test --platform linux/arm64");
+    assert!(
+        tests.stdout_text().contains("2 passed, 0 failed"),
+        "{}",
+        tests.stdout_text()
+    );
+    for t in ["greet-test", "shapes-test"] {
+        assert_eq!(
+            machine(&ws.path(&format!("out/linux-arm64/tests/{t}"))),
+            "AArch64"
+        );
+    }
+    let junit = ws.read("out/linux-arm64/test-results/greet-test.xml");
+    assert!(
+        junit.contains("tests=\"2\"") && junit.contains("failures=\"0\""),
+        "{junit}"
+    );
+}
+
+#[test]
+fn a_platform_without_a_toolchain_for_a_target_names_it_before_building_anything() {
+    let ws = two_platform_engine("ws");
+    // A workspace toolchain with no linux/arm64 counterpart.
+    ws.write("toolchains/special.toml", kiln::toolchain::BUILTIN[0].1);
+    ws.edit(
+        "recipes/hello.toml",
+        "kind = \"service\"\n",
+        "kind = \"service\"\ntoolchain = \"special\"\n",
+    );
+    let run = ws.kiln().run(["build", "hello"]);
+    run.assert_code(
+        2,
+        "build of a service whose toolchain has no arm64 counterpart",
+    );
+    let err = run.stderr_text();
+    assert!(
+        err.contains(
+            "platform linux/arm64 has no toolchain for `hello`: it is built with `special`"
+        ) && err.contains("(define toolchains/special-arm64.toml)"),
+        "{err}"
+    );
+    assert!(
+        !ws.path("out/linux-amd64/bin").exists(),
+        "nothing was built"
+    );
+    // A counterpart that builds for another platform does not do either.
+    ws.write(
+        "toolchains/special-arm64.toml",
+        kiln::toolchain::BUILTIN[0].1,
+    );
+    let err = ws.kiln().run(["build", "hello"]).stderr_text();
+    assert!(
+        err.contains("; toolchains/special-arm64.toml builds for linux/amd64"),
+        "{err}"
+    );
+    let run = ws
+        .kiln()
+        .run(["build", "--platform", "linux/riscv64", "hello"]);
+    run.assert_code(2, "an unknown platform");
+    assert!(
+        run.stderr_text().contains(
+            "unknown platform \"linux/riscv64\"; kiln builds for linux/amd64, linux/arm64"
+        ),
+        "{}",
+        run.stderr_text()
+    );
+}
+
+/// An HTTP GET on loopback, `None` until something answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Kills the service under qemu when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn arm64_images_of_a_cpp_and_an_ada_service_answer_health_and_metrics_under_qemu() {
+    // The repository's 16-service workspace (its recipes and sources), for arm64 alone; two
+    // of the services are built.
+    let ws = Workspace::with_files(&[]);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&repo.join("recipes"), &ws.path("recipes"));
+    copy_dir(&fixture_dir("services"), &ws.path("fixtures/services"));
+    copy_dir(&fixture_dir("libs"), &ws.path("fixtures/libs"));
+    ws.write("kiln.toml", "platforms = [\"linux/arm64\"]\n");
+    ws.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run(["build", "config-service", "dsa-adapter"])
+        .ok("arm64 build of a C++ and an Ada service");
+    for service in ["config-service", "dsa-adapter"] {
+        let rootfs = ws.scratch().join(format!("rootfs-{service}"));
+        let config = unpack(
+            &ws.path(&format!("out/linux-arm64/images/{service}")),
+            &rootfs,
+        );
+        assert_eq!(config["architecture"], "arm64");
+        let port = support::ports::free_port();
+        // The image's own environment, with a free port instead of the recipe's.
+        let mut cmd = Command::new("qemu-aarch64");
+        cmd.arg("-L")
+            .arg(&rootfs)
+            .arg(rootfs.join(format!("usr/local/bin/{service}")))
+            .env_clear()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for kv in config["config"]["Env"].as_array().unwrap() {
+            let (k, v) = kv.as_str().unwrap().split_once('=').unwrap();
+            cmd.env(k, v);
+        }
+        cmd.env("PORT", port.to_string())
+            .env("CONFIG_DIR", ws.scratch());
+        let _running = Running(cmd.spawn().expect("qemu-aarch64 starts"));
+        // Emulated start-up takes a while: wait (bounded) until the port answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let health = loop {
+            if let Some(r) = http_get(port, "/healthz") {
+                break r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service} never answered under qemu"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert!(
+            health.starts_with("HTTP/1.") && health.contains(" 200 "),
+            "{health}"
+        );
+        let metrics = http_get(port, "/metrics").expect("metrics answer");
+        assert!(
+            metrics.contains(&format!("build_info{{service=\"{service}\"")),
+            "{metrics}"
+        );
+    }
+}

@@ -74,7 +74,7 @@ pub enum ToolchainError {
     Workspace(Box<super::Error>),
     #[error(transparent)]
     Image(#[from] super::toolchain_image::Error),
-    #[error("no toolchain named {name:?} in toolchains/ (there are: {known})")]
+    #[error("no toolchain named {name:?} in toolchains/ or built in (there are: {known})")]
     UnknownToolchain { name: String, known: String },
 }
 

@@ -240,5 +240,6 @@ fn the_workspace_cxx_toolchain_resolves_from_bookworm() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("there are: gcc, gcc-arm64, gnat, gnat-arm64"));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("there are: gcc, gcc-arm64, gnat, gnat-arm64"));
 }

@@ -390,6 +390,59 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         arm_manifest
     );
 
+    // The vulnerability gate reads each platform's image: glibc is in both, as libc6:amd64
+    // and libc6:arm64, so one record finds it twice, named per platform.
+    let db = a.scratch().join("osv");
+    fs::create_dir_all(&db).unwrap();
+    let record = serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": "DEBIAN-CVE-2099-0001",
+        "modified": "2001-01-01T00:00:00Z",
+        "summary": "a glibc flaw",
+        "affected": [{
+            "package": { "ecosystem": "Debian:12", "name": "glibc" },
+            "ranges": [{ "type": "ECOSYSTEM", "events": [{ "introduced": "0" }, { "fixed": "99.0-1" }] }],
+        }],
+        "severity": [{ "type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H" }],
+    });
+    fs::write(db.join("glibc.json"), record.to_string()).unwrap();
+    let scanned = a.kiln().run([
+        "scan",
+        "hello",
+        "--json",
+        "--max-db-age",
+        "100000d",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(scanned.code(), Some(1), "{}", scanned.stderr_text());
+    let report: serde_json::Value = serde_json::from_slice(&scanned.stdout).unwrap();
+    let per_platform: Vec<(&str, &str, usize)> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["platform"].as_str().unwrap(),
+                i["sbom"].as_str().unwrap(),
+                i["findings"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_platform,
+        [
+            ("linux/amd64", "out/linux-amd64/sbom/hello.cdx.json", 1),
+            ("linux/arm64", "out/linux-arm64/sbom/hello.cdx.json", 1)
+        ],
+        "{report}"
+    );
+    assert!(
+        scanned.stderr_text().contains("hello (linux/arm64): "),
+        "{}",
+        scanned.stderr_text()
+    );
+
     // Pushed, the tag names the index; the registry serves it with both platforms.
     let reg = registry_server::start(Mode::Plain);
     let to = format!("{}/ma", reg.addr);

@@ -84,7 +84,25 @@ pub fn gate(
         fail_on: opts.fail_on,
         today,
     };
-    let report = scan::scan(&ws.root, names, &db, &allow, &policy)?;
+    // A workspace that builds several platforms has one image per platform of each service.
+    let views: Vec<(Option<String>, Workspace)> = if ws.splits_platforms() {
+        ws.platforms
+            .iter()
+            .map(|p| (Some(p.to_string()), ws.for_platform(*p)))
+            .collect()
+    } else {
+        vec![(None, ws.clone())]
+    };
+    let outs: Vec<_> = views.iter().map(|(_, v)| v.out()).collect();
+    let targets: Vec<scan::Target> = views
+        .iter()
+        .zip(&outs)
+        .map(|((platform, _), out)| scan::Target {
+            out,
+            platform: platform.clone(),
+        })
+        .collect();
+    let report = scan::scan(&ws.root, &targets, names, &db, &allow, &policy)?;
     for e in &report.expired {
         eprintln!(
             "kiln: warning: allowlist entry for {} expired on {}; the finding counts again",
@@ -94,8 +112,13 @@ pub fn gate(
     let written = scan::write_outputs(&ws.root, &report)?;
     if !quiet {
         for img in &report.images {
+            let platform = img
+                .platform
+                .as_ref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default();
             eprintln!(
-                "kiln: scan: {}: {} package(s), {} finding(s)",
+                "kiln: scan: {}{platform}: {} package(s), {} finding(s)",
                 img.service,
                 img.packages,
                 img.findings.len()

@@ -56,8 +56,8 @@ pub struct Package {
 }
 
 /// The Debian packages of a service's image, from its CycloneDX SBOM.
-pub fn image_packages(root: &Path, service: &str) -> Result<Vec<Package>, ScanError> {
-    let path = OutDir::of(root).cyclonedx(service);
+pub fn image_packages(root: &Path, out: &OutDir, service: &str) -> Result<Vec<Package>, ScanError> {
+    let path = out.cyclonedx(service);
     let rel = relative(root, &path);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
@@ -147,6 +147,11 @@ pub struct Report {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ImageReport {
     pub service: String,
+    /// The image's platform (`linux/arm64`) when the workspace builds several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The SBOM the packages were read from, relative to the workspace.
+    pub sbom: String,
     pub packages: usize,
     pub findings: Vec<Finding>,
 }
@@ -239,6 +244,11 @@ pub fn scan_image(
     findings.dedup_by(|a, b| a.id == b.id && a.package.name == b.package.name);
     ImageReport {
         service: service.into(),
+        platform: None,
+        sbom: OutDir::relative()
+            .cyclonedx(service)
+            .to_string_lossy()
+            .into_owned(),
         packages: packages.len(),
         findings,
     }
@@ -251,20 +261,39 @@ fn join(v: &DebVersion) -> String {
     }
 }
 
-/// Scans every service in `services` (names of built images).
+/// The images of one platform to scan: where its outputs are and, when the workspace builds
+/// several platforms, its name.
+pub struct Target<'a> {
+    pub out: &'a OutDir,
+    pub platform: Option<String>,
+}
+
+/// Scans every service in `services` (names of built images), on each target platform.
 pub fn scan(
     root: &Path,
+    targets: &[Target],
     services: &[String],
     db: &osv::Database,
     allow: &allowlist::Allowlist,
     policy: &Policy,
 ) -> Result<Report, ScanError> {
     let mut report = Report::default();
-    for s in services {
-        let packages = image_packages(root, s)?;
-        let r = scan_image(s, &packages, db, allow, policy, &mut report.expired);
-        report.images.push(r);
+    for t in targets {
+        for s in services {
+            let packages = image_packages(root, t.out, s)?;
+            let mut r = scan_image(s, &packages, db, allow, policy, &mut report.expired);
+            r.platform = t.platform.clone();
+            r.sbom = relative(root, &t.out.cyclonedx(s));
+            report.images.push(r);
+        }
     }
+    // An expired entry matches on every platform's image: name it once.
+    report
+        .expired
+        .sort_by(|a, b| (&a.id, &a.package).cmp(&(&b.id, &b.package)));
+    report
+        .expired
+        .dedup_by(|a, b| a.id == b.id && a.package == b.package);
     Ok(report)
 }
 

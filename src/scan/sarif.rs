@@ -32,6 +32,14 @@ pub fn document(report: &Report) -> Value {
     let mut rules: std::collections::BTreeMap<String, Value> = Default::default();
     let mut results = Vec::new();
     for img in &report.images {
+        // One image per platform: say which, and keep fingerprints apart.
+        let (shown, key) = match &img.platform {
+            Some(p) => (
+                format!("{} ({p})", img.service),
+                format!("{}@{p}", img.service),
+            ),
+            None => (img.service.clone(), img.service.clone()),
+        };
         for f in &img.findings {
             rules.entry(f.id.clone()).or_insert_with(|| {
                 json!({
@@ -54,13 +62,13 @@ pub fn document(report: &Report) -> Value {
                 "message": { "text": format!(
                     "{} {} ({} {}) in image {}: {} {}, {fix}",
                     f.package.name, f.package.version, f.package.source, f.package.source_version,
-                    f.image, f.severity.as_str(), f.id,
+                    shown, f.severity.as_str(), f.id,
                 ) },
                 "locations": [{
-                    "physicalLocation": { "artifactLocation": { "uri": crate::workspace::OutDir::relative().cyclonedx(&f.image) } },
-                    "logicalLocations": [{ "name": f.package.name, "fullyQualifiedName": format!("{}/{}", f.image, f.package.name), "kind": "package" }],
+                    "physicalLocation": { "artifactLocation": { "uri": img.sbom } },
+                    "logicalLocations": [{ "name": f.package.name, "fullyQualifiedName": format!("{key}/{}", f.package.name), "kind": "package" }],
                 }],
-                "partialFingerprints": { "kiln/v1": format!("{}/{}/{}", f.image, f.package.name, f.id) },
+                "partialFingerprints": { "kiln/v1": format!("{key}/{}/{}", f.package.name, f.id) },
             });
             if let Some(a) = &f.allowed {
                 r["suppressions"] = json!([{ "kind": "external", "status": "accepted", "justification": format!("{} (until {})", a.reason, a.expires) }]);

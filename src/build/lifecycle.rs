@@ -120,7 +120,10 @@ impl Executor<'_> {
 
         // 4. Run, in one of the `-j` slots (more actions than that may be in flight for their
         // lookups).
-        let _slot = slots.take();
+        let Some(_slot) = slots.take() else {
+            // The build stopped while this action waited: it does not start.
+            return Ok((Outcome::Skipped, String::new(), String::new()));
+        };
         let cmd = self.command_line(action)?;
         let staging = self.staging(action);
         let _ = std::fs::remove_dir_all(&staging);

@@ -113,6 +113,9 @@ impl Executor<'_> {
                         // With keep_going, the failed action's dependants simply never become
                         // ready; everything else carries on.
                         s.failed = !self.keep_going;
+                        if s.failed {
+                            slots.stop();
+                        }
                     } else {
                         for &d in &dependents[idx] {
                             s.remaining[d] -= 1;

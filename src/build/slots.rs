@@ -5,6 +5,8 @@
 //! cores. The scheduler then keeps more actions in flight than `-j` ([`LOOKUP_WIDTH`]), so
 //! that many lookups overlap, and every action that has to run (locally or on a remote worker)
 //! first takes one of `-j` [`Slots`]: the build never runs more commands at once than asked.
+//! When a failure stops the build, [`Slots::stop`] makes actions still waiting for a slot give
+//! up instead of running, as actions not yet started do.
 
 use std::sync::{Condvar, Mutex};
 
@@ -14,7 +16,8 @@ pub const LOOKUP_WIDTH: usize = 16;
 
 /// A counting semaphore of `-j` slots.
 pub struct Slots {
-    free: Mutex<usize>,
+    /// Free slots, and whether the build has stopped.
+    free: Mutex<(usize, bool)>,
     cv: Condvar,
 }
 
@@ -24,25 +27,34 @@ pub struct Slot<'a>(&'a Slots);
 impl Slots {
     pub fn new(n: usize) -> Slots {
         Slots {
-            free: Mutex::new(n.max(1)),
+            free: Mutex::new((n.max(1), false)),
             cv: Condvar::new(),
         }
     }
 
-    /// Waits for a free slot.
-    pub fn take(&self) -> Slot<'_> {
+    /// Waits for a free slot; None once the build has stopped.
+    pub fn take(&self) -> Option<Slot<'_>> {
         let mut free = self.free.lock().unwrap();
-        while *free == 0 {
+        while free.0 == 0 && !free.1 {
             free = self.cv.wait(free).unwrap();
         }
-        *free -= 1;
-        Slot(self)
+        if free.1 {
+            return None;
+        }
+        free.0 -= 1;
+        Some(Slot(self))
+    }
+
+    /// No more slots: the build stopped after a failure.
+    pub fn stop(&self) {
+        self.free.lock().unwrap().1 = true;
+        self.cv.notify_all();
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap() += 1;
+        self.0.free.lock().unwrap().0 += 1;
         self.0.cv.notify_one();
     }
 }
@@ -61,7 +73,7 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..50 {
-                        let _slot = slots.take();
+                        let _slot = slots.take().unwrap();
                         let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(n, Ordering::SeqCst);
                         std::thread::yield_now();
@@ -72,5 +84,18 @@ mod tests {
         });
         let most = most.load(Ordering::SeqCst);
         assert!((1..=2).contains(&most), "{most} slots taken at once");
+    }
+
+    #[test]
+    fn a_stopped_build_hands_out_no_slot_even_to_a_waiter() {
+        let slots = Slots::new(1);
+        let held = slots.take().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| slots.take().is_none());
+            slots.stop();
+            assert!(waiter.join().unwrap(), "a waiter got a slot after stop");
+        });
+        drop(held);
+        assert!(slots.take().is_none());
     }
 }

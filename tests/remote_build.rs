@@ -455,3 +455,60 @@ fn a_remote_that_refuses_uploads_still_serves_hits() {
     assert_eq!(two.json()["remote"]["uploads"], 0, "{two}");
     assert_eq!(second.run_bin("hello"), "kiln-fixture [hello, wxBase 3>\n");
 }
+
+#[test]
+fn remote_lookups_overlap_beyond_the_job_limit_and_each_is_asked_once() {
+    let server = FakeServer::start(1 << 20);
+    let first = Workspace::fixture_at("engine", "first");
+    first
+        .kiln()
+        .run([
+            "build",
+            "--json",
+            "--no-images",
+            "-j1",
+            "--remote-cache",
+            &server.url,
+        ])
+        .ok("first build");
+    let before = server.log();
+
+    // With -j1 one action runs at a time, but a fresh checkout's lookups need not wait for each
+    // other: the fake holds each lookup until another is in flight.
+    server.state.hold_lookups.store(2, Ordering::SeqCst);
+    let second = Workspace::fixture_at("engine", "second");
+    let two = second
+        .kiln()
+        .run([
+            "build",
+            "--json",
+            "--no-images",
+            "-j1",
+            "--remote-cache",
+            &server.url,
+        ])
+        .ok("second build");
+    let two_sources = sources(&two);
+    assert!(all(&two_sources, "remote-cache"), "{two}");
+    assert!(remote_warnings(&two).is_empty(), "{two}");
+    let log = server.log();
+    assert!(
+        log.lookups_in_flight >= 2,
+        "lookups went one at a time: {log:?}"
+    );
+    // Each action is two lookups (its dependency manifest, then itself) and two batch reads
+    // (the manifest's blob, then the outputs): nothing asked twice.
+    let actions = two_sources.len();
+    assert_eq!(
+        log.get_action_results - before.get_action_results,
+        2 * actions,
+        "{log:?}"
+    );
+    assert_eq!(log.batch_reads - before.batch_reads, 2 * actions, "{log:?}");
+    for p in PRODUCTS {
+        assert!(
+            std::fs::read(first.path(p)).unwrap() == std::fs::read(second.path(p)).unwrap(),
+            "{p} differs"
+        );
+    }
+}

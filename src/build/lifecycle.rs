@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::plan::{Action, Discover};
-use super::slots::Slots;
 use super::state::State;
 use super::{io_ctx, ActionError, Executor, Outcome};
 use crate::cache::key::{allowed_env, full_key, KeyBuilder};
@@ -71,7 +70,6 @@ impl Executor<'_> {
         &self,
         action: &Action,
         state: &Mutex<State>,
-        slots: &Slots,
     ) -> Result<(Outcome, String, String), ActionError> {
         let argv = self.argv(action)?;
         let base = self.base_key(action, &argv)?;
@@ -118,12 +116,7 @@ impl Executor<'_> {
             return Ok((Outcome::Remote, stderr, String::new()));
         }
 
-        // 4. Run, in one of the `-j` slots (more actions than that may be in flight for their
-        // lookups).
-        let Some(_slot) = slots.take() else {
-            // The build stopped while this action waited: it does not start.
-            return Ok((Outcome::Skipped, String::new(), String::new()));
-        };
+        // 4. Run.
         let cmd = self.command_line(action)?;
         let staging = self.staging(action);
         let _ = std::fs::remove_dir_all(&staging);

@@ -19,8 +19,7 @@
 //!
 //! The parts follow ninja's: `schedule` decides what runs when (the ready list, workers, what a
 //! failure stops), `lifecycle` takes one action through fresh / cached / remote / run, `remote`
-//! is the remote cache's part of that, `slots` keeps what runs within `-j` while more actions
-//! than that wait on remote lookups, and `command`
+//! is the remote cache's part of that, and `command`
 //! turns an action's template into the concrete command line; the process itself is the
 //! [`Runner`]'s.
 
@@ -33,7 +32,6 @@ mod command;
 mod lifecycle;
 pub mod remote;
 mod schedule;
-mod slots;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -7,7 +7,6 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use super::plan::Plan;
-use super::slots::{Slots, LOOKUP_WIDTH};
 use super::state::State;
 use super::{ActionError, ActionReport, Executor, Outcome};
 
@@ -46,16 +45,7 @@ impl Executor<'_> {
             reports: vec![None; n],
         });
         let cv = Condvar::new();
-        // With a remote cache more actions are in flight than `-j`, so their lookups overlap;
-        // what runs still takes one of `-j` slots.
-        let jobs = self.jobs.max(1);
-        let slots = Slots::new(jobs);
-        let width = if self.remote.is_some() {
-            jobs.max(LOOKUP_WIDTH)
-        } else {
-            jobs
-        };
-        let workers = width.min(n.max(1));
+        let workers = self.jobs.max(1).min(n.max(1));
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| loop {
@@ -82,7 +72,7 @@ impl Executor<'_> {
                     let action = &plan.actions[idx];
                     self.progress.started(action);
                     let start = Instant::now();
-                    let report = match self.execute(action, state, &slots) {
+                    let report = match self.execute(action, state) {
                         Ok((outcome, stderr, command)) => ActionReport {
                             outcome,
                             millis: start.elapsed().as_millis(),
@@ -113,9 +103,6 @@ impl Executor<'_> {
                         // With keep_going, the failed action's dependants simply never become
                         // ready; everything else carries on.
                         s.failed = !self.keep_going;
-                        if s.failed {
-                            slots.stop();
-                        }
                     } else {
                         for &d in &dependents[idx] {
                             s.remaining[d] -= 1;

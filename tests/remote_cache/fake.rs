@@ -31,9 +31,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 type Res<T> = Result<Response<T>, Status>;
 
-/// The longest a GetActionResult waits for company ([`State::hold_lookups`]).
-const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 #[derive(Default)]
 pub struct State {
     pub batch_limit: i64,
@@ -61,11 +58,6 @@ pub struct State {
     /// Executes answer FAILED_PRECONDITION with a violation no upload cures (kiln's worker's
     /// when it cannot materialise the toolchain root).
     pub fail_roots: AtomicBool,
-    /// GetActionResult waits (up to [`HOLD_LIMIT`]) until this many lookups are in flight, so
-    /// a client that sends lookups one at a time shows as `lookups_in_flight` 1.
-    pub hold_lookups: AtomicUsize,
-    /// GetActionResult calls being answered now.
-    lookups_now: AtomicUsize,
     /// Finished operations by name, for WaitExecution.
     operations: Mutex<HashMap<String, bazel_remote_apis::google::longrunning::Operation>>,
     /// Committed bytes of unfinished uploads, by resource name.
@@ -87,10 +79,6 @@ pub struct Log {
     pub instance_names: Vec<String>,
     pub executes: usize,
     pub wait_executions: usize,
-    pub get_action_results: usize,
-    /// Most GetActionResult calls in flight at once.
-    pub lookups_in_flight: usize,
-    pub batch_reads: usize,
     /// FAILED_PRECONDITION answers to Execute.
     pub preconditions: usize,
     /// Digests of the Actions the executor ran.
@@ -180,20 +168,6 @@ impl ActionCache for Svc {
         req: Request<reapi::GetActionResultRequest>,
     ) -> Res<reapi::ActionResult> {
         self.check(&req, &req.get_ref().instance_name)?;
-        let now = self.0.lookups_now.fetch_add(1, Ordering::SeqCst) + 1;
-        let start = std::time::Instant::now();
-        while self.0.lookups_now.load(Ordering::SeqCst) < self.0.hold_lookups.load(Ordering::SeqCst)
-            && start.elapsed() < HOLD_LIMIT
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        {
-            let mut log = self.0.log.lock().unwrap();
-            log.get_action_results += 1;
-            let most = now.max(self.0.lookups_now.load(Ordering::SeqCst));
-            log.lookups_in_flight = log.lookups_in_flight.max(most);
-        }
-        self.0.lookups_now.fetch_sub(1, Ordering::SeqCst);
         let key = req.get_ref().action_digest.clone().unwrap_or_default().hash;
         match self.0.results.lock().unwrap().get(&key) {
             Some(r) => Ok(Response::new(r.clone())),
@@ -269,7 +243,6 @@ impl ContentAddressableStorage for Svc {
         req: Request<reapi::BatchReadBlobsRequest>,
     ) -> Res<reapi::BatchReadBlobsResponse> {
         self.check(&req, &req.get_ref().instance_name)?;
-        self.0.log.lock().unwrap().batch_reads += 1;
         let responses = req
             .into_inner()
             .digests

@@ -73,7 +73,7 @@ apt-ftparchive -o APT::FTPArchive::Release::Suite=stable -o APT::FTPArchive::Rel
 mv ../Release dists/stable/Release
 export GNUPGHOME="$PWD/../gnupg"
 mkdir -m 700 "$GNUPGHOME"
-gpg --batch --quiet --pinentry-mode loopback --passphrase '' --quick-gen-key 'kiln test archive <t@kiln.invalid>' ed25519 sign never 2>/dev/null
+gpg --batch --quiet --pinentry-mode loopback --passphrase '' --quick-gen-key 'kiln test archive <t@kiln.invalid>' ed25519 sign never
 gpg --batch --quiet --pinentry-mode loopback --passphrase '' --clearsign -o dists/stable/InRelease dists/stable/Release
 # A second suite over the same pool, the way Debian publishes: files also by hash, and a
 # Valid-Until one day after its Date.

@@ -60,19 +60,7 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(1));
     }
     if let Some(path) = &args.docker_archive {
-        let layouts: Vec<(String, std::path::PathBuf)> = outcome
-            .images
-            .iter()
-            .map(|(name, img)| {
-                let version = ws
-                    .recipe(name)
-                    .map(|r| r.version.clone())
-                    .unwrap_or_default();
-                (format!("{name}:{version}"), img.layout.clone())
-            })
-            .collect();
-        write_archive(&layouts, path)
-            .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
+        let layouts = write_docker_archive(ws, &outcome, path)?;
         if !args.json {
             eprintln!(
                 "kiln: wrote {} ({} image(s))",
@@ -159,21 +147,32 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(1));
     }
     if let (Some(path), Some((_, outcome))) = (&args.docker_archive, all.builds.first()) {
-        let layouts: Vec<(String, std::path::PathBuf)> = outcome
-            .images
-            .iter()
-            .map(|(name, img)| {
-                let version = ws
-                    .recipe(name)
-                    .map(|r| r.version.clone())
-                    .unwrap_or_default();
-                (format!("{name}:{version}"), img.layout.clone())
-            })
-            .collect();
-        write_archive(&layouts, path)
-            .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
+        write_docker_archive(ws, outcome, path)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the build's images as one `docker load` archive at `path`, each tagged
+/// `SERVICE:VERSION`; returns what it wrote.
+fn write_docker_archive(
+    ws: &Workspace,
+    outcome: &BuildOutcome,
+    path: &std::path::Path,
+) -> Result<Vec<(String, std::path::PathBuf)>, Error> {
+    let layouts: Vec<(String, std::path::PathBuf)> = outcome
+        .images
+        .iter()
+        .map(|(name, img)| {
+            let version = ws
+                .recipe(name)
+                .map(|r| r.version.clone())
+                .unwrap_or_default();
+            (format!("{name}:{version}"), img.layout.clone())
+        })
+        .collect();
+    write_archive(&layouts, path)
+        .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
+    Ok(layouts)
 }
 
 /// One warning per damaged blob the build had to throw away, and what the automatic

@@ -744,3 +744,89 @@ fn arm64_images_of_a_cpp_and_an_ada_service_answer_health_and_metrics_under_qemu
         );
     }
 }
+
+#[test]
+fn verify_rebuilds_every_platform_and_the_index_and_names_the_platform_that_differs() {
+    let ws = two_platform_cxx_engine("v");
+    // A service that leaks its source's mtime on arm64 only (see fixtures/repro/stamp for the
+    // leak itself): the amd64 image stays reproducible, the arm64 one does not.
+    ws.write(
+        "recipes/stamp.toml",
+        "kind = \"service\"\nlanguage = \"c++\"\nversion = \"0.1.0\"\n\
+         description = \"Leaks its source's mtime when built for arm64\"\n\
+         sources = [\"stamp/main.cpp\"]\n\n[image]\nbudget = \"100MB\"\n",
+    );
+    ws.write(
+        "stamp/main.cpp",
+        "#include <cstdio>\nint main() {\n#ifdef __aarch64__\n  \
+         std::printf(\"%s\\n\", __TIMESTAMP__);\n#endif\n  return 0;\n}\n",
+    );
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(ws.path("stamp/main.cpp"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let kiln = || ws.kiln().env("SOURCE_DATE_EPOCH", "1700000000");
+
+    // hello alone: both platforms' images and the index rebuild bit for bit.
+    kiln().run(["build", "hello"]).ok("two-platform build");
+    let index_json = fs::read(ws.path("out/images/hello/index.json")).unwrap();
+    let index_digest = json(&ws.path("out/images/hello/index.json"))["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = kiln().run(["verify", "hello", "--json"]).ok("verify hello");
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let platforms: Vec<&str> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{report:#}");
+    for s in report["services"].as_array().unwrap() {
+        assert_eq!(s["original"], s["rebuilt"], "{report:#}");
+    }
+    let indexes = report["indexes"].as_array().unwrap();
+    assert_eq!(indexes.len(), 1, "{report:#}");
+    assert_eq!(indexes[0]["original"], index_digest.as_str());
+    assert_eq!(indexes[0]["rebuilt"], index_digest.as_str());
+    assert!(
+        run.stderr_text()
+            .contains("2 service image(s) and 1 image index(es) rebuilt bit for bit"),
+        "{}",
+        run.stderr_text()
+    );
+    // Verifying left the workspace's index where the build put it.
+    assert_eq!(
+        fs::read(ws.path("out/images/hello/index.json")).unwrap(),
+        index_json
+    );
+
+    // stamp: the difference is named with its platform, and amd64 is not blamed.
+    let out = kiln().run(["verify", "stamp", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mismatches = report["mismatches"].as_array().unwrap();
+    assert!(!mismatches.is_empty(), "{report:#}");
+    for m in mismatches {
+        assert_eq!(m["platform"], "linux/arm64", "{report:#}");
+    }
+    assert!(
+        mismatches
+            .iter()
+            .any(|m| m["path"] == "/usr/local/bin/stamp"),
+        "{report:#}"
+    );
+    let err = out.stderr_text();
+    assert!(err.contains("stamp (linux/arm64): layer "), "{err}");
+    let kept = PathBuf::from(report["kept"].as_str().unwrap());
+    fs::remove_dir_all(kept.parent().unwrap()).unwrap();
+
+    // --platform narrows it: amd64 alone verifies.
+    kiln()
+        .run(["verify", "stamp", "--platform", "linux/amd64"])
+        .ok("verify stamp for amd64 only");
+}

@@ -109,6 +109,7 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         &ProcessRunner,
         progress,
         remote.as_ref(),
+        None,
     )?;
     for (p, outcome) in &all.builds {
         if !args.json {

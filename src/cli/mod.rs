@@ -130,6 +130,10 @@ pub enum Cmd {
     /// Rebuild in a fresh copy with an empty cache and compare every blob.
     Verify {
         services: Vec<String>,
+        /// Verify this platform's images (repeatable). Default: every platform of the
+        /// workspace, and the image indexes over them.
+        #[arg(long = "platform", value_name = "OS/ARCH")]
+        platform: Vec<String>,
         #[arg(short = 'j', long = "jobs")]
         jobs: Option<usize>,
         #[arg(long)]
@@ -291,9 +295,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn CliErrorBox>> {
         }
         Cmd::Verify {
             services,
+            platform,
             jobs: j,
             json,
-        } => verify::run(&ws, &services, jobs(j), json).map_err(boxed),
+        } => verify::run(&ws, &services, &platform, jobs(j), json).map_err(boxed),
         Cmd::K8s(args) => k8s::run(&ws, &args).map_err(boxed),
         Cmd::Resolve(args) => k8s::resolve(&ws, &args).map_err(boxed),
         Cmd::Scan(args) => scan::run(&ws, &args).map_err(boxed),

@@ -207,7 +207,15 @@ fn build_images(
         }
         return Ok(Some((outcome.images, outcome.meta)));
     }
-    let all = driver::build_platforms(ws, &ws.platforms, opts, &ProcessRunner, progress, None)?;
+    let all = driver::build_platforms(
+        ws,
+        &ws.platforms,
+        opts,
+        &ProcessRunner,
+        progress,
+        None,
+        None,
+    )?;
     for (_, outcome) in &all.builds {
         super::build::report_failures(outcome);
     }

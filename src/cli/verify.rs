@@ -11,17 +11,17 @@ use crate::workspace::Workspace;
 pub fn run(
     ws: &Workspace,
     services: &[String],
+    platforms: &[String],
     jobs: usize,
     json: bool,
 ) -> Result<ExitCode, Error> {
-    let report = crate::verify::verify(&crate::exec::ProcessRunner, ws, services, jobs).map_err(
-        |e| match e {
+    let report = crate::verify::verify(&crate::exec::ProcessRunner, ws, services, platforms, jobs)
+        .map_err(|e| match e {
             VerifyError::Usage(m) => Error::Driver(DriverError::Usage(m)),
             VerifyError::Driver(d) => Error::Driver(d),
             VerifyError::Workspace(w) => Error::Workspace(w),
             e => Error::Verify(Box::new(e)),
-        },
-    )?;
+        })?;
     if json {
         outln!(
             "{}",
@@ -29,10 +29,18 @@ pub fn run(
         );
     }
     if report.mismatches.is_empty() {
-        eprintln!(
-            "kiln: verify: {} service image(s) rebuilt bit for bit",
-            report.services.len()
-        );
+        if report.indexes.is_empty() {
+            eprintln!(
+                "kiln: verify: {} service image(s) rebuilt bit for bit",
+                report.services.len()
+            );
+        } else {
+            eprintln!(
+                "kiln: verify: {} service image(s) and {} image index(es) rebuilt bit for bit",
+                report.services.len(),
+                report.indexes.len()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for m in &report.mismatches {

@@ -14,6 +14,7 @@ use crate::exec::Runner;
 use crate::image::index::{self, PlatformImage};
 use crate::image::ImageError;
 use crate::platform::Platform;
+use crate::vcs::Meta;
 use crate::workspace::Workspace;
 
 pub struct PlatformsOutcome {
@@ -51,6 +52,7 @@ pub fn chosen(ws: &Workspace, named: &[String]) -> Result<Vec<Platform>, DriverE
 
 /// Builds `platforms` of `ws` (see the module comment). Every platform's targets are checked
 /// before anything is built, so a platform with no toolchain for one fails the build at once.
+/// `meta` (revision, SOURCE_DATE_EPOCH, source URL) is read from the workspace when `None`.
 pub fn build_platforms(
     ws: &Workspace,
     platforms: &[Platform],
@@ -58,6 +60,7 @@ pub fn build_platforms(
     runner: &dyn Runner,
     progress: &dyn Progress,
     remote: Option<&Remote>,
+    meta: Option<&Meta>,
 ) -> Result<PlatformsOutcome, DriverError> {
     let views: Vec<Workspace> = platforms.iter().map(|p| ws.for_platform(*p)).collect();
     // Every platform's targets are checked before anything is built.
@@ -67,7 +70,7 @@ pub fn build_platforms(
     }
     let mut builds = Vec::new();
     for (p, view) in platforms.iter().zip(&views) {
-        let outcome = build_impl(view, opts, runner, progress, false, None, remote)?;
+        let outcome = build_impl(view, opts, runner, progress, false, meta, remote)?;
         builds.push((*p, outcome));
     }
     let mut indexes = BTreeMap::new();

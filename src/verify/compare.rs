@@ -35,6 +35,7 @@ pub fn layouts(
     let mut out = Vec::new();
     let mismatch = |artifact: String, path: Option<String>, detail: String| Mismatch {
         service: service.to_string(),
+        platform: None,
         artifact,
         path,
         detail,
@@ -155,6 +156,25 @@ pub fn layouts(
 
 /// Byte-level differences between the two layout directories: every blob and the top-level
 /// files, as (artifact, detail).
+/// The differences between two image-index layouts whose platforms' images are identical: the
+/// index blob or `index.json` itself, or a blob only one of them holds.
+pub fn index_layouts(
+    service: &str,
+    original: &Path,
+    rebuilt: &Path,
+) -> Result<Vec<Mismatch>, VerifyError> {
+    Ok(raw_differences(original, rebuilt)?
+        .into_iter()
+        .map(|(what, detail)| Mismatch {
+            service: service.to_string(),
+            platform: None,
+            artifact: format!("image index layout: {what}"),
+            path: None,
+            detail,
+        })
+        .collect())
+}
+
 fn raw_differences(a: &Path, b: &Path) -> Result<Vec<(String, String)>, VerifyError> {
     let names = |dir: &Path| -> Result<BTreeSet<String>, VerifyError> {
         let blobs = dir.join(layout::BLOBS_DIR);

@@ -26,6 +26,7 @@ use crate::digest::Digest;
 use crate::driver::{self, BuildOptions, DriverError};
 use crate::exec::Runner;
 use crate::image::{ImageError, ImageResult};
+use crate::platform::Platform;
 use crate::recipe::Kind;
 use crate::vcs::Meta;
 use crate::workspace::{Workspace, WorkspaceError};
@@ -35,7 +36,11 @@ pub use layer::diff_archives;
 
 #[derive(Debug, serde::Serialize)]
 pub struct VerifyReport {
+    /// Each service's image, once per platform.
     pub services: Vec<ServiceResult>,
+    /// Each service's image index, in a workspace that keeps platforms apart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexResult>,
     /// Each difference found; empty when every service rebuilt bit for bit.
     pub mismatches: Vec<Mismatch>,
     /// Which files were copied for the rebuild.
@@ -48,7 +53,18 @@ pub struct VerifyReport {
 #[derive(Debug, serde::Serialize)]
 pub struct ServiceResult {
     pub name: String,
+    /// The image's platform, in a workspace that keeps platforms apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     /// Manifest digests of the original and the rebuilt image.
+    pub original: Digest,
+    pub rebuilt: Digest,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct IndexResult {
+    pub name: String,
+    /// Digests of the original and the rebuilt image index.
     pub original: Digest,
     pub rebuilt: Digest,
 }
@@ -57,6 +73,9 @@ pub struct ServiceResult {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Mismatch {
     pub service: String,
+    /// The platform whose image differs, in a workspace that keeps platforms apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     /// What differs: `layer 3 of 4 sha256:... "history text"`, `config sha256:...`, `debug file`.
     pub artifact: String,
     /// The file inside a layer, when the difference is in one.
@@ -67,7 +86,10 @@ pub struct Mismatch {
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: ", self.service, self.artifact)?;
+        match &self.platform {
+            Some(p) => write!(f, "{} ({p}): {}: ", self.service, self.artifact)?,
+            None => write!(f, "{}: {}: ", self.service, self.artifact)?,
+        }
         if let Some(p) = &self.path {
             write!(f, "{p}: ")?;
         }
@@ -106,15 +128,22 @@ impl VerifyError {
     }
 }
 
-/// Rebuilds `services` (every service when empty) from a fresh copy and compares; every process
-/// (the builds, git) goes through `runner`.
+/// Rebuilds `services` (every service when empty) from a fresh copy and compares, for each of
+/// `platforms` (`linux/arm64`; the workspace's platforms when empty) and, in a workspace that
+/// keeps platforms apart, each service's image index too; every process (the builds, git) goes
+/// through `runner`.
 pub fn verify(
     runner: &dyn Runner,
     ws: &Workspace,
     services: &[String],
+    platforms: &[String],
     jobs: usize,
 ) -> Result<VerifyReport, VerifyError> {
     let names = service_names(ws, services)?;
+    let chosen = driver::chosen_platforms(ws, platforms)?;
+    // A workspace of the one default platform builds into `out/` itself, without an index.
+    let split = ws.splits_platforms() || chosen.iter().any(|p| !p.is_default());
+    let platforms = split.then_some(chosen.as_slice());
     eprintln!(
         "kiln: verify: building {} in the workspace",
         names.join(", ")
@@ -122,6 +151,7 @@ pub fn verify(
     let original = build(
         runner,
         ws,
+        platforms,
         &names,
         jobs,
         &crate::cache::default_dir(),
@@ -154,6 +184,7 @@ pub fn verify(
     let rebuilt = build(
         runner,
         &copy_ws,
+        platforms,
         &names,
         jobs,
         cache.path(),
@@ -163,19 +194,43 @@ pub fn verify(
 
     let mut report = VerifyReport {
         services: Vec::new(),
+        indexes: Vec::new(),
         mismatches: Vec::new(),
         copied,
         kept: None,
     };
+    for (a, b) in original.platforms.iter().zip(&rebuilt.platforms) {
+        let platform = a.platform.map(|p| p.to_string());
+        for name in &names {
+            let (ia, ib) = (&a.images[name], &b.images[name]);
+            let mut found = compare_service(&a.view, &b.view, name, ia, ib)?;
+            for m in &mut found {
+                m.platform.clone_from(&platform);
+            }
+            report.mismatches.extend(found);
+            report.services.push(ServiceResult {
+                name: name.clone(),
+                platform: platform.clone(),
+                original: ia.digest,
+                rebuilt: ib.digest,
+            });
+        }
+    }
     for name in &names {
-        let (a, b) = (&original[name], &rebuilt[name]);
-        report
-            .mismatches
-            .extend(compare_service(ws, &copy_ws, name, a, b)?);
-        report.services.push(ServiceResult {
+        let (Some(da), Some(db)) = (original.indexes.get(name), rebuilt.indexes.get(name)) else {
+            continue;
+        };
+        // A difference in a platform's image is already reported; the index follows from it.
+        if da != db && !report.mismatches.iter().any(|m| &m.service == name) {
+            let out = |w: &Workspace| crate::workspace::OutDir::of(&w.root).image(name);
+            report
+                .mismatches
+                .extend(compare::index_layouts(name, &out(ws), &out(&copy_ws))?);
+        }
+        report.indexes.push(IndexResult {
             name: name.clone(),
-            original: a.digest,
-            rebuilt: b.digest,
+            original: *da,
+            rebuilt: *db,
         });
     }
     if !report.mismatches.is_empty() {
@@ -206,15 +261,32 @@ fn service_names(ws: &Workspace, services: &[String]) -> Result<Vec<String>, Ver
     Ok(names)
 }
 
+/// What one build of the selected services made.
+struct Built {
+    platforms: Vec<PlatformImages>,
+    /// Service → its image index digest (a workspace that keeps platforms apart).
+    indexes: BTreeMap<String, Digest>,
+}
+
+/// One platform's images, with the workspace view (its `out/`) they were built in.
+struct PlatformImages {
+    /// `None` for a workspace of the one default platform.
+    platform: Option<Platform>,
+    view: Workspace,
+    images: BTreeMap<String, ImageResult>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build(
     runner: &dyn Runner,
     ws: &Workspace,
+    platforms: Option<&[Platform]>,
     names: &[String],
     jobs: usize,
     cache_dir: &Path,
     meta: Option<&Meta>,
     which: &'static str,
-) -> Result<BTreeMap<String, ImageResult>, VerifyError> {
+) -> Result<Built, VerifyError> {
     let opts = BuildOptions {
         targets: names.to_vec(),
         jobs,
@@ -222,26 +294,71 @@ fn build(
         cache_dir: cache_dir.to_path_buf(),
         keep_going: false,
     };
-    let outcome = match meta {
-        Some(m) => driver::build_with_meta(ws, &opts, runner, &NoProgress, m)?,
-        None => driver::build(ws, &opts, runner, &NoProgress)?,
-    };
     let mut problems: Vec<String> = Vec::new();
-    for t in &outcome.targets {
-        for (id, rep) in &t.failures {
-            problems.push(format!("{id}:\n{}", rep.stderr.trim_end()));
+    let mut failed = false;
+    let mut check = |outcome: &driver::BuildOutcome, prefix: &str| {
+        failed |= outcome.failed;
+        for t in &outcome.targets {
+            for (id, rep) in &t.failures {
+                problems.push(format!("{prefix}{id}:\n{}", rep.stderr.trim_end()));
+            }
         }
-    }
-    for (service, e) in &outcome.image_errors {
-        problems.push(format!("image for `{service}`: {}", crate::error::chain(e)));
-    }
-    if outcome.failed || !problems.is_empty() {
+        for (service, e) in &outcome.image_errors {
+            problems.push(format!(
+                "{prefix}image for `{service}`: {}",
+                crate::error::chain(e)
+            ));
+        }
+    };
+    let built = match platforms {
+        None => {
+            let outcome = match meta {
+                Some(m) => driver::build_with_meta(ws, &opts, runner, &NoProgress, m)?,
+                None => driver::build(ws, &opts, runner, &NoProgress)?,
+            };
+            check(&outcome, "");
+            Built {
+                platforms: vec![PlatformImages {
+                    platform: None,
+                    view: ws.clone(),
+                    images: outcome.images,
+                }],
+                indexes: BTreeMap::new(),
+            }
+        }
+        Some(platforms) => {
+            let all =
+                driver::build_platforms(ws, platforms, &opts, runner, &NoProgress, None, meta)?;
+            for (p, outcome) in &all.builds {
+                check(outcome, &format!("{p}: "));
+            }
+            for (service, e) in &all.index_errors {
+                problems.push(format!(
+                    "image index for `{service}`: {}",
+                    crate::error::chain(e)
+                ));
+            }
+            Built {
+                platforms: all
+                    .builds
+                    .into_iter()
+                    .map(|(p, outcome)| PlatformImages {
+                        platform: Some(p),
+                        view: ws.for_platform(p),
+                        images: outcome.images,
+                    })
+                    .collect(),
+                indexes: all.indexes,
+            }
+        }
+    };
+    if failed || !problems.is_empty() {
         return Err(VerifyError::Build {
             which,
             detail: problems.join("\n"),
         });
     }
-    Ok(outcome.images)
+    Ok(built)
 }
 
 /// Differences for one service: its OCI layout, then the unstripped binary and its debug file
@@ -254,6 +371,7 @@ fn compare_service(
     b: &ImageResult,
 ) -> Result<Vec<Mismatch>, VerifyError> {
     let mut out = compare::layouts(name, &a.layout, &b.layout)?;
+    // The view's recipe: its product is under the platform's `out/`.
     let recipe = ws.recipe(name).expect("selected from this workspace");
     let product = crate::build::plan::product_path(recipe);
     let files = [
@@ -273,6 +391,7 @@ fn compare_service(
         if let Some(detail) = bytes::describe(&read(&fa)?, &read(&fb)?) {
             out.push(Mismatch {
                 service: name.to_string(),
+                platform: None,
                 artifact,
                 path: None,
                 detail,

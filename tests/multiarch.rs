@@ -505,6 +505,93 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         ],
         "{referrers}"
     );
+
+    // podman, an independent client, picks each platform's image out of the pushed index.
+    let config_of = |layout: &Path| -> String {
+        let m = json(&blob(
+            layout,
+            manifest_of(layout)["digest"].as_str().unwrap(),
+        ));
+        m["config"]["digest"].as_str().unwrap().to_string()
+    };
+    let store = a.scratch().join("podman");
+    let podman = |args: &[&str]| {
+        let mut cmd = support::image::podman(&a.scratch());
+        cmd.arg("--root")
+            .arg(store.join("root"))
+            .arg("--runroot")
+            .arg(store.join("runroot"))
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        registry_server::run(&mut cmd)
+    };
+    let auth = reg.tool_auth_args();
+    let reference = format!("{}/ma/hello:1.2.3", reg.addr);
+    for (arch, layout) in [
+        ("arm64", arm_layout.clone()),
+        ("amd64", a.path("out/linux-amd64/images/hello")),
+    ] {
+        let mut args = vec!["pull", "--quiet", "--arch", arch];
+        args.extend(auth.iter().map(String::as_str));
+        args.push(&reference);
+        let id = podman(&args);
+        let shown = podman(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Architecture}} {{.Id}}",
+            id.trim(),
+        ]);
+        let config = config_of(&layout);
+        assert_eq!(
+            shown.trim(),
+            format!("{arch} {}", config.strip_prefix("sha256:").unwrap()),
+            "podman pull --arch {arch} takes that platform's image"
+        );
+    }
+
+    // A `docker load` archive holds one platform's images: --platform chooses which.
+    let archive = a.scratch().join("arm64.tar");
+    let refused = a.kiln().env("SOURCE_DATE_EPOCH", "1700000000").run([
+        "build",
+        "hello",
+        "--docker-archive",
+        archive.to_str().unwrap(),
+    ]);
+    refused.assert_code(2, "--docker-archive with two platforms and no --platform");
+    assert!(
+        refused.stderr_text().contains("add --platform"),
+        "{}",
+        refused.stderr_text()
+    );
+    assert!(!archive.exists());
+    a.kiln()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run([
+            "build",
+            "hello",
+            "--platform",
+            "linux/arm64",
+            "--docker-archive",
+            archive.to_str().unwrap(),
+        ])
+        .ok("arm64 docker archive");
+    let loaded = podman(&["load", "--quiet", "-i", archive.to_str().unwrap()]);
+    assert!(loaded.contains("localhost/hello:1.2.3"), "{loaded}");
+    let shown = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Architecture}} {{.Id}}",
+        "localhost/hello:1.2.3",
+    ]);
+    assert_eq!(
+        shown.trim(),
+        format!(
+            "arm64 {}",
+            config_of(&arm_layout).strip_prefix("sha256:").unwrap()
+        )
+    );
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -77,9 +77,12 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
 fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
     let platforms = driver::chosen_platforms(ws, &args.platform)?;
     if args.docker_archive.is_some() && platforms.len() > 1 {
-        return Err(Error::Failed(
-            "--docker-archive holds one platform's images; add --platform".into(),
-        ));
+        let names: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+        return Err(Error::Driver(driver::DriverError::Usage(format!(
+            "--docker-archive holds one platform's images and this build is for {}; \
+             add --platform OS/ARCH (one archive per platform)",
+            names.join(", ")
+        ))));
     }
     if args.locked {
         // Each platform's view checks its own toolchains and the workspace's other platforms'.

@@ -516,7 +516,7 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
     };
     let store = a.scratch().join("podman");
     let podman = |args: &[&str]| {
-        let mut cmd = support::image::podman(&a.scratch());
+        let mut cmd = support::image::podman(a.scratch());
         cmd.arg("--root")
             .arg(store.join("root"))
             .arg("--runroot")

@@ -23,7 +23,7 @@ from imagefacts import (dep_closure, dpkg_db, extract_image, layout_manifest, pa
                         per_file_gzip, tar_gz_size)
 from methods import (METHOD_TOOLCHAIN, METHOD_COLD, METHOD_COMMON, METHOD_DEMO, METHOD_IMAGES, METHOD_LAYER,
                      METHOD_CACHE, METHOD_MEM, METHOD_NOOP, METHOD_PUSH, METHOD_REASSEMBLE, METHOD_SBOM,
-                     METHOD_VERIFY, METHOD_WARM, METHOD_REMOTE)
+                     METHOD_VERIFY, METHOD_WARM, METHOD_REMOTE, METHOD_MULTIARCH)
 from probes import gnu_time_maxrss, hyperfine, log, peak_rss, sh, timed, uptime
 import registry
 from registry import Registry, big_layout
@@ -43,7 +43,7 @@ DEBIAN_STORE = os.environ.get("KILN_DEBIAN_CACHE") or (
     "/var/cache/kiln-test-debs/debian" if os.access("/var/cache", os.W_OK)
     else os.path.expanduser("~/.cache/kiln-test-debs/debian"))
 STEPS = ["toolchain", "cold", "noop", "warm", "memory", "images", "reassemble", "layer", "push", "bigpush",
-         "demo", "sbom", "verify", "cache", "remote"]
+         "demo", "sbom", "verify", "cache", "remote", "multiarch"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -762,6 +762,65 @@ def remote(w, runs):
         bg.stop()
 
 
+def pushed_size(layout):
+    """Config plus layers of the single image in an OCI layout, as a registry stores them."""
+    def blob(d):
+        return os.path.join(layout, "blobs", "sha256", d.split(":", 1)[1])
+    index = json.load(open(os.path.join(layout, "index.json")))
+    m = json.load(open(blob(index["manifests"][0]["digest"])))
+    return m["config"]["size"] + sum(l["size"] for l in m["layers"])
+
+
+def multiarch(w, runs):
+    """The 16 services for linux/amd64 and linux/arm64 from one build (cross compilers, arm64
+    runtime packages), against the same workspace for amd64 alone, both cold with images and
+    their toolchain roots materialised; then the no-op of both platforms, and each arm64 image's
+    size against its amd64 sibling."""
+    q = shlex.quote
+    spaces = {}
+    for name in ("amd64-only", "two-platform"):
+        root = os.path.join(W.tmp, name, "ws")
+        shutil.copytree(w.root, root, symlinks=True,
+                        ignore=shutil.ignore_patterns("out", ".ninja_log", ".ninja_deps"))
+        spaces[name] = Workspace(name, root, os.path.join(W.tmp, name, "cache"))
+    one, both = spaces["amd64-only"], spaces["two-platform"]
+    with open(os.path.join(both.root, "kiln.toml"), "a") as f:
+        f.write('platforms = ["linux/amd64", "linux/arm64"]\n')
+    env = dict(LC_ALL="C", SOURCE_DATE_EPOCH="0")
+    for x in (one, both):
+        # Pins and roots first, untimed: the rows compare builds, not downloads.
+        timed(x.kiln("toolchain", "fetch"), env=x.env(**env))
+    wipe = [f"rm -rf {q(os.path.join(x.root, 'out'))} {q(x.cache)}" for x in (one, both)]
+    cmd = [f"KILN_CACHE={q(x.cache)} {' '.join(q(a) for a in x.kiln('build', '-j2'))} >/dev/null"
+           for x in (one, both)]
+    log(f"multiarch: cold 16 services, amd64 alone vs amd64 + arm64, {runs} run(s) each")
+    r_one, r_both = hyperfine(cmd, runs, prepare=wipe, env=both.env(**env), name="multiarch")
+    R.row("cold build, 16 services with images, linux/amd64 + linux/arm64 vs linux/amd64 alone",
+          fmt_hf(r_both), fmt_hf(r_one), f"{r_both['mean'] / r_one['mean']:.2f}×", "≤ 2.1×",
+          r_both["mean"] <= 2.1 * r_one["mean"])
+    noop_runs = 10 if runs < 2 else 30
+    log(f"multiarch: no-op of both platforms, {noop_runs} runs, 3 warm-up")
+    n_both, n_one = hyperfine([" ".join(both.kiln("build", "-j2")), " ".join(one.kiln("build", "-j2"))],
+                              noop_runs, warmup=3, shell=False, env=both.env(**env),
+                              name="multiarch-noop")
+    R.row("no-op build, 16 services, linux/amd64 + linux/arm64 vs amd64 alone", fmt_hf(n_both),
+          fmt_hf(n_one), f"{n_both['mean'] / n_one['mean']:.1f}×", "≤ 60 ms",
+          n_both["mean"] <= 0.060)
+    sizes = []
+    for svc in sorted(os.listdir(os.path.join(both.root, "out/linux-arm64/images"))):
+        arm = pushed_size(os.path.join(both.root, "out/linux-arm64/images", svc))
+        amd = pushed_size(os.path.join(both.root, "out/linux-amd64/images", svc))
+        sizes.append((abs(arm / amd - 1), svc, arm, amd))
+    worst = max(sizes)
+    R.row(f"arm64 image vs its amd64 sibling, the furthest of {len(sizes)} ({worst[1]})",
+          mb(worst[2]), mb(worst[3]), f"{worst[2] / worst[3]:.3f}×", "within 10%",
+          worst[0] <= 0.10)
+    W.details["multiarch"] = (
+        "- each arm64 image / its amd64 sibling: "
+        + ", ".join(f"{svc} {arm / amd:.3f}" for _, svc, arm, amd in sorted(sizes, key=lambda x: x[1]))
+        + ".\n")
+
+
 def version(cmd):
     try:
         return sh(cmd, check=False).strip().splitlines()[0]
@@ -883,6 +942,8 @@ def report(args, started, load_start, load_end):
     md.append("### 12. The cache: verified restores and garbage collection\n" + METHOD_CACHE)
     if "remote" in W.details:
         md.append("### 13. The remote cache\n" + METHOD_REMOTE + W.details["remote"])
+    if "multiarch" in W.details:
+        md.append("### 14. Two platforms\n" + METHOD_MULTIARCH + W.details["multiarch"])
     if W.notes:
         md.append("## Not measured in this run\n\n" + "\n".join(f"- {n}" for n in W.notes) + "\n")
     md.append(ANALYSIS)
@@ -962,6 +1023,7 @@ def main():
             step("verify", verify, ws)
             step("cache", cache, ws, 2 if q else 5)
             step("remote", remote, ws, 2 if q else 5)
+            step("multiarch", multiarch, ws, 1 if q else 2)
         memory_row()
         skipped = [s for s in STEPS if s not in only]
         if skipped:

@@ -136,3 +136,14 @@ uploaded (target 0 and 0; the blobs of a hit are downloaded, never uploaded).
 Remote execution with two local workers against a local `-j2` cold build (target ≤ 1.15×) is
 not measured here yet.
 """
+
+METHOD_MULTIARCH = """Two copies of the 16-service workspace: one as it is (linux/amd64 alone), one with
+`platforms = ["linux/amd64", "linux/arm64"]` in kiln.toml. `kiln toolchain fetch` pins and
+materialises every root of each first, untimed (the arm64 one is Debian's amd64 cross g++ and
+GNAT with the arm64 runtime packages). Then both build cold with images, out/ and the cache wiped
+before every run (hyperfine prepare), SOURCE_DATE_EPOCH=0: the target is ≤ 2.1× the amd64-only
+build, since the cross compilers run at native speed. The no-op of both platforms (3 warm-up
+runs) has its anchor in the amd64-only no-op; target ≤ 60 ms. Image size: each service's arm64
+image (config plus compressed layers, as pushed) against its amd64 sibling; the row shows the one
+furthest from 1, target within 10%.
+"""

@@ -220,6 +220,28 @@ mod fake_server {
     }
 
     #[test]
+    fn resource_exhausted_is_waited_out_and_only_then_an_error() {
+        let server = FakeServer::start(1 << 20);
+        let remote = RemoteCache::connect(&config(&server)).unwrap();
+        let a = action("busy", &["a.o"]);
+        let dir = tempfile::tempdir().unwrap();
+        let local = run(dir.path(), &[("a.o", bytes(10, 7), false)], b"");
+        // A server over its limit for a few calls: the calls are made again, and succeed.
+        server.state.exhausted.store(3, Ordering::SeqCst);
+        remote.upload(&a, &local).unwrap();
+        server.state.exhausted.store(3, Ordering::SeqCst);
+        let hit = remote.lookup(&a).unwrap().expect("the upload is served");
+        assert_eq!(hit.outputs[0].bytes, bytes(10, 7));
+        assert_eq!(server.log().exhausted, 6);
+        // One that stays over it is an error after a bounded number of attempts.
+        let attempts = kiln::remote::client::EXHAUSTED_ATTEMPTS as usize;
+        server.state.exhausted.store(attempts, Ordering::SeqCst);
+        let err = remote.lookup(&a).unwrap_err();
+        assert_eq!(err.code(), Some(tonic::Code::ResourceExhausted), "{err:?}");
+        assert_eq!(server.log().exhausted, 6 + attempts);
+    }
+
+    #[test]
     fn a_server_that_is_not_there_is_unavailable() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -25,7 +25,8 @@ pub enum ToolchainCmd {
     /// The workspace's toolchains: where each comes from and what kiln.lock pins for it.
     List,
     /// Pin (if kiln.lock does not yet) and materialise the roots of the workspace's Debian
-    /// toolchains, fetching only what the store lacks; prints each root. A CI warm-up step.
+    /// toolchains on every platform of the workspace, fetching only what the store lacks;
+    /// prints each root. A CI warm-up step.
     Fetch,
     /// One toolchain in full: its definition, its pinned packages and its root.
     Show {
@@ -248,21 +249,31 @@ fn list(dir: &Option<PathBuf>, only: Option<&String>) -> Result<ExitCode, Toolch
     Ok(ExitCode::SUCCESS)
 }
 
-/// `kiln toolchain fetch`: every Debian toolchain a recipe uses, pinned and materialised.
+/// `kiln toolchain fetch`: every Debian toolchain a recipe uses, on every platform of the
+/// workspace (`gcc` and `gcc-arm64`), pinned and materialised.
 fn fetch(dir: &Option<PathBuf>) -> Result<ExitCode, ToolchainError> {
     let ws = super::load_workspace(dir)?;
-    let all: Vec<usize> = (0..ws.recipes.len()).collect();
-    let toolchains = crate::driver::resolve_toolchains(
-        &ProcessRunner,
-        &ws,
-        &all,
-        &crate::cache::default_dir(),
-        crate::toolchain::hermetic::PinPolicy::Update,
-    )
-    .map_err(|e| ToolchainError::Workspace(Box::new(super::Error::Driver(e))))?;
-    for (name, tc) in &toolchains {
-        if let Some(root) = &tc.root {
-            outln!("{name}\t{}\t{}", root.set, root.dir.display());
+    let mut printed = std::collections::BTreeSet::new();
+    for platform in &ws.platforms {
+        let view = ws.for_platform(*platform);
+        // A recipe with no toolchain for this platform is the build's error, not fetch's.
+        let all: Vec<usize> = (0..view.recipes.len())
+            .filter(|&i| !view.no_toolchain.contains_key(&view.recipes[i].name))
+            .collect();
+        let toolchains = crate::driver::resolve_toolchains(
+            &ProcessRunner,
+            &view,
+            &all,
+            &crate::cache::default_dir(),
+            crate::toolchain::hermetic::PinPolicy::Update,
+        )
+        .map_err(|e| ToolchainError::Workspace(Box::new(super::Error::Driver(e))))?;
+        for (name, tc) in &toolchains {
+            if let Some(root) = &tc.root {
+                if printed.insert(name.clone()) {
+                    outln!("{name}\t{}\t{}", root.set, root.dir.display());
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -20,7 +20,7 @@ pub fn get(
         inline_output_files: Vec::new(),
         digest_function: reapi::digest_function::Value::Sha256 as i32,
     };
-    match client.block_on(client.action_cache().get_action_result(req)) {
+    match client.unary(|| async { client.action_cache().get_action_result(req.clone()).await }) {
         Ok(r) => Ok(Some(r.into_inner())),
         Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
         Err(s) => Err(client.rpc_error("GetActionResult", s)),
@@ -40,7 +40,12 @@ pub fn update(
         digest_function: reapi::digest_function::Value::Sha256 as i32,
     };
     client
-        .block_on(client.action_cache().update_action_result(req))
+        .unary(|| async {
+            client
+                .action_cache()
+                .update_action_result(req.clone())
+                .await
+        })
         .map_err(|s| client.rpc_error("UpdateActionResult", s))?;
     Ok(())
 }

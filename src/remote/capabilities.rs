@@ -43,7 +43,7 @@ impl Capabilities {
             instance_name: client.instance_name().to_string(),
         };
         let caps = client
-            .block_on(client.capabilities().get_capabilities(req))
+            .unary(|| async { client.capabilities().get_capabilities(req.clone()).await })
             .map_err(|s| client.rpc_error("GetCapabilities", s))?
             .into_inner();
         Ok(Capabilities::from_proto(&caps))

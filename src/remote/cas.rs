@@ -156,7 +156,7 @@ impl Cas {
                 digest_function: reapi::digest_function::Value::Sha256 as i32,
             };
             let resp = client
-                .block_on(client.cas().find_missing_blobs(req))
+                .unary(|| async { client.cas().find_missing_blobs(req.clone()).await })
                 .map_err(|s| client.rpc_error("FindMissingBlobs", s))?
                 .into_inner();
             let absent: HashSet<BlobDigest> = resp
@@ -198,7 +198,7 @@ impl Cas {
                 digest_function: reapi::digest_function::Value::Sha256 as i32,
             };
             let resp = client
-                .block_on(client.cas().batch_update_blobs(req))
+                .unary(|| async { client.cas().batch_update_blobs(req.clone()).await })
                 .map_err(|s| client.rpc_error("BatchUpdateBlobs", s))?
                 .into_inner();
             for r in &resp.responses {
@@ -257,7 +257,9 @@ impl Cas {
             let query = QueryWriteStatusRequest {
                 resource_name: resource.clone(),
             };
-            match client.block_on(client.bytestream().query_write_status(query)) {
+            match client
+                .unary(|| async { client.bytestream().query_write_status(query.clone()).await })
+            {
                 Ok(r) => {
                     let r = r.into_inner();
                     if r.complete || r.committed_size == d.size as i64 {
@@ -303,7 +305,7 @@ impl Cas {
                 digest_function: reapi::digest_function::Value::Sha256 as i32,
             };
             let resp = client
-                .block_on(client.cas().batch_read_blobs(req))
+                .unary(|| async { client.cas().batch_read_blobs(req.clone()).await })
                 .map_err(|s| client.rpc_error("BatchReadBlobs", s))?
                 .into_inner();
             for r in resp.responses {

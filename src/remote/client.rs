@@ -25,6 +25,14 @@ use super::error::{RemoteError, Status};
 /// Largest message the client accepts; batch reads are packed well under it.
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// Attempts of a call the server answers `RESOURCE_EXHAUSTED`: over its limit of concurrent
+/// calls or its rate, a reason to slow down rather than a broken remote.
+pub const EXHAUSTED_ATTEMPTS: u32 = 6;
+/// The pause before the first retry; it doubles for each one after (about 1.6 s in all, plus
+/// up to half again of random spread so that threads turned away together do not return
+/// together).
+const EXHAUSTED_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Adds the configured headers to each request. Values are marked sensitive so that HTTP/2
 /// never puts them in its compression table and debug output of the request hides them.
 #[derive(Clone)]
@@ -114,6 +122,27 @@ impl Client {
     /// Runs one piece of async protocol work to completion on the client's runtime.
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
+    }
+
+    /// One unary call, made again after a pause when the server answers `RESOURCE_EXHAUSTED`,
+    /// up to [`EXHAUSTED_ATTEMPTS`] in all; any other answer is returned as it is.
+    pub fn unary<T, F, Fut>(&self, mut call: F) -> Result<tonic::Response<T>, tonic::Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut pause = EXHAUSTED_FIRST_PAUSE;
+        for _ in 1..EXHAUSTED_ATTEMPTS {
+            match self.block_on(call()) {
+                Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                    let spread = rand::random::<u64>() % (pause.as_millis() as u64 / 2 + 1);
+                    std::thread::sleep(pause + std::time::Duration::from_millis(spread));
+                    pause *= 2;
+                }
+                answer => return answer,
+            }
+        }
+        self.block_on(call())
     }
 
     pub fn instance_name(&self) -> &str {

@@ -160,10 +160,12 @@ fn run(client: &Client, digest: BlobDigest) -> Result<Attempt, RemoteError> {
             pause = (pause * 2).min(MAX_PAUSE);
         }
         let stream = match (first.take(), &name) {
-            (Some(req), _) => client.block_on(client.execution().execute(req)),
+            (Some(req), _) => {
+                client.unary(|| async { client.execution().execute(req.clone()).await })
+            }
             (None, Some(n)) => {
                 let req = reapi::WaitExecutionRequest { name: n.clone() };
-                client.block_on(client.execution().wait_execution(req))
+                client.unary(|| async { client.execution().wait_execution(req.clone()).await })
             }
             (None, None) => break,
         };

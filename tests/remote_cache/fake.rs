@@ -1,5 +1,5 @@
 //! An in-process REAPI server (CAS, ActionCache, ByteStream, Capabilities, Execution) for the
-//! faults a real server will not produce on demand: UNAVAILABLE, bytes that do not match their
+//! faults a real server will not produce on demand: UNAVAILABLE, RESOURCE_EXHAUSTED, bytes that do not match their
 //! digest, a ByteStream write dropped halfway, a small batch limit, and for `Execute` an
 //! operation stream that breaks before its end, blobs evicted before the action runs, a result
 //! whose output does not match its digest, a worker that cannot set up the toolchain root. It
@@ -36,6 +36,8 @@ pub struct State {
     pub batch_limit: i64,
     /// Every call answers UNAVAILABLE while set.
     pub unavailable: AtomicBool,
+    /// This many calls answer RESOURCE_EXHAUSTED (a server over its concurrent-call limit).
+    pub exhausted: AtomicUsize,
     /// Reads hand back bytes with one bit flipped while set.
     pub corrupt_reads: AtomicBool,
     /// This many ByteStream writes fail with UNAVAILABLE after their first chunk.
@@ -78,6 +80,8 @@ pub struct Log {
     pub authorization: Vec<String>,
     pub instance_names: Vec<String>,
     pub executes: usize,
+    /// Calls answered RESOURCE_EXHAUSTED.
+    pub exhausted: usize,
     pub wait_executions: usize,
     /// FAILED_PRECONDITION answers to Execute.
     pub preconditions: usize,
@@ -108,6 +112,12 @@ impl Svc {
         log.instance_names.push(instance.to_string());
         if self.0.unavailable.load(Ordering::SeqCst) {
             return Err(Status::unavailable("fake server is down"));
+        }
+        if take_one(&self.0.exhausted) {
+            log.exhausted += 1;
+            return Err(Status::resource_exhausted(
+                "fake server: too many calls at once",
+            ));
         }
         Ok(())
     }

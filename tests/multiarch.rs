@@ -506,6 +506,20 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
         "{referrers}"
     );
 
+    // GitOps: `kiln resolve` pins a manifest's kiln://hello to the index, not one platform.
+    let deploy = a.scratch().join("deploy");
+    a.kiln()
+        .run(["k8s", "hello", "-o", deploy.to_str().unwrap()])
+        .ok("k8s");
+    a.kiln()
+        .run(["resolve", "-f", deploy.to_str().unwrap(), "--to", &to, "-i"])
+        .ok("resolve");
+    let base = fs::read_to_string(deploy.join("base/hello.yaml")).unwrap();
+    assert!(
+        base.contains(&format!("image: \"{to}/hello@{index_digest}\"")),
+        "{base}"
+    );
+
     // podman, an independent client, picks each platform's image out of the pushed index.
     let config_of = |layout: &Path| -> String {
         let m = json(&blob(

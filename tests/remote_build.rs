@@ -133,6 +133,13 @@ fn a_second_checkout_with_an_empty_cache_builds_everything_from_the_remote() {
     let imgs = images(&two);
     assert_eq!(imgs.len(), 2, "{two}");
     assert_eq!(images(&one), imgs, "images differ between the checkouts");
+    // The images' layers came from the remote's CAS too, not compressed again here.
+    let (r1, r2) = (&one.json()["remote"], &two.json()["remote"]);
+    let stored = r1["layers_stored"].as_u64().unwrap();
+    assert!(stored >= 4, "two images of two or more layers each: {r1}");
+    assert_eq!(r1["layers_fetched"], 0, "{r1}");
+    assert_eq!(r2["layers_fetched"].as_u64().unwrap(), stored, "{r2}");
+    assert_eq!(r2["layers_stored"], 0, "{r2}");
     assert_eq!(second.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
 
     // A no-op rebuild runs nothing and fetches nothing.

@@ -22,6 +22,10 @@
 //! the ones the server already had), so a manifest never names an action result that is not
 //! there yet. Two machines writing one manifest at once may lose a set: a later miss, no harm.
 //!
+//! Image layers go to the same CAS ([`LayerTier`] for [`Remote`]): each is an action without
+//! inputs named by its layer cache key, its facts and gzip blob the outputs, looked up before
+//! the image phase compresses a layer and stored after it does.
+//!
 //! Falls back, never lies: the first error of a lookup (unreachable, UNAVAILABLE, a blob that
 //! does not match its digest) turns the remote off for the rest of the build; the action then
 //! runs locally like every later one. An upload's error (a read-only credential, a full
@@ -40,6 +44,8 @@ use crate::cache::key::{allowed_env, full_key, KEY_VERSION};
 use crate::cache::{ActionEntry, OutputEntry};
 use crate::debian::sandbox::WORKSPACE;
 use crate::digest::{Digest, Hasher};
+use crate::layer::cache::LayerTier;
+use crate::layer::Layer;
 use crate::remote::merkle;
 use crate::remote::toolchain_root::{
     self, RootPins, CONTAINER_IMAGE_PROPERTY, ROOT_PROPERTY, SANDBOX_BWRAP, SANDBOX_PROPERTY,
@@ -80,6 +86,9 @@ pub struct Remote {
     exec_off: AtomicBool,
     failure: Mutex<Option<RemoteFailure>>,
     uploads: AtomicUsize,
+    /// Image layers served by the remote, and stored on it.
+    layers_fetched: AtomicUsize,
+    layers_stored: AtomicUsize,
     /// The pins blob of each toolchain root remote execution named, by set digest.
     pins: Mutex<BTreeMap<Digest, (BlobDigest, Vec<u8>)>>,
     /// The pushed toolchain image of each set whose toolchain file names one (None when the
@@ -131,6 +140,9 @@ pub struct RemoteSummary {
     pub instance: String,
     /// Action results this build stored on the server.
     pub uploads: usize,
+    /// Image layers the server served (not compressed here), and layers stored on it.
+    pub layers_fetched: usize,
+    pub layers_stored: usize,
     /// The first failure, after which the build went on without the remote (or without
     /// uploading).
     pub error: Option<RemoteFailure>,
@@ -147,6 +159,8 @@ impl Remote {
             exec_off: AtomicBool::new(!execute),
             failure: Mutex::new(None),
             uploads: AtomicUsize::new(0),
+            layers_fetched: AtomicUsize::new(0),
+            layers_stored: AtomicUsize::new(0),
             pins: Mutex::new(BTreeMap::new()),
             images: Mutex::new(BTreeMap::new()),
         }
@@ -157,6 +171,8 @@ impl Remote {
             url: self.config.redacted_url(),
             instance: self.config.instance_name.clone(),
             uploads: self.uploads.load(Ordering::SeqCst),
+            layers_fetched: self.layers_fetched.load(Ordering::SeqCst),
+            layers_stored: self.layers_stored.load(Ordering::SeqCst),
             error: self.failure.lock().unwrap().clone(),
         }
     }
@@ -244,6 +260,58 @@ impl Remote {
                 self.fail(call, &e);
                 None
             }
+        }
+    }
+}
+
+/// An image layer as a REAPI action: no inputs, no command a worker could run (it is only ever
+/// looked up and stored, never executed), the layer cache key as its one argument, and the
+/// layer's facts and gzip blob as its outputs. The key covers every byte of the layer, so the
+/// Action digest names the layer on any machine.
+fn layer_action(key: &str) -> RemoteAction {
+    RemoteAction {
+        program: LAYER_PROGRAM.into(),
+        argv: vec![key.to_string()],
+        env: Vec::new(),
+        working_directory: String::new(),
+        inputs: Vec::new(),
+        outputs: vec![LAYER_FACTS.into(), LAYER_BLOB.into()],
+        toolchain: None,
+        platform: vec![(ROLE_PROPERTY.to_string(), "layer".to_string())],
+        salt: KEY_VERSION.to_string(),
+        blobs: Vec::new(),
+    }
+}
+
+/// The program name of [`layer_action`]s, and their two outputs.
+pub const LAYER_PROGRAM: &str = "kiln-layer";
+const LAYER_FACTS: &str = "layer.json";
+const LAYER_BLOB: &str = "layer.tar.gz";
+
+impl LayerTier for Remote {
+    fn fetch(&self, key: &str) -> Option<(Layer, Vec<u8>)> {
+        let hit = self.call(Call::Lookup, |c| c.lookup(&layer_action(key)))??;
+        let output = |name: &str| hit.outputs.iter().find(|o| o.path == name);
+        let facts: Layer = serde_json::from_slice(&output(LAYER_FACTS)?.bytes).ok()?;
+        let blob = output(LAYER_BLOB)?.bytes.clone();
+        self.layers_fetched.fetch_add(1, Ordering::SeqCst);
+        Some((facts, blob))
+    }
+
+    fn store(&self, key: &str, facts: &Path, blob: &Path) {
+        let file = |path: &str, file: &Path| LocalOutput {
+            path: path.to_string(),
+            file: file.to_path_buf(),
+            executable: false,
+        };
+        let run = LocalRun {
+            outputs: vec![file(LAYER_FACTS, facts), file(LAYER_BLOB, blob)],
+            ..LocalRun::default()
+        };
+        if let Some(Uploaded::Stored(_)) =
+            self.call(Call::Upload, |c| c.upload(&layer_action(key), &run))
+        {
+            self.layers_stored.fetch_add(1, Ordering::SeqCst);
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::digest::Digest;
 use crate::exec::Runner;
 use crate::graph;
 use crate::image::{self, ImageContext, ImageError, ImageRequest, ImageResult};
+use crate::layer::cache::LayerTier;
 use crate::oci;
 use crate::recipe::Language;
 use crate::sbom::SbomError;
@@ -52,6 +53,8 @@ pub struct ImagePhase<'a> {
     pub contexts: &'a BTreeMap<String, Arc<ImageContext>>,
     /// Runs binutils.
     pub runner: &'a dyn Runner,
+    /// Where layers this machine has not cached may already be (the remote cache).
+    pub layers: Option<&'a dyn LayerTier>,
 }
 
 /// Assembles the images of `services` (recipe indices) on up to `jobs` threads; results are
@@ -67,6 +70,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
         jobs,
         contexts,
         runner,
+        layers,
     } = *phase;
     let queue = Mutex::new(services.to_vec());
     let results = Mutex::new(Vec::new());
@@ -82,8 +86,8 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
                     };
                     let req = image_request(ws, i, prepared, meta, cache_dir);
                     let context = &contexts[&ws.recipes[i].toolchain.value];
-                    let res = assemble_unless_fresh(context, runner, &req, stat, state).and_then(
-                        |(img, fresh)| {
+                    let res = assemble_unless_fresh(context, runner, &req, stat, state, layers)
+                        .and_then(|(img, fresh)| {
                             if !fresh
                                 || !crate::sbom::written_for(
                                     &ws.root,
@@ -95,8 +99,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
                                     .map_err(ImagePhaseError::Sbom)?;
                             }
                             Ok(img)
-                        },
-                    );
+                        });
                     results.lock().unwrap().push((i, res));
                 }
             });
@@ -332,6 +335,7 @@ fn assemble_unless_fresh(
     req: &ImageRequest,
     stat: &StatCache,
     state: &Mutex<State>,
+    layers: Option<&dyn LayerTier>,
 ) -> Result<(ImageResult, bool), ImagePhaseError> {
     let key = image_key(req, context.dpkg_root(), stat).map_err(ImagePhaseError::Inputs)?;
     let index = req.layout_dir.join(oci::layout::INDEX_FILE);
@@ -345,7 +349,7 @@ fn assemble_unless_fresh(
             }
         }
     }
-    let img = image::assemble_in(context, runner, req)?;
+    let img = image::assemble_tiered(context, runner, req, layers)?;
     if let Ok(v) = serde_json::to_value(&img) {
         state
             .lock()

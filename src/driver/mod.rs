@@ -280,6 +280,7 @@ fn build_impl(
             jobs: opts.jobs,
             contexts: &contexts,
             runner,
+            layers: remote.map(|r| r as &dyn crate::layer::cache::LayerTier),
         };
         images = images::build_images(&phase, &services);
         upkeep.extend(host_context.save().err().map(UpkeepError::SaveHostMemo));

@@ -14,7 +14,7 @@ use crate::closure::Resolver;
 use crate::digest::Digest;
 use crate::dpkg::{Database, Origin};
 use crate::exec::Runner;
-use crate::layer::cache::{write_atomic, LayerCache, Lookup};
+use crate::layer::cache::{write_atomic, LayerCache, LayerTier, Lookup};
 use crate::layer::EntryKind;
 use crate::oci::layout::Blob;
 use crate::oci::{self, media_type, to_json, Descriptor, Index, Manifest, Platform};
@@ -38,6 +38,17 @@ pub fn assemble_in(
     cx: &ImageContext,
     runner: &dyn Runner,
     req: &ImageRequest,
+) -> Result<ImageResult, ImageError> {
+    assemble_tiered(cx, runner, req, None)
+}
+
+/// [`assemble_in`], with layers the local layer cache lacks asked of `tier` (the remote
+/// cache) before they are written, and those written offered to it.
+pub fn assemble_tiered(
+    cx: &ImageContext,
+    runner: &dyn Runner,
+    req: &ImageRequest,
+    tier: Option<&dyn LayerTier>,
 ) -> Result<ImageResult, ImageError> {
     let binutils = &cx.binutils;
     // Cheap checks first, so a typo in a destination fails before any stripping.
@@ -76,7 +87,9 @@ pub fn assemble_in(
     };
 
     let planned = plan(req, &closure, db, cx.host_digests(), &stripped)?;
-    let cache = LayerCache::new(&req.cache_dir).pinning_into(work.path());
+    let cache = LayerCache::new(&req.cache_dir)
+        .pinning_into(work.path())
+        .with_tier(tier);
     let mut layers = Vec::new();
     let mut damage = Vec::new();
     for p in &planned {

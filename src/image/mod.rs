@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 pub use crate::dpkg::{DebPackage, Origin};
 
-pub use assemble::{assemble, assemble_in};
+pub use assemble::{assemble, assemble_in, assemble_tiered};
 pub use context::ImageContext;
 pub use docker::{write_docker_archive, write_docker_archive_many};
 pub use error::ImageError;

@@ -26,6 +26,20 @@ pub enum Lookup {
     Written,
     /// The cached blob was damaged: it was removed and the layer written again.
     Repaired(Damage),
+    /// From the [`LayerTier`] (the remote CAS), its bytes verified, and now cached here too.
+    Fetched,
+}
+
+/// A store behind the local layer cache: asked on a local miss, and given every layer written
+/// here. The remote cache is one (`crate::build::remote::Remote`), so a machine whose build
+/// is served by the remote does not compress its images' layers again either.
+pub trait LayerTier: Sync {
+    /// The facts and gzip blob of the layer cached under `key`; None on a miss, or when the
+    /// tier cannot answer (it reports its own failures). [`LayerCache`] checks the bytes
+    /// against every digest and size of the facts before using them.
+    fn fetch(&self, key: &str) -> Option<(Layer, Vec<u8>)>;
+    /// Offers the layer just written under `key`: its facts file and blob (best effort).
+    fn store(&self, key: &str, facts: &Path, blob: &Path);
 }
 
 /// Bump when anything in the tar or gzip encoding changes (see the `layer` module comment); it is
@@ -54,23 +68,31 @@ pub fn cache_key(spec: &LayerSpec) -> String {
     text
 }
 
-pub struct LayerCache {
+pub struct LayerCache<'t> {
     dir: PathBuf,
     /// Where layers are hard-linked for the caller (see [`LayerCache::pinning_into`]).
     pins: Option<PathBuf>,
+    tier: Option<&'t dyn LayerTier>,
 }
 
-impl LayerCache {
-    pub fn new(dir: &Path) -> LayerCache {
+impl<'t> LayerCache<'t> {
+    pub fn new(dir: &Path) -> LayerCache<'t> {
         LayerCache {
             dir: dir.to_path_buf(),
             pins: None,
+            tier: None,
         }
+    }
+
+    /// Local misses are asked of `tier`, and layers written here are given to it.
+    pub fn with_tier(mut self, tier: Option<&'t dyn LayerTier>) -> LayerCache<'t> {
+        self.tier = tier;
+        self
     }
 
     /// Returned layers' `blob` is a hard link in `pins` (same filesystem as the cache), so a
     /// collection in another process cannot remove it while the caller still needs it.
-    pub fn pinning_into(mut self, pins: &Path) -> LayerCache {
+    pub fn pinning_into(mut self, pins: &Path) -> LayerCache<'t> {
         self.pins = Some(pins.to_path_buf());
         self
     }
@@ -118,6 +140,13 @@ impl LayerCache {
                 }
             }
         }
+        if lookup == Lookup::Written {
+            if let Some(mut layer) = self.fetch_from_tier(&key, &blob, &meta) {
+                if self.pin(&mut layer) {
+                    return Ok((layer, Lookup::Fetched));
+                }
+            }
+        }
         let werr = |path: &Path| {
             let path = path.to_path_buf();
             move |source: io::Error| LayerError::Write { path, source }
@@ -152,6 +181,9 @@ impl LayerCache {
         };
         let json = serde_json::to_vec_pretty(&layer).expect("layer facts serialise");
         write_atomic(&meta, &json).map_err(werr(&meta))?;
+        if let Some(tier) = self.tier {
+            tier.store(&key, &meta, &blob);
+        }
         if !self.pin(&mut layer) {
             // Collected within microseconds of being written: only with a zero grace period.
             return Err(LayerError::Write {
@@ -160,6 +192,35 @@ impl LayerCache {
             });
         }
         Ok((layer, lookup))
+    }
+
+    /// The layer under `key` from the tier, stored here (blob, then facts, each atomically)
+    /// once its bytes match the facts: gzip digest and size, and the tar's digest and size
+    /// after decompression. Anything else is a miss, and the layer is written here instead
+    /// (and offered to the tier again, which repairs it there).
+    fn fetch_from_tier(&self, key: &str, blob: &Path, meta: &Path) -> Option<Layer> {
+        let (facts, bytes) = self.tier?.fetch(key)?;
+        if bytes.len() as u64 != facts.compressed_size || Digest::of(&bytes) != facts.digest {
+            return None;
+        }
+        let mut tar = HashingWriter::new(io::sink());
+        io::copy(
+            &mut flate2::read::GzDecoder::new(bytes.as_slice()),
+            &mut tar,
+        )
+        .ok()?;
+        let (_, diff_id, size) = tar.finish();
+        if diff_id != facts.diff_id || size != facts.uncompressed_size {
+            return None;
+        }
+        std::fs::create_dir_all(&self.dir).ok()?;
+        write_atomic(blob, &bytes).ok()?;
+        let json = serde_json::to_vec_pretty(&facts).expect("layer facts serialise");
+        write_atomic(meta, &json).ok()?;
+        Some(Layer {
+            blob: blob.to_path_buf(),
+            ..facts
+        })
     }
 
     /// Checks every cached layer (for `kiln cache verify`): facts that parse, a blob of the
@@ -292,6 +353,98 @@ mod tests {
         let mut l2 = LayerSpec::new(1);
         l2.symlink("/lib", "usr/lib64").unwrap();
         assert_ne!(cache_key(&l1), cache_key(&l2), "link target ignored");
+    }
+
+    /// A tier in memory: what it was given, served back (optionally with lying facts).
+    #[derive(Default)]
+    struct MemoryTier {
+        layers: std::sync::Mutex<std::collections::HashMap<String, (Layer, Vec<u8>)>>,
+        stored: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LayerTier for MemoryTier {
+        fn fetch(&self, key: &str) -> Option<(Layer, Vec<u8>)> {
+            self.layers.lock().unwrap().get(key).cloned()
+        }
+        fn store(&self, key: &str, facts: &Path, blob: &Path) {
+            let layer: Layer = serde_json::from_slice(&std::fs::read(facts).unwrap()).unwrap();
+            let bytes = std::fs::read(blob).unwrap();
+            self.layers
+                .lock()
+                .unwrap()
+                .insert(key.to_string(), (layer, bytes));
+            self.stored
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_layer_the_tier_has_is_fetched_verified_and_cached_here() {
+        let tier = MemoryTier::default();
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = LayerCache::new(one.path()).with_tier(Some(&tier));
+        let (written, how) = first.get_or_write(&spec(b"a", 0o644, 1)).unwrap();
+        assert_eq!(how, Lookup::Written);
+        assert_eq!(tier.stored.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Another machine's empty cache: the tier serves it, and it is cached locally.
+        let second = LayerCache::new(two.path()).with_tier(Some(&tier));
+        let (fetched, how) = second.get_or_write(&spec(b"a", 0o644, 1)).unwrap();
+        assert_eq!(how, Lookup::Fetched);
+        assert_eq!(
+            (fetched.digest, fetched.diff_id),
+            (written.digest, written.diff_id)
+        );
+        assert_eq!(
+            std::fs::read(&fetched.blob).unwrap(),
+            std::fs::read(&written.blob).unwrap()
+        );
+        let (_, how) = LayerCache::new(two.path())
+            .get_or_write(&spec(b"a", 0o644, 1))
+            .unwrap();
+        assert_eq!(how, Lookup::Hit, "kept in the local cache");
+        assert_eq!(tier.stored.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_tier_whose_facts_do_not_match_its_bytes_is_not_believed() {
+        let tier = MemoryTier::default();
+        let one = tempfile::tempdir().unwrap();
+        LayerCache::new(one.path())
+            .with_tier(Some(&tier))
+            .get_or_write(&spec(b"a", 0o644, 1))
+            .unwrap();
+        let key = Digest::of(cache_key(&spec(b"a", 0o644, 1)).as_bytes()).hex();
+        let other = spec(b"b", 0o644, 1);
+        let (honest, _) = LayerCache::new(one.path()).get_or_write(&other).unwrap();
+        let honest_bytes = std::fs::read(&honest.blob).unwrap();
+        type Lie<'a> = Box<dyn Fn(&mut Layer, &mut Vec<u8>) + 'a>;
+        let lies: [Lie; 3] = [
+            // Another layer's bytes under this key's facts.
+            Box::new(|_, b| b.clone_from(&honest_bytes)),
+            // The gzip digest right, the tar's digest wrong.
+            Box::new(|l, _| l.diff_id = Digest::of(b"not the tar")),
+            Box::new(|l, _| l.uncompressed_size += 1),
+        ];
+        for (n, lie) in lies.iter().enumerate() {
+            {
+                let mut layers = tier.layers.lock().unwrap();
+                let (layer, bytes) = layers.get_mut(&key).unwrap();
+                lie(layer, bytes);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let (layer, how) = LayerCache::new(dir.path())
+                .with_tier(Some(&tier))
+                .get_or_write(&spec(b"a", 0o644, 1))
+                .unwrap();
+            assert_eq!(how, Lookup::Written, "lie {n} was believed");
+            let (d, _) = Digest::of_file(&layer.blob).unwrap();
+            assert_eq!(d, layer.digest);
+            // Writing it offered the true layer to the tier again, which repairs it there.
+            let (fixed, _) = tier.fetch(&key).unwrap();
+            assert_eq!(fixed.digest, layer.digest);
+            assert_eq!(fixed.diff_id, layer.diff_id);
+        }
     }
 
     #[test]

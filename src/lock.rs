@@ -261,26 +261,36 @@ pub fn read(ws: &Workspace) -> Result<LockFile, LockError> {
 /// Fails, naming every difference, when this machine does not match `kiln.lock`. Writes nothing
 /// but toolchain probe memos in the cache.
 pub fn check(ws: &Workspace) -> Result<(), LockError> {
+    check_with(ws, None)
+}
+
+/// [`check`], with the .debs of a root to materialise asked of `cas` (the remote cache) first.
+pub fn check_with(
+    ws: &Workspace,
+    cas: Option<&dyn crate::debian::DebSource>,
+) -> Result<(), LockError> {
     let host = host_toolchains(ws);
     if !host.is_empty() {
         return Err(LockError::HostToolchains(host));
     }
     let mut lock = read(ws)?;
     let all: Vec<usize> = (0..ws.recipes.len()).collect();
-    let mut resolved = driver::resolve_toolchains(
+    let mut resolved = driver::resolve_toolchains_with(
         &ProcessRunner,
         ws,
         &all,
         &crate::cache::default_dir(),
         PinPolicy::Locked,
+        cas,
     )?;
     for (view, used) in other_platforms(ws) {
-        resolved.extend(driver::resolve_toolchains(
+        resolved.extend(driver::resolve_toolchains_with(
             &ProcessRunner,
             &view,
             &used,
             &crate::cache::default_dir(),
             PinPolicy::Locked,
+            cas,
         )?);
     }
     let current: BTreeMap<String, Current> = resolved

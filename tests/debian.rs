@@ -28,6 +28,7 @@ fn with_archive<T>(mirror: &str, keyring: &Path, cache: &Path, f: impl FnOnce(&A
     let http = ReqwestHttp::new().unwrap();
     let a = Archive {
         http: &http,
+        cas: None,
         runner: &ProcessRunner,
         keyring: keyring.to_path_buf(),
         downloads: Downloads::new(cache),
@@ -234,6 +235,7 @@ fn by_hash_indexes_are_fetched_by_hash_and_expired_ones_refused() {
     let http = ReqwestHttp::new().unwrap();
     let later = Archive {
         http: &http,
+        cas: None,
         runner: &ProcessRunner,
         keyring: archive().keyring.clone(),
         downloads: Downloads::new(cache.path()),

@@ -40,6 +40,7 @@ fn with_bookworm<T>(f: impl FnOnce(&Archive) -> T) -> T {
     let http = ReqwestHttp::new().unwrap();
     let archive = Archive {
         http: &http,
+        cas: None,
         runner: &ProcessRunner,
         keyring: DEBIAN_KEYRING.into(),
         downloads: Downloads::new(&shared_cache()),

@@ -462,3 +462,74 @@ fn a_remote_that_refuses_uploads_still_serves_hits() {
     assert_eq!(two.json()["remote"]["uploads"], 0, "{two}");
     assert_eq!(second.run_bin("hello"), "kiln-fixture [hello, wxBase 3>\n");
 }
+
+/// fixtures/engine's C++ part on the pinned Debian toolchain (the repository's lock).
+fn hermetic_cxx(dir: &str) -> Workspace {
+    let ws = support::engine::pinned(dir);
+    for r in ["geometry", "shapes", "shapes-test"] {
+        std::fs::remove_file(ws.path(&format!("recipes/{r}.toml"))).unwrap();
+    }
+    ws
+}
+
+#[test]
+fn a_fresh_machine_without_debs_or_a_mirror_restores_a_hermetic_build_from_the_remote() {
+    let bg = BuildGrid::start();
+    let first = hermetic_cxx("first");
+    let one = first
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-cache",
+            &bg.url,
+        ])
+        .ok("first machine's build");
+    assert!(one.json()["remote"]["error"].is_null(), "{one}");
+
+    // The other machine has an empty cache, an empty Debian store and no mirror it can reach:
+    // the toolchain root's .debs, every action's outputs and the images' layers all come from
+    // the remote, each checked against its digest.
+    let second = hermetic_cxx("elsewhere/second");
+    let store = second.scratch().join("empty-debian-store");
+    std::fs::create_dir_all(&store).unwrap();
+    let closed = format!("http://127.0.0.1:{}/debian", free_port());
+    let two = second
+        .kiln()
+        .env("KILN_DEBIAN_CACHE", &store)
+        .env("KILN_DEBIAN_MIRROR", &closed)
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j2",
+            "--remote-cache",
+            &bg.url,
+        ])
+        .ok("fresh machine's build");
+    let remote = &two.json()["remote"];
+    assert!(remote["error"].is_null(), "{two}");
+    let lock: toml::Value = toml::from_str(&second.read("kiln.lock")).unwrap();
+    let debs = lock["toolchain"]["gcc"]["debian"]["package"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        remote["debs_fetched"].as_u64().unwrap() as usize,
+        debs,
+        "{two}"
+    );
+    assert!(all(&sources(&two), "remote-cache"), "{two}");
+    assert!(remote["layers_fetched"].as_u64().unwrap() > 0, "{two}");
+    assert_eq!(
+        images(&one),
+        images(&two),
+        "images differ between the machines"
+    );
+    assert_eq!(
+        std::fs::read(first.path("out/bin/hello")).unwrap(),
+        std::fs::read(second.path("out/bin/hello")).unwrap()
+    );
+}

@@ -89,8 +89,12 @@ pub struct Remote {
     /// Image layers served by the remote, and stored on it.
     layers_fetched: AtomicUsize,
     layers_stored: AtomicUsize,
+    /// Toolchain .debs the remote served.
+    debs_fetched: AtomicUsize,
     /// The pins blob of each toolchain root remote execution named, by set digest.
     pins: Mutex<BTreeMap<Digest, (BlobDigest, Vec<u8>)>>,
+    /// Roots whose .debs this build has put in the CAS.
+    debs: Mutex<std::collections::BTreeSet<Digest>>,
     /// The pushed toolchain image of each set whose toolchain file names one (None when the
     /// registry does not have it), asked once per build.
     images: Mutex<BTreeMap<Digest, Option<String>>>,
@@ -143,6 +147,8 @@ pub struct RemoteSummary {
     /// Image layers the server served (not compressed here), and layers stored on it.
     pub layers_fetched: usize,
     pub layers_stored: usize,
+    /// Toolchain .debs the server served (a root materialised without a mirror).
+    pub debs_fetched: usize,
     /// The first failure, after which the build went on without the remote (or without
     /// uploading).
     pub error: Option<RemoteFailure>,
@@ -161,7 +167,9 @@ impl Remote {
             uploads: AtomicUsize::new(0),
             layers_fetched: AtomicUsize::new(0),
             layers_stored: AtomicUsize::new(0),
+            debs_fetched: AtomicUsize::new(0),
             pins: Mutex::new(BTreeMap::new()),
+            debs: Mutex::new(std::collections::BTreeSet::new()),
             images: Mutex::new(BTreeMap::new()),
         }
     }
@@ -173,6 +181,7 @@ impl Remote {
             uploads: self.uploads.load(Ordering::SeqCst),
             layers_fetched: self.layers_fetched.load(Ordering::SeqCst),
             layers_stored: self.layers_stored.load(Ordering::SeqCst),
+            debs_fetched: self.debs_fetched.load(Ordering::SeqCst),
             error: self.failure.lock().unwrap().clone(),
         }
     }
@@ -206,6 +215,44 @@ impl Remote {
             .entry(root.set)
             .or_insert_with(|| RootPins::new(root.packages()).encode())
             .clone()
+    }
+
+    /// Puts the .debs of `root` that this machine's Debian store holds into the CAS, once per
+    /// set and build, only those the server lacks: a worker then materialises the root from
+    /// the CAS without reaching a mirror (REAPI names a blob by the sha256 and size a pin
+    /// records). Each is checked against its pin first; a .deb this machine does not keep (a
+    /// root pulled from a toolchain image) is left to the worker's other sources.
+    fn upload_debs(&self, root: &HermeticRoot, cache_dir: &Path) {
+        if !self.debs.lock().unwrap().insert(root.set) {
+            return;
+        }
+        let store = crate::toolchain::hermetic::downloads(cache_dir);
+        let blobs: Vec<BlobDigest> = root
+            .packages()
+            .iter()
+            .filter(|p| store.has(&p.sha256, p.size))
+            .map(|p| BlobDigest {
+                digest: p.sha256,
+                size: p.size,
+            })
+            .collect();
+        let Some(missing) = self.call(Call::Upload, |c| c.find_missing(&blobs)) else {
+            return;
+        };
+        for blob in missing {
+            let Ok(bytes) = std::fs::read(store.blob_path(&blob.digest)) else {
+                continue;
+            };
+            if bytes.len() as u64 != blob.size || Digest::of(&bytes) != blob.digest {
+                continue;
+            }
+            if self
+                .call(Call::Upload, |c| c.upload_blobs(vec![(blob, bytes)]))
+                .is_none()
+            {
+                return;
+            }
+        }
     }
 
     /// `docker://REGISTRY/REPOSITORY@sha256:…` of the toolchain image holding `root`, when the
@@ -287,6 +334,24 @@ fn layer_action(key: &str) -> RemoteAction {
 pub const LAYER_PROGRAM: &str = "kiln-layer";
 const LAYER_FACTS: &str = "layer.json";
 const LAYER_BLOB: &str = "layer.tar.gz";
+
+impl crate::debian::DebSource for Remote {
+    /// A .deb this machine lacks, from the CAS (where machines that built with it put it); a
+    /// blob the server does not hold is a miss, not a failure of the remote.
+    fn deb(&self, sha256: &Digest, size: u64) -> Option<Vec<u8>> {
+        let blob = BlobDigest {
+            digest: *sha256,
+            size,
+        };
+        let bytes = self.call(Call::Lookup, |c| match c.read_blobs(&[blob]) {
+            Ok(mut got) => Ok(got.remove(&blob)),
+            Err(RemoteError::BlobMissing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })??;
+        self.debs_fetched.fetch_add(1, Ordering::SeqCst);
+        Some(bytes)
+    }
+}
 
 impl LayerTier for Remote {
     fn fetch(&self, key: &str) -> Option<(Layer, Vec<u8>)> {
@@ -498,6 +563,10 @@ impl Executor<'_> {
             return Ok(());
         }
         let full_action = self.remote_action(action, argv, Some(&entry.deps))?;
+        // A machine restoring this build from the remote needs the toolchain root too.
+        if let Some(root) = &self.toolchains[&action.toolchain].root {
+            remote.upload_debs(root, self.cache.root());
+        }
         let run = LocalRun {
             outputs: entry
                 .outputs
@@ -719,6 +788,7 @@ impl Executor<'_> {
                 (env, "$WS", Some(tc.fingerprint), Vec::new())
             }
             Some(root) => {
+                remote.upload_debs(root, self.cache.root());
                 let (blob, bytes) = remote.pins(root);
                 platform.push((SANDBOX_PROPERTY.into(), SANDBOX_BWRAP.into()));
                 platform.push((ROOT_PROPERTY.into(), toolchain_root::property_value(&blob)));

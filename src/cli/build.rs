@@ -6,6 +6,7 @@ use super::output::{self, Bar, Lines, Quiet};
 use super::{jobs, BuildArgs, Error};
 use crate::build::remote::Remote;
 use crate::build::Progress;
+use crate::debian::DebSource;
 use crate::driver::{self, BuildOptions, BuildOutcome};
 use crate::exec::ProcessRunner;
 use crate::workspace::Workspace;
@@ -14,8 +15,10 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
     if ws.splits_platforms() || !args.platform.is_empty() {
         return run_platforms(ws, args);
     }
+    let remote = remote_of(ws, args)?;
     if args.locked {
-        crate::lock::check(ws).map_err(|e| Error::Lock(Box::new(e)))?;
+        crate::lock::check_with(ws, remote.as_ref().map(|r| r as &dyn DebSource))
+            .map_err(|e| Error::Lock(Box::new(e)))?;
     }
     let opts = BuildOptions {
         targets: args.targets.clone(),
@@ -30,13 +33,6 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         (Some(b), false) => b,
         (None, false) => &Lines,
     };
-    let flags = crate::remote::settings::Flags {
-        cache: args.remote_cache.clone(),
-        instance: args.remote_instance.clone(),
-        exec: args.remote_exec.clone(),
-        disabled: args.no_remote_cache,
-    };
-    let remote = crate::remote::settings::resolve(&ws.root, &flags)?.map(Remote::new);
     let outcome = driver::build_with_remote(ws, &opts, &ProcessRunner, progress, remote.as_ref())?;
     if let Some(b) = &bar_ref {
         b.finish();
@@ -72,6 +68,18 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The remote cache (and execution) the flags, `kiln.toml` or the user's config name; a root
+/// the lock check or the build materialises takes its .debs from it too.
+fn remote_of(ws: &Workspace, args: &BuildArgs) -> Result<Option<Remote>, Error> {
+    let flags = crate::remote::settings::Flags {
+        cache: args.remote_cache.clone(),
+        instance: args.remote_instance.clone(),
+        exec: args.remote_exec.clone(),
+        disabled: args.no_remote_cache,
+    };
+    Ok(crate::remote::settings::resolve(&ws.root, &flags)?.map(Remote::new))
+}
+
 /// `kiln build` over several platforms (or one that is not the default): each platform's
 /// report under a `kiln: platform …` line, then the image indexes.
 fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
@@ -84,10 +92,15 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
             names.join(", ")
         ))));
     }
+    let remote = remote_of(ws, args)?;
     if args.locked {
         // Each platform's view checks its own toolchains and the workspace's other platforms'.
         for p in &platforms {
-            crate::lock::check(&ws.for_platform(*p)).map_err(|e| Error::Lock(Box::new(e)))?;
+            crate::lock::check_with(
+                &ws.for_platform(*p),
+                remote.as_ref().map(|r| r as &dyn DebSource),
+            )
+            .map_err(|e| Error::Lock(Box::new(e)))?;
         }
     }
     let opts = BuildOptions {
@@ -98,13 +111,6 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         keep_going: args.keep_going,
     };
     let progress: &dyn Progress = if args.json { &Quiet } else { &Lines };
-    let flags = crate::remote::settings::Flags {
-        cache: args.remote_cache.clone(),
-        instance: args.remote_instance.clone(),
-        exec: args.remote_exec.clone(),
-        disabled: args.no_remote_cache,
-    };
-    let remote = crate::remote::settings::resolve(&ws.root, &flags)?.map(Remote::new);
     let all = driver::build_platforms(
         ws,
         &platforms,
@@ -273,7 +279,7 @@ fn summary(outcome: &BuildOutcome) {
 pub fn compile_commands(ws: &Workspace) -> Result<ExitCode, Error> {
     let cache_dir = crate::cache::default_dir();
     let roots: Vec<usize> = (0..ws.recipes.len()).collect();
-    let prepared = driver::prepare(&ProcessRunner, ws, &roots, &cache_dir)?;
+    let prepared = driver::prepare(&ProcessRunner, ws, &roots, &cache_dir, None)?;
     let root = ws.root.to_string_lossy();
     let ide = format!("{}/", crate::workspace::OutDir::relative().ide().display());
     let mut entries = Vec::new();

@@ -130,6 +130,7 @@ pub fn run(cmd: &ToolchainCmd, dir: &Option<PathBuf>) -> Result<ExitCode, Toolch
     let http = ReqwestHttp::new()?;
     let archive = Archive {
         http: &http,
+        cas: None,
         runner: &ProcessRunner,
         keyring: args.keyring.clone(),
         downloads: Downloads::new(&crate::cache::default_dir()),

@@ -145,14 +145,15 @@ pub fn push(args: &PushArgs, dir: &Option<PathBuf>) -> Result<ExitCode, Error> {
         };
         // The trees the store has are used as they are; missing ones come from the archive.
         let store = hermetic::downloads(&cache_dir);
-        let trees = hermetic::with_archive(&ProcessRunner, spec, &pinned, store, |archive| {
-            archive
-                .trees(&pinned.package)
-                .map_err(|e| crate::toolchain::ToolchainError::Debian {
-                    toolchain: spec.name.clone(),
-                    detail: crate::error::chain(&e),
+        let trees =
+            hermetic::with_archive(&ProcessRunner, spec, &pinned, store, None, |archive| {
+                archive.trees(&pinned.package).map_err(|e| {
+                    crate::toolchain::ToolchainError::Debian {
+                        toolchain: spec.name.clone(),
+                        detail: crate::error::chain(&e),
+                    }
                 })
-        })?;
+            })?;
         let (written, report) = image::push(&opts, &spec.name, &pinned.package, &trees, &cache_dir)
             .map_err(|e| Error::Image {
                 toolchain: spec.name.clone(),

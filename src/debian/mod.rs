@@ -94,10 +94,19 @@ fn check_control(p: &LockedPackage, tree: &Tree) -> Result<(), DebianError> {
     Ok(())
 }
 
+/// Somewhere besides the mirrors that may hold a .deb, asked by its pinned sha256 and size
+/// first (the remote cache's CAS, where REAPI names a blob by exactly those). What it gives is
+/// checked against both before it enters the store.
+pub trait DebSource: Sync {
+    fn deb(&self, sha256: &Digest, size: u64) -> Option<Vec<u8>>;
+}
+
 /// A Debian archive as kiln uses it: where each suite comes from, how to fetch and verify, and
 /// the cache everything lands in.
 pub struct Archive<'a> {
     pub http: &'a dyn Http,
+    /// Asked for a .deb the store lacks before its mirror is.
+    pub cas: Option<&'a dyn DebSource>,
     pub runner: &'a dyn Runner,
     /// The keyring InRelease files must be signed by ([`signature::DEBIAN_KEYRING`]).
     pub keyring: PathBuf,
@@ -207,8 +216,17 @@ impl Archive<'_> {
         Ok(out)
     }
 
-    /// The .deb of `p` in the cache, fetched and checked against the lock's size and sha256.
+    /// The .deb of `p` in the cache, fetched (from [`Archive::cas`] when it has it, else the
+    /// mirror) and checked against the lock's size and sha256.
     pub fn fetch(&self, p: &LockedPackage) -> Result<PathBuf, DebianError> {
+        if let Some(cas) = self.cas.filter(|_| !self.downloads.has(&p.sha256, p.size)) {
+            if let Some(path) = cas
+                .deb(&p.sha256, p.size)
+                .and_then(|bytes| self.downloads.put(&p.sha256, p.size, &bytes))
+            {
+                return Ok(path);
+            }
+        }
         let url = format!("{}/{}", self.mirror(&p.suite)?, p.filename);
         self.downloads
             .get(self.http, &url, &p.sha256, p.size)

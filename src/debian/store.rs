@@ -177,6 +177,30 @@ impl Downloads {
         }
         Err(last.expect("at least one attempt"))
     }
+
+    /// Whether the blob `digest` of `size` bytes is in the store (its size only: [`get`]
+    /// hashes it before use).
+    ///
+    /// [`get`]: Downloads::get
+    pub fn has(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.len() == size)
+    }
+
+    /// Stores `bytes` as the blob `digest` of `size` bytes when they are exactly that (from
+    /// another source than a mirror: the remote cache's CAS); None when they are not.
+    pub fn put(&self, digest: &Digest, size: u64, bytes: &[u8]) -> Option<PathBuf> {
+        if bytes.len() as u64 != size || Digest::of(bytes) != *digest {
+            return None;
+        }
+        let path = self.blob_path(digest);
+        fs::create_dir_all(path.parent()?).ok()?;
+        let staging = self.staging_dir("fetch").ok()?;
+        let mut tmp = tempfile::NamedTempFile::new_in(staging.path()).ok()?;
+        tmp.write_all(bytes).ok()?;
+        tmp.as_file().sync_all().ok()?;
+        tmp.persist(&path).ok()?;
+        Some(path)
+    }
 }
 
 /// Directories in a staging tree may have been left without write permission; removing their

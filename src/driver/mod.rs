@@ -32,7 +32,9 @@ use crate::workspace::Workspace;
 pub use images::{default_budget, image_request, ImagePhaseError};
 pub use platforms::{build_platforms, chosen as chosen_platforms, PlatformsOutcome};
 pub use report::TargetReport;
-pub use select::{prepare, resolve_toolchains, select, select_kind, Prepared};
+pub use select::{
+    prepare, resolve_toolchains, resolve_toolchains_with, select, select_kind, Prepared,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -200,7 +202,13 @@ fn build_impl(
     )))?;
     // Read first: a bad limit is a usage error before anything is built.
     let limits = crate::cache::config::load(cache.root())?;
-    let prepared = prepare(runner, ws, &roots, &opts.cache_dir)?;
+    let prepared = prepare(
+        runner,
+        ws,
+        &roots,
+        &opts.cache_dir,
+        remote.map(|r| r as &dyn crate::debian::DebSource),
+    )?;
     phases.mark("plan");
     let host_context = Arc::new(ImageContext::host(&opts.cache_dir.join("layers")));
     let contexts = image_contexts(&host_context, &prepared);

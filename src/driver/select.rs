@@ -72,6 +72,19 @@ pub fn resolve_toolchains(
     cache_dir: &Path,
     pins: PinPolicy,
 ) -> Result<BTreeMap<String, Toolchain>, DriverError> {
+    resolve_toolchains_with(runner, ws, used, cache_dir, pins, None)
+}
+
+/// [`resolve_toolchains`], with the .debs of a root to materialise asked of `cas` (the
+/// remote cache) before the mirrors.
+pub fn resolve_toolchains_with(
+    runner: &dyn Runner,
+    ws: &Workspace,
+    used: &[usize],
+    cache_dir: &Path,
+    pins: PinPolicy,
+    cas: Option<&dyn crate::debian::DebSource>,
+) -> Result<BTreeMap<String, Toolchain>, DriverError> {
     let names: BTreeSet<&String> = used
         .iter()
         .map(|&i| &ws.recipes[i].toolchain.value)
@@ -102,7 +115,7 @@ pub fn resolve_toolchains(
                         let pins = pinned.lock().unwrap().remove(*name);
                         match pins {
                             None => Toolchain::resolve(runner, spec, cache_dir),
-                            Some(p) => hermetic::resolve(runner, spec, p, cache_dir, &ws.root),
+                            Some(p) => hermetic::resolve(runner, spec, p, cache_dir, &ws.root, cas),
                         }
                     }),
                 )
@@ -145,10 +158,12 @@ pub fn prepare(
     ws: &Workspace,
     roots: &[usize],
     cache_dir: &Path,
+    cas: Option<&dyn crate::debian::DebSource>,
 ) -> Result<Prepared, DriverError> {
     check_platform_toolchains(ws, roots)?;
     let order = graph::build_order(&ws.graph(), roots);
-    let toolchains = resolve_toolchains(runner, ws, &order, cache_dir, PinPolicy::Update)?;
+    let toolchains =
+        resolve_toolchains_with(runner, ws, &order, cache_dir, PinPolicy::Update, cas)?;
     let mut system_flags: BTreeMap<usize, SystemFlags> = BTreeMap::new();
     for &i in &order {
         let libs = plan::inherited_system_libs(ws, i);

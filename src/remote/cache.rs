@@ -117,6 +117,11 @@ impl RemoteCache {
         self.cas.read(&self.client, blobs)
     }
 
+    /// Which of `blobs` the server lacks.
+    pub fn find_missing(&self, blobs: &[BlobDigest]) -> Result<Vec<BlobDigest>, RemoteError> {
+        self.cas.find_missing(&self.client, blobs)
+    }
+
     /// Blobs into the CAS, only those the server lacks (`kiln worker`'s outputs).
     pub fn upload_blobs(&self, blobs: Vec<(BlobDigest, Vec<u8>)>) -> Result<Transfer, RemoteError> {
         self.cas.upload(&self.client, blobs)

@@ -123,6 +123,7 @@ pub(crate) fn with_archive<T>(
     spec: &ToolchainSpec,
     request: &LockedRoot,
     downloads: Downloads,
+    cas: Option<&dyn crate::debian::DebSource>,
     f: impl FnOnce(&Archive) -> Result<T, ToolchainError>,
 ) -> Result<T, ToolchainError> {
     let fail = |detail: String| ToolchainError::Debian {
@@ -142,6 +143,7 @@ pub(crate) fn with_archive<T>(
         .map_or_else(|| PathBuf::from(DEBIAN_KEYRING), PathBuf::from);
     let archive = Archive {
         http: &http,
+        cas,
         runner,
         keyring,
         downloads,
@@ -196,22 +198,29 @@ pub fn pins(
             });
         }
     }
-    let packages = with_archive(runner, spec, &request, downloads(cache_dir), |archive| {
-        archive
-            .resolve_request(
-                &request.suites,
-                &Request {
-                    roots: request.packages.clone(),
-                    architecture: request.architecture.clone(),
-                    with_essential: false,
-                    without_dependencies: request.without_dependencies.clone(),
-                },
-            )
-            .map_err(|e| ToolchainError::Debian {
-                toolchain: spec.name.clone(),
-                detail: crate::error::chain(&e),
-            })
-    })?;
+    let packages = with_archive(
+        runner,
+        spec,
+        &request,
+        downloads(cache_dir),
+        None,
+        |archive| {
+            archive
+                .resolve_request(
+                    &request.suites,
+                    &Request {
+                        roots: request.packages.clone(),
+                        architecture: request.architecture.clone(),
+                        with_essential: false,
+                        without_dependencies: request.without_dependencies.clone(),
+                    },
+                )
+                .map_err(|e| ToolchainError::Debian {
+                    toolchain: spec.name.clone(),
+                    detail: crate::error::chain(&e),
+                })
+        },
+    )?;
     let pinned = LockedRoot {
         package: packages,
         ..request
@@ -276,13 +285,15 @@ fn package_versions(spec: &ToolchainSpec, packages: &[LockedPackage]) -> BTreeMa
 }
 
 /// The toolchain `spec` describes, from its pinned packages: the root materialised (at once
-/// when it already is), its programs found inside it, and a sandbox over it and `workspace`.
+/// when it already is; .debs the store lacks from `cas`, the remote cache, before the
+/// mirrors), its programs found inside it, and a sandbox over it and `workspace`.
 pub fn resolve(
     runner: &dyn Runner,
     spec: &ToolchainSpec,
     pinned: LockedRoot,
     cache_dir: &Path,
     workspace: &Path,
+    cas: Option<&dyn crate::debian::DebSource>,
 ) -> Result<Toolchain, ToolchainError> {
     let set = locked::set_digest(&pinned.package);
     let store = downloads(cache_dir);
@@ -293,7 +304,7 @@ pub fn resolve(
         if let Some(location) = &spec.image {
             pull_before_archive(spec, location, &pinned, &store);
         }
-        with_archive(runner, spec, &pinned, store, |archive| {
+        with_archive(runner, spec, &pinned, store, cas, |archive| {
             archive
                 .root(&pinned.package)
                 .map(|(_, dir)| dir)
@@ -476,7 +487,8 @@ fn pull_before_archive(
 
 /// The root of `packages`, pins that arrived without a toolchain file (a remote worker's, from
 /// the pins blob of [`crate::remote::toolchain_root`]): at once when `store` has it, else from
-/// the trees in the store and, for the rest, the mirrors of the packages' suites
+/// the trees in the store and, for the rest, `cas` (the remote cache's CAS, where the
+/// building machine put its .debs) and the mirrors of the packages' suites
 /// (`KILN_DEBIAN_MIRROR` or apt's sources), every .deb checked against its pinned size and
 /// sha256 and its control data against the pin, as a build's root is. `name` says whose root
 /// it is in errors.
@@ -485,6 +497,7 @@ pub fn materialise_pins(
     name: &str,
     packages: &[LockedPackage],
     store: Downloads,
+    cas: Option<&dyn crate::debian::DebSource>,
 ) -> Result<(Digest, PathBuf), ToolchainError> {
     let set = locked::set_digest(packages);
     let dir = root_dir(&store, &set);
@@ -507,6 +520,7 @@ pub fn materialise_pins(
     let http = ReqwestHttp::new().map_err(|e| fail(crate::error::chain(&e)))?;
     let archive = Archive {
         http: &http,
+        cas,
         runner,
         keyring: PathBuf::from(DEBIAN_KEYRING),
         downloads: store,

@@ -2,7 +2,8 @@
 //! pins blob its `kiln-toolchain-root` property names, read from the CAS by the caller
 //! (verified against that digest), checked, and materialised in this machine's Debian store
 //! through the same code a build uses ([`hermetic::materialise_pins`]: trees already there,
-//! else .debs from the mirror, each checked against its pinned sha256). A root already in the
+//! else .debs from the CAS, where the building machine uploads them, or the mirror, each
+//! checked against its pinned sha256). A root already in the
 //! store costs a `stat`, so a worker materialises each set once, and workers sharing a store
 //! share roots.
 //! When the action also names the toolchain's pushed image (`container-image`, a reference
@@ -44,6 +45,7 @@ pub fn materialise<'a>(
     value: &str,
     bytes: &[u8],
     container_image: Option<&str>,
+    cas: Option<&dyn crate::debian::DebSource>,
 ) -> Result<(PathBuf, &'a Roots), RootError> {
     let fail = |detail: String| RootError {
         property: value.to_string(),
@@ -72,7 +74,22 @@ pub fn materialise<'a>(
             }
         }
     }
-    let (_, dir) = hermetic::materialise_pins(runner, &name, &pins.package, roots.store.clone())
-        .map_err(|e| fail(crate::error::chain(&e)))?;
+    let (_, dir) =
+        hermetic::materialise_pins(runner, &name, &pins.package, roots.store.clone(), cas)
+            .map_err(|e| fail(crate::error::chain(&e)))?;
     Ok((dir, roots))
+}
+
+/// The server's CAS as a source of .debs: REAPI names a blob by its sha256 and size, which is
+/// what a pin records, so the .debs a building machine uploaded need no mirror here.
+pub struct CasDebs<'a>(pub &'a crate::remote::RemoteCache);
+
+impl crate::debian::DebSource for CasDebs<'_> {
+    fn deb(&self, sha256: &crate::digest::Digest, size: u64) -> Option<Vec<u8>> {
+        let blob = BlobDigest {
+            digest: *sha256,
+            size,
+        };
+        self.0.read_blobs(&[blob]).ok()?.remove(&blob)
+    }
 }

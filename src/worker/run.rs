@@ -177,6 +177,7 @@ pub fn execute(
                 v,
                 &bytes,
                 container_image.as_deref(),
+                Some(&super::root::CasDebs(remote)),
             )?)
         }
         None => None,

@@ -133,12 +133,14 @@ fn a_second_checkout_with_an_empty_cache_builds_everything_from_the_remote() {
     let imgs = images(&two);
     assert_eq!(imgs.len(), 2, "{two}");
     assert_eq!(images(&one), imgs, "images differ between the checkouts");
-    // The images' layers came from the remote's CAS too, not compressed again here.
+    // The images' layers came from the remote's CAS too, not compressed again here: every
+    // layer written is offered to the remote, and the second machine offered none. (Counts
+    // are not compared: two images assembled at once may both write, or fetch, a layer they
+    // share.)
     let (r1, r2) = (&one.json()["remote"], &two.json()["remote"]);
-    let stored = r1["layers_stored"].as_u64().unwrap();
-    assert!(stored >= 4, "two images of two or more layers each: {r1}");
+    assert!(r1["layers_stored"].as_u64().unwrap() >= 4, "{r1}");
     assert_eq!(r1["layers_fetched"], 0, "{r1}");
-    assert_eq!(r2["layers_fetched"].as_u64().unwrap(), stored, "{r2}");
+    assert!(r2["layers_fetched"].as_u64().unwrap() >= 4, "{r2}");
     assert_eq!(r2["layers_stored"], 0, "{r2}");
     assert_eq!(second.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
 

@@ -59,6 +59,7 @@ fn run(dir: &Path, files: &[(&str, Vec<u8>, bool)], stderr: &[u8]) -> LocalRun {
                     path: name.to_string(),
                     file,
                     executable: *executable,
+                    known: None,
                 }
             })
             .collect(),

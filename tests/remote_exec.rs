@@ -374,7 +374,35 @@ fn two_workers_build_everything_and_the_results_equal_a_local_build() {
     let (local, local_run) = local_reference();
     assert_same(&local, &local_run, &ws, &run);
 
-    // A no-op rebuild needs no remote at all.
+    // Outputs are downloaded only when needed: the C++ objects, which only the links (on
+    // the workers) read, stayed in the CAS; the products, depfiles and Ada objects came here.
+    let objects = |ws: &Workspace| -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![ws.path("out/obj")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "o") {
+                    found.push(p.strip_prefix(ws.path("")).unwrap().display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let left = run.json()["remote"]["outputs_left"].as_u64().unwrap();
+    assert!(left >= 3, "hello's and greet's objects: {run}");
+    let here = objects(&ws);
+    assert!(
+        here.iter()
+            .all(|o| !o.starts_with("out/obj/hello") && !o.starts_with("out/obj/greet")),
+        "C++ objects were downloaded: {here:?}"
+    );
+    assert!(!objects(&local).is_empty(), "a local build has them");
+
+    // A no-op rebuild needs no remote at all, left objects included.
     let again = ws
         .kiln()
         .run(["build", "--json", "--remote-exec", &grid.url])
@@ -383,6 +411,38 @@ fn two_workers_build_everything_and_the_results_equal_a_local_build() {
         sources(&again).values().all(|s| s == "up-to-date"),
         "{again}"
     );
+
+    // A link that runs here (the remote cache only, no execution) fetches the objects it
+    // reads from the CAS, each checked against its digest.
+    ws.edit(
+        "hello/src/main.cpp",
+        "int main",
+        "int kiln_edited = 1;\nint main",
+    );
+    let local_link = ws
+        .kiln()
+        .run([
+            "build",
+            "--json",
+            "--no-images",
+            "--remote-cache",
+            &grid.url,
+        ])
+        .ok("a build that links here");
+    let src = sources(&local_link);
+    assert_eq!(
+        src.get("hello link").map(String::as_str),
+        Some("local"),
+        "{local_link}"
+    );
+    let fetched = local_link.json()["remote"]["outputs_fetched_later"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        fetched >= 1,
+        "hello's other object came from the CAS: {local_link}"
+    );
+    assert_eq!(ws.run_bin("hello"), local.run_bin("hello"));
 }
 
 /// A `kiln build` running in the background, its stdout and stderr in files.
@@ -914,4 +974,90 @@ fn a_worker_whose_sandbox_cannot_run_fails_its_lease_and_the_build_runs_locally(
     let log = server.log();
     assert!(log.executes <= 2, "{log:?}");
     same_products(&local, &ws);
+}
+
+#[test]
+fn objects_left_in_the_cas_and_lost_there_are_made_again_here_never_a_failed_or_wrong_build() {
+    let local = built_locally(hermetic_engine("local"));
+    let ws = hermetic_engine("remote");
+    let server = worker_fake(ws.scratch());
+    let exec = |what: &str| {
+        ws.kiln()
+            .run([
+                "build",
+                "--locked",
+                "--json",
+                "-j2",
+                "--remote-exec",
+                &server.url,
+            ])
+            .ok(what)
+    };
+    let first = exec("first build");
+    assert!(first.json()["remote"]["outputs_left"].as_u64().unwrap() >= 3);
+    same_products(&local, &ws);
+    let lose_objects = || {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ws.path("out/.kiln/state.json")).unwrap())
+                .unwrap();
+        let left = state["left"].as_object().unwrap().clone();
+        assert!(!left.is_empty(), "{state}");
+        let mut blobs = server.state.blobs.lock().unwrap();
+        let mut lost = 0;
+        for record in left.values() {
+            let hex = record["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:");
+            lost += usize::from(blobs.remove(hex).is_some());
+        }
+        assert!(lost > 0, "{state}");
+    };
+
+    // The server loses every object it made; the next link it is asked to run lacks one, so
+    // that object's compile runs here and the object is sent.
+    lose_objects();
+    ws.edit(
+        "hello/src/main.cpp",
+        "int main",
+        "int kiln_edited = 1;\nint main",
+    );
+    let second = exec("build after the server lost the objects");
+    let err = second.stderr_text();
+    assert!(
+        err.contains("the remote no longer has out/obj/hello/")
+            && err.contains("running `hello compile hello/src/extra.cpp` here"),
+        "{second}"
+    );
+    assert!(!err.contains("warning"), "{second}");
+    let src = sources(&second);
+    assert_eq!(
+        src.get("hello link").map(String::as_str),
+        Some("remote-exec")
+    );
+    assert_eq!(ws.run_bin("hello"), local.run_bin("hello"));
+
+    // Lost again (main.cpp's object, which the last build's worker made), and the link runs
+    // here (no execution this time): same story, locally.
+    lose_objects();
+    ws.edit(
+        "hello/src/extra.cpp",
+        "int hello_extra",
+        "int kiln_extra = 0;\nint hello_extra",
+    );
+    let third = ws
+        .kiln()
+        .run(["build", "--locked", "--json", "--remote-cache", &server.url])
+        .ok("local link after the server lost the objects");
+    let err = third.stderr_text();
+    assert!(
+        err.contains("running `hello compile hello/src/main.cpp` here"),
+        "{third}"
+    );
+    assert_eq!(
+        sources(&third).get("hello link").map(String::as_str),
+        Some("local")
+    );
+    assert_eq!(ws.run_bin("hello"), local.run_bin("hello"));
+    assert_eq!(images(&third).len(), 2, "{third}");
 }

@@ -19,6 +19,9 @@ use crate::toolchain::{gcc, gnat};
 
 impl Executor<'_> {
     pub(super) fn digest(&self, path: &Path) -> Result<Digest, ActionError> {
+        if let Some(d) = self.left_digest(path) {
+            return Ok(d);
+        }
         let full = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -129,16 +132,19 @@ impl Executor<'_> {
             }
         }
         // 4a. On a remote worker, whose outputs land in the staging directory as a local run's.
-        let (stderr, outcome) = match self.remote_execute(action, &argv, &staging)? {
-            Some(stderr) => (stderr, Outcome::RemoteExec),
-            None => (self.run_locally(&cmd, &staging)?, Outcome::Ran),
+        let (stderr, left, outcome) = match self.remote_execute(action, &argv, &staging, state)? {
+            Some((stderr, left)) => (stderr, left, Outcome::RemoteExec),
+            None => {
+                self.fetch_left_inputs(action, state)?;
+                (self.run_locally(&cmd, &staging)?, Vec::new(), Outcome::Ran)
+            }
         };
-        self.finish_run(action, &argv, base, &cmd, &staging, stderr, state)
+        self.finish_run(action, &argv, base, &cmd, &staging, stderr, &left, state)
             .map(|(stderr, display)| (outcome, stderr, display))
     }
 
     /// The command run here; its stderr and stdout, or its failure.
-    fn run_locally(
+    pub(super) fn run_locally(
         &self,
         cmd: &crate::exec::Command,
         staging: &Path,
@@ -163,10 +169,12 @@ impl Executor<'_> {
         Ok(stderr)
     }
 
-    /// What follows a successful run (local or remote) whose outputs are in `staging`: the
-    /// discovered dependencies, the CAS and action cache, the remote upload, `out/`.
+    /// What follows a successful run (local or remote) whose outputs are in `staging`, but for
+    /// those a remote run `left` in the CAS ([`super::lazy`]): the discovered dependencies, the
+    /// CAS and action cache (no local entry when outputs were left: their blobs are not here),
+    /// the remote upload, `out/`.
     #[allow(clippy::too_many_arguments)]
-    fn finish_run(
+    pub(super) fn finish_run(
         &self,
         action: &Action,
         argv: &[String],
@@ -174,6 +182,7 @@ impl Executor<'_> {
         cmd: &crate::exec::Command,
         staging: &Path,
         stderr: String,
+        left: &[super::lazy::LeftName],
         state: &Mutex<State>,
     ) -> Result<(String, String), ActionError> {
         let deps = self.discover(action, staging)?;
@@ -182,6 +191,15 @@ impl Executor<'_> {
         }
         let mut entry_outputs = Vec::new();
         for o in &action.outputs {
+            if let Some(l) = left.iter().find(|l| l.name == o.name) {
+                self.leave_output(action, o, l.blob);
+                entry_outputs.push(OutputEntry {
+                    name: o.name.clone(),
+                    digest: l.blob.digest,
+                    executable: o.executable,
+                });
+                continue;
+            }
             let produced = staging.join(&o.name);
             if !produced.is_file() {
                 return Err(ActionError::Failed(format!(
@@ -206,14 +224,20 @@ impl Executor<'_> {
             outputs: entry_outputs.clone(),
             stderr: stderr.clone(),
         };
-        self.cache
-            .put_entry(&base, &full, &entry)
-            .map_err(io_ctx("writing the action cache"))?;
+        if left.is_empty() {
+            self.cache
+                .put_entry(&base, &full, &entry)
+                .map_err(io_ctx("writing the action cache"))?;
+        }
 
         self.remote_store(action, argv, &entry, staging)?;
 
         let mut outputs = Vec::new();
         for (spec, o) in action.outputs.iter().zip(&entry_outputs) {
+            if left.iter().any(|l| l.name == spec.name) {
+                outputs.push((spec.dest.clone(), o.digest));
+                continue;
+            }
             let produced = staging.join(&spec.name);
             let dest = self.root.join(&spec.dest);
             use std::os::unix::fs::PermissionsExt;
@@ -223,6 +247,7 @@ impl Executor<'_> {
             std::fs::rename(&produced, &dest)
                 .map_err(io_ctx(format!("moving {} into place", spec.dest.display())))?;
             self.stat.forget(&dest);
+            self.placed(&spec.dest);
             outputs.push((spec.dest.clone(), o.digest));
         }
         let _ = std::fs::remove_dir_all(staging);
@@ -260,6 +285,7 @@ impl Executor<'_> {
                 }
             }
             self.stat.forget(&dest);
+            self.placed(&spec.dest);
             outputs.push((spec.dest.clone(), o.digest));
         }
         Ok(Some(outputs))

@@ -23,6 +23,7 @@
 //! turns an action's template into the concrete command line; the process itself is the
 //! [`Runner`]'s.
 
+pub mod lazy;
 pub mod plan;
 pub mod state;
 #[cfg(test)]

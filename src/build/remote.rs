@@ -39,7 +39,7 @@ use std::sync::{Mutex, OnceLock};
 
 use super::plan::Action;
 use super::state::State;
-use super::{io_ctx, ActionError, Executor};
+use super::{io_ctx, lazy, ActionError, Executor};
 use crate::cache::key::{allowed_env, full_key, KEY_VERSION};
 use crate::cache::{ActionEntry, OutputEntry};
 use crate::debian::sandbox::WORKSPACE;
@@ -95,6 +95,10 @@ pub struct Remote {
     pins: Mutex<BTreeMap<Digest, (BlobDigest, Vec<u8>)>>,
     /// Roots whose .debs this build has put in the CAS.
     debs: Mutex<std::collections::BTreeSet<Digest>>,
+    /// Outputs of hits this build left in the CAS ([`lazy`]), and how many it left in all.
+    left: lazy::LeftOutputs,
+    outputs_left: AtomicUsize,
+    fetched_later: AtomicUsize,
     /// The pushed toolchain image of each set whose toolchain file names one (None when the
     /// registry does not have it), asked once per build.
     images: Mutex<BTreeMap<Digest, Option<String>>>,
@@ -149,6 +153,10 @@ pub struct RemoteSummary {
     pub layers_stored: usize,
     /// Toolchain .debs the server served (a root materialised without a mirror).
     pub debs_fetched: usize,
+    /// Outputs of remote hits left in the CAS (objects only links and archives read), and
+    /// those of them fetched (or made again) after all, for an action run here.
+    pub outputs_left: usize,
+    pub outputs_fetched_later: usize,
     /// The first failure, after which the build went on without the remote (or without
     /// uploading).
     pub error: Option<RemoteFailure>,
@@ -170,6 +178,9 @@ impl Remote {
             debs_fetched: AtomicUsize::new(0),
             pins: Mutex::new(BTreeMap::new()),
             debs: Mutex::new(std::collections::BTreeSet::new()),
+            left: lazy::LeftOutputs::default(),
+            outputs_left: AtomicUsize::new(0),
+            fetched_later: AtomicUsize::new(0),
             images: Mutex::new(BTreeMap::new()),
         }
     }
@@ -182,6 +193,8 @@ impl Remote {
             layers_fetched: self.layers_fetched.load(Ordering::SeqCst),
             layers_stored: self.layers_stored.load(Ordering::SeqCst),
             debs_fetched: self.debs_fetched.load(Ordering::SeqCst),
+            outputs_left: self.outputs_left.load(Ordering::SeqCst),
+            outputs_fetched_later: self.fetched_later.load(Ordering::SeqCst),
             error: self.failure.lock().unwrap().clone(),
         }
     }
@@ -215,6 +228,38 @@ impl Remote {
             .entry(root.set)
             .or_insert_with(|| RootPins::new(root.packages()).encode())
             .clone()
+    }
+
+    /// The outputs this build left in the CAS.
+    pub fn left_outputs(&self) -> &lazy::LeftOutputs {
+        &self.left
+    }
+
+    /// Whether this build leaves outputs in the CAS ([`lazy`]): with remote execution, whose
+    /// point is not to have the bytes here. A remote cache alone brings everything, so that
+    /// the machine's local cache and `out/` are those of one that built it.
+    pub(super) fn leaves_outputs(&self) -> bool {
+        self.config.execute
+    }
+
+    /// A left output was needed here after all (fetched, or made again).
+    pub(super) fn fetched_later(&self) {
+        self.fetched_later.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn leave(&self, path: PathBuf, output: lazy::LeftOutput) {
+        self.left.insert(path, output);
+        self.outputs_left.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A blob from the CAS, verified; None when the server does not hold it (not a failure of
+    /// the remote), when it failed (which turns it off), or when it is off.
+    pub(super) fn fetch_blob(&self, blob: BlobDigest) -> Option<Vec<u8>> {
+        self.call(Call::Lookup, |c| match c.read_blobs(&[blob]) {
+            Ok(mut got) => Ok(got.remove(&blob)),
+            Err(RemoteError::BlobMissing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })?
     }
 
     /// Puts the .debs of `root` that this machine's Debian store holds into the CAS, once per
@@ -368,6 +413,7 @@ impl LayerTier for Remote {
             path: path.to_string(),
             file: file.to_path_buf(),
             executable: false,
+            known: None,
         };
         let run = LocalRun {
             outputs: vec![file(LAYER_FACTS, facts), file(LAYER_BLOB, blob)],
@@ -385,6 +431,13 @@ impl Executor<'_> {
     /// An input file of the remote action: workspace-relative path, digest, size, mode.
     fn input_file(&self, path: &str, digest: Digest) -> Result<InputFile, ActionError> {
         use std::os::unix::fs::PermissionsExt;
+        if let Some(left) = self.left(Path::new(path)) {
+            return Ok(InputFile {
+                path: path.to_string(),
+                blob: left.blob,
+                executable: left.executable,
+            });
+        }
         let meta =
             std::fs::metadata(self.root.join(path)).map_err(io_ctx(format!("reading {path}")))?;
         Ok(InputFile {
@@ -485,7 +538,12 @@ impl Executor<'_> {
                 continue;
             }
             let full_action = self.remote_action(action, argv, Some(&deps))?;
-            match remote.call(Call::Lookup, |c| c.lookup(&full_action)) {
+            let leave = if remote.leaves_outputs() {
+                lazy::may_leave(action)
+            } else {
+                Vec::new()
+            };
+            match remote.call(Call::Lookup, |c| c.lookup_leaving(&full_action, &leave)) {
                 Some(Some(result)) => {
                     hit = Some((deps, result));
                     break;
@@ -501,17 +559,60 @@ impl Executor<'_> {
             return Ok(None);
         };
         let full = full_key(base, &deps);
-        self.cache
-            .put_entry(base, &full, &entry)
-            .map_err(io_ctx("writing the action cache"))?;
-        let Some(outputs) = self.restore(action, base, &full, &entry)? else {
-            return Ok(None);
+        let outputs = if result.outputs.iter().any(|o| o.left) {
+            // No local entry: its blobs are not all here.
+            self.restore_leaving(action, &entry, &result)?
+        } else {
+            self.cache
+                .put_entry(base, &full, &entry)
+                .map_err(io_ctx("writing the action cache"))?;
+            let Some(outputs) = self.restore(action, base, &full, &entry)? else {
+                return Ok(None);
+            };
+            outputs
         };
         state
             .lock()
             .unwrap()
             .record(&action.id, *base, &deps, outputs);
         Ok(Some(entry.stderr))
+    }
+
+    /// The outputs of a hit that left some in the remote CAS: those fetched restored into
+    /// `out/` as a local hit's, each left one's path in `out/` removed and recorded in the
+    /// build's [`LeftOutputs`](lazy::LeftOutputs) (see [`lazy`]).
+    fn restore_leaving(
+        &self,
+        action: &Action,
+        entry: &ActionEntry,
+        result: &RemoteResult,
+    ) -> Result<Vec<(PathBuf, Digest)>, ActionError> {
+        let mut outputs = Vec::new();
+        for (spec, o) in action.outputs.iter().zip(&entry.outputs) {
+            let dest = self.root.join(&spec.dest);
+            let left = result
+                .outputs
+                .iter()
+                .find(|r| r.path == spec.name && r.left);
+            if let Some(r) = left {
+                let blob = BlobDigest {
+                    digest: r.digest,
+                    size: r.size,
+                };
+                self.leave_output(action, spec, blob);
+            } else {
+                self.cache
+                    .restore(&o.digest, &dest, o.executable)
+                    .map_err(|e| ActionError::Io {
+                        context: format!("restoring {} from the cache", spec.dest.display()),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                self.stat.forget(&dest);
+                self.placed(&spec.dest);
+            }
+            outputs.push((spec.dest.clone(), o.digest));
+        }
+        Ok(outputs)
     }
 
     /// The remote outputs into the local CAS, as the entry a local run would have written.
@@ -527,10 +628,13 @@ impl Executor<'_> {
             let Some(o) = result.outputs.iter().find(|o| o.path == spec.name) else {
                 return Ok(None);
             };
-            let digest = self
-                .cache
-                .put_bytes(&o.bytes)
-                .map_err(io_ctx(format!("storing {} in the cache", spec.name)))?;
+            let digest = if o.left {
+                o.digest
+            } else {
+                self.cache
+                    .put_bytes(&o.bytes)
+                    .map_err(io_ctx(format!("storing {} in the cache", spec.name)))?
+            };
             if digest != o.digest {
                 return Ok(None);
             }
@@ -571,10 +675,13 @@ impl Executor<'_> {
             outputs: entry
                 .outputs
                 .iter()
-                .map(|o| LocalOutput {
+                .zip(&action.outputs)
+                .map(|(o, spec)| LocalOutput {
                     path: o.name.clone(),
                     file: self.cache.blob_path(&o.digest),
                     executable: o.executable,
+                    // Left on the server by the remote run that made it.
+                    known: self.left(&spec.dest).map(|l| l.blob),
                 })
                 .collect(),
             stdout: Vec::new(),
@@ -607,6 +714,7 @@ impl Executor<'_> {
                 path: DEPS_OUTPUT.into(),
                 file: deps_file,
                 executable: false,
+                known: None,
             }],
             ..LocalRun::default()
         };
@@ -711,7 +819,8 @@ impl Executor<'_> {
         action: &Action,
         argv: &[String],
         staging: &Path,
-    ) -> Result<Option<String>, ActionError> {
+        state: &Mutex<State>,
+    ) -> Result<Option<(String, Vec<lazy::LeftName>)>, ActionError> {
         let Some(remote) = self.remote else {
             return Ok(None);
         };
@@ -825,8 +934,23 @@ impl Executor<'_> {
             blobs,
         };
         let root = self.root;
-        let read = |p: &str| std::fs::read(root.join(p));
-        let Some(executed) = remote.call(Call::Exec, |c| c.execute(&exec_action, &read)) else {
+        // An input the server says it lacks is sent from here: one it made and this build left
+        // there (and it has since lost) is made here first.
+        let read = |p: &str| -> std::io::Result<Vec<u8>> {
+            if let Some(left) = self.left(Path::new(p)) {
+                self.remake_left(Path::new(p), &left, state)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                remote.fetched_later();
+            }
+            std::fs::read(root.join(p))
+        };
+        let leave: Vec<String> = lazy::may_leave(action)
+            .into_iter()
+            .map(|name| format!("{out_prefix}{name}"))
+            .collect();
+        let Some(executed) = remote.call(Call::Exec, |c| {
+            c.execute_leaving(&exec_action, &read, &leave)
+        }) else {
             return Ok(None);
         };
         let result = match executed {
@@ -838,8 +962,20 @@ impl Executor<'_> {
         } else {
             self.root.to_path_buf()
         };
+        let mut left = Vec::new();
         for o in &result.outputs {
             use std::os::unix::fs::PermissionsExt;
+            if o.left {
+                let name = o.path.strip_prefix(&out_prefix).unwrap_or(&o.path);
+                left.push(lazy::LeftName {
+                    name: name.to_string(),
+                    blob: BlobDigest {
+                        digest: o.digest,
+                        size: o.size,
+                    },
+                });
+                continue;
+            }
             let path = cwd.join(&o.path);
             std::fs::write(&path, &o.bytes).map_err(io_ctx(format!("writing {}", o.path)))?;
             let mode = if o.executable { 0o755 } else { 0o644 };
@@ -848,6 +984,6 @@ impl Executor<'_> {
         }
         let mut stderr = String::from_utf8_lossy(&result.stderr).into_owned();
         stderr.push_str(&String::from_utf8_lossy(&result.stdout));
-        Ok(Some(stderr))
+        Ok(Some((stderr, left)))
     }
 }

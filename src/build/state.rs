@@ -30,6 +30,17 @@ pub struct State {
     /// Image input keys by service, for skipping unchanged image assembly.
     #[serde(default)]
     pub images: BTreeMap<String, (Digest, serde_json::Value)>,
+    /// Outputs the last build left in the remote CAS (`build::lazy`), absent from `out/`.
+    #[serde(default)]
+    pub left: BTreeMap<PathBuf, LeftRecord>,
+}
+
+/// An output in the remote CAS only: its digest, size and mode.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeftRecord {
+    pub digest: Digest,
+    pub size: u64,
+    pub executable: bool,
 }
 
 impl State {

@@ -249,8 +249,16 @@ fn build_impl(
         keep_going: opts.keep_going,
         remote,
     };
+    if let Some(r) = remote {
+        r.left_outputs()
+            .load(&state.lock().unwrap().left, &prepared.plan);
+    }
     phases.mark("load state");
     let reports = exec.run(&prepared.plan, &state);
+    // Without a remote, nothing can stand for a file `out/` lacks.
+    state.lock().unwrap().left = remote
+        .map(|r| r.left_outputs().records())
+        .unwrap_or_default();
     phases.mark("actions");
     let failed = reports.iter().any(|r| r.outcome == Outcome::Failed);
     let mut targets = report::tally(ws, &prepared, &reports);

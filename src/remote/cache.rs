@@ -32,6 +32,9 @@ pub struct LocalOutput {
     /// Where the file is on disk now.
     pub file: PathBuf,
     pub executable: bool,
+    /// Set for an output the server already holds and this machine does not (one a remote
+    /// run produced and left there): named by it, never read.
+    pub known: Option<BlobDigest>,
 }
 
 /// A successful local run of an action.
@@ -42,13 +45,16 @@ pub struct LocalRun {
     pub stderr: Vec<u8>,
 }
 
-/// One output of a remote result, already verified.
+/// One output of a remote result, already verified; or, when the caller left it in the CAS
+/// ([`RemoteCache::lookup_leaving`]), only named: `left`, no bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteOutput {
     pub path: String,
     pub digest: Digest,
+    pub size: u64,
     pub executable: bool,
     pub bytes: Vec<u8>,
+    pub left: bool,
 }
 
 /// A verified hit, outputs in the order of [`RemoteAction::outputs`] (sorted).
@@ -99,6 +105,17 @@ impl RemoteCache {
     }
 
     pub fn lookup(&self, action: &RemoteAction) -> Result<Option<RemoteResult>, RemoteError> {
+        self.lookup_leaving(action, &[])
+    }
+
+    /// [`RemoteCache::lookup`], fetching none of the outputs named in `leave`: those stay in the
+    /// CAS (REAPI has the server keep a result's blobs while it serves the result), named by
+    /// digest, until something here needs their bytes.
+    pub fn lookup_leaving(
+        &self,
+        action: &RemoteAction,
+        leave: &[String],
+    ) -> Result<Option<RemoteResult>, RemoteError> {
         let enc = self.encode(action)?;
         let Some(result) = action_cache::get(&self.client, enc.digest)? else {
             return Ok(None);
@@ -106,7 +123,7 @@ impl RemoteCache {
         if result.exit_code != 0 {
             return Ok(None);
         }
-        self.fetch_outputs(&enc, &result)
+        self.fetch_outputs(&enc, &result, leave)
     }
 
     /// Blobs from the CAS, each verified against its digest (`kiln worker`'s inputs).
@@ -143,6 +160,7 @@ impl RemoteCache {
         &self,
         enc: &EncodedAction,
         result: &reapi::ActionResult,
+        leave: &[String],
     ) -> Result<Option<RemoteResult>, RemoteError> {
         let what = format!("the action result of {}", enc.digest.digest);
         let mut wanted = Vec::new();
@@ -157,7 +175,9 @@ impl RemoteCache {
             if !f.contents.is_empty() {
                 blob.verify(&what, &f.contents)?;
             }
-            wanted.push(blob);
+            if !leave.contains(path) {
+                wanted.push(blob);
+            }
             files.push((path, blob, f.is_executable, f.contents.clone()));
         }
         let stdout = std_blob(result.stdout_digest.as_ref(), &result.stdout_raw, &what)?;
@@ -179,15 +199,22 @@ impl RemoteCache {
         let take = |b: &BlobDigest| blobs.get(b).cloned().unwrap_or_default();
         let outputs = files
             .into_iter()
-            .map(|(path, blob, executable, contents)| RemoteOutput {
-                path: path.clone(),
-                digest: blob.digest,
-                executable,
-                bytes: if contents.is_empty() {
-                    take(&blob)
-                } else {
-                    contents
-                },
+            .map(|(path, blob, executable, contents)| {
+                let left = leave.contains(path) && contents.is_empty();
+                RemoteOutput {
+                    path: path.clone(),
+                    digest: blob.digest,
+                    size: blob.size,
+                    executable,
+                    bytes: if left {
+                        Vec::new()
+                    } else if contents.is_empty() {
+                        take(&blob)
+                    } else {
+                        contents
+                    },
+                    left,
+                }
             })
             .collect();
         let stdout = stdout.map_or_else(|| result.stdout_raw.clone(), |b| take(&b));
@@ -215,6 +242,15 @@ impl RemoteCache {
                     path: o.path.clone(),
                     reason: "the action does not declare it",
                 });
+            }
+            if let Some(blob) = o.known {
+                output_files.push(reapi::OutputFile {
+                    path: o.path.clone(),
+                    digest: Some(blob.to_proto()),
+                    is_executable: o.executable,
+                    ..Default::default()
+                });
+                continue;
             }
             let bytes = std::fs::read(&o.file).map_err(|source| RemoteError::ReadOutput {
                 path: o.file.clone(),

@@ -67,6 +67,17 @@ impl RemoteCache {
         action: &RemoteAction,
         read: &dyn Fn(&str) -> std::io::Result<Vec<u8>>,
     ) -> Result<Executed, RemoteError> {
+        self.execute_leaving(action, read, &[])
+    }
+
+    /// [`RemoteCache::execute`], fetching none of the outputs named in `leave` (see
+    /// [`RemoteCache::lookup_leaving`]).
+    pub fn execute_leaving(
+        &self,
+        action: &RemoteAction,
+        read: &dyn Fn(&str) -> std::io::Result<Vec<u8>>,
+        leave: &[String],
+    ) -> Result<Executed, RemoteError> {
         let enc = self.encode(action)?;
         let (client, cas, _) = self.parts();
         let mut last = None;
@@ -114,7 +125,7 @@ impl RemoteCache {
                             stderr,
                         });
                     }
-                    return match self.fetch_outputs(&enc, &result)? {
+                    return match self.fetch_outputs(&enc, &result, leave)? {
                         Some(r) => Ok(Executed::Succeeded(r)),
                         None => Ok(Executed::Failed {
                             exit_code: 0,

@@ -763,6 +763,13 @@ def remote(w, runs):
         bg.stop()
 
 
+def child_cpu():
+    """User + system CPU seconds of this process's reaped children so far."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def remote_exec(w, runs):
     """The 16 services built cold with `--remote-exec` on BuildGrid with two local `kiln worker`
     processes, against the same cold build run locally with -j2, alternating, same run. Every
@@ -781,9 +788,11 @@ def remote_exec(w, runs):
     for i in range(runs):
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(ws.cache, ignore_errors=True)
+        c0 = child_cpu()
         dt, _ = timed(ws.kiln("build", "-j2", "--json"), env=env)
         local_t.append(dt)
-        log(f"remote exec: run {i + 1}: local -j2 {fmt_s(dt)}")
+        local_cpu = child_cpu() - c0
+        log(f"remote exec: run {i + 1}: local -j2 {fmt_s(dt)}, {local_cpu:.1f} s CPU")
 
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(ws.cache, ignore_errors=True)
@@ -791,11 +800,17 @@ def remote_exec(w, runs):
         grid = ExecGrid(os.path.join(W.tmp, "remote-exec"), KILN, root,
                         ws.env(worker_cache, LC_ALL="C"))
         try:
+            idle = grid.cpu()
+            c0 = child_cpu()
             dt, r = timed(ws.kiln("build", "-j2", "--json", "--remote-exec", grid.url), env=env)
-            log(f"remote exec: run {i + 1}: --remote-exec {fmt_s(dt)} ({r.stderr.strip()[-300:]})")
+            client = child_cpu() - c0
+            busy = grid.cpu()
             leases = grid.leases()
         finally:
             grid.stop()
+        cpu = {"kiln build": client, **{k: busy[k] - idle.get(k, 0.0) for k in busy}}
+        log(f"remote exec: run {i + 1}: --remote-exec {fmt_s(dt)}; CPU s: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
         doc = json.loads(r.stdout)
         err = (doc.get("remote") or {}).get("error")
         acts = [a for t in doc["targets"] for a in t.get("actions", [])]
@@ -811,7 +826,7 @@ def remote_exec(w, runs):
             raise SystemExit(f"bench: the workers took {leases} leases for {rexec} remotely "
                              "executed actions")
         remote_t.append(dt)
-        counts.append((rexec, by_source, leases))
+        counts.append((rexec, by_source, leases, cpu, local_cpu))
         log(f"remote exec: run {i + 1}: {rexec} action(s) executed remotely; sources "
             f"{by_source}; leases {leases}")
 
@@ -824,11 +839,14 @@ def remote_exec(w, runs):
     R.row("cold build, 16 services with images, remote execution on BuildGrid with 2 local kiln "
           "workers vs local -j2", fmt_hf(kiln), fmt_hf(anchor), f"{ratio:.2f}×", "≤ 1.15×",
           ratio <= 1.15)
-    rexec, by_source, leases = counts[-1]
+    rexec, by_source, leases, cpu, local_cpu = counts[-1]
     W.details["remote-exec"] = (
         f"- remote execution: {', '.join(fmt_s(t) for t in remote_t)} against local -j2 "
         f"{', '.join(fmt_s(t) for t in local_t)}; last run: {rexec} action(s) executed "
-        f"remotely, {len(acts)} in all by source {by_source}; leases per worker {leases}.\n")
+        f"remotely, {len(acts)} in all by source {by_source}; leases per worker {leases}. "
+        f"CPU seconds of that remote build: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        + f" (total {sum(cpu.values()):.1f}), against {local_cpu:.1f} for the local build.\n")
 
 
 def pushed_size(layout):

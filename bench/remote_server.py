@@ -256,6 +256,31 @@ class ExecGrid:
                 out[wid] = f.read().count("running lease")
         return out
 
+    def cpu(self):
+        """CPU seconds (user + system) so far of BuildGrid, PostgreSQL and each worker: every
+        process in its process group, the children it has reaped (a worker's compilers)
+        included. Where a remote build's CPU goes on a machine whose cores it shares."""
+        groups = {self.server.pid: "bgd"}
+        groups.update({w.pid: f"w{i + 1}" for i, w in enumerate(self.workers)})
+        try:
+            with open(os.path.join(self.pg.data, "postmaster.pid")) as f:
+                groups[int(f.readline())] = "postgres"  # the postmaster leads its session
+        except (OSError, ValueError):
+            pass
+        tick = os.sysconf("SC_CLK_TCK")
+        out = dict.fromkeys(groups.values(), 0.0)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            name = groups.get(int(fields[2]))  # pgrp
+            if name is not None:
+                out[name] += sum(int(x) for x in fields[11:15]) / tick  # utime..cstime
+        return out
+
     def _wait_listening(self):
         # Bounded: Python's start-up on a busy machine takes seconds, never minutes.
         for _ in range(720):

@@ -145,6 +145,9 @@ alternating with the remote one in the same run. A run counts only if `--json` r
 error, its `actions_remote_exec` equal the actions with `source: "remote-exec"`, are more than
 none, and the workers' logs show at least as many leases. Target ≤ 1.15×; both machines' two
 cores are the same two cores here, so this measures the protocol's overhead, not a speed-up.
+Reported with it: the mean time of one action (`duration_ms` over actions) remote and local, and
+the CPU seconds of the client, BuildGrid, PostgreSQL and each worker during the remote build
+(their process groups; the sandboxed commands themselves are not visible to getrusage).
 """
 
 METHOD_MULTIARCH = """Two copies of the 16-service workspace: one as it is (linux/amd64 alone), one with

@@ -27,11 +27,12 @@ from methods import (METHOD_TOOLCHAIN, METHOD_COLD, METHOD_COMMON, METHOD_DEMO, 
 from probes import gnu_time_maxrss, hyperfine, log, peak_rss, sh, timed, uptime
 import registry
 from registry import Registry, big_layout
-from remote_server import BuildGrid
+from remote_server import BuildGrid, ExecGrid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
-KILN = os.path.join(REPO, "target/release/kiln")
+# KILN_BENCH_BIN: another kiln binary to measure (one built with its own CARGO_TARGET_DIR).
+KILN = os.environ.get("KILN_BENCH_BIN") or os.path.join(REPO, "target/release/kiln")
 LAYER_BENCH = os.path.join(REPO, "target/release/examples/layer_bench")
 PUSH_BENCH = os.path.join(REPO, "target/release/examples/push_bench")
 # The same kiln with the hashing of cache reads compiled out (feature `bench-unverified`): the
@@ -762,6 +763,103 @@ def remote(w, runs):
         bg.stop()
 
 
+def child_cpu():
+    """User + system CPU seconds of this process's reaped children so far."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def per_action(doc):
+    """Mean wall time of one action in a `kiln build --json` document, in seconds."""
+    n = sum(len(t.get("actions", [])) for t in doc["targets"])
+    return sum(t.get("duration_ms", 0) for t in doc["targets"]) / 1000 / max(n, 1)
+
+
+def remote_exec(w, runs):
+    """The 16 services built cold with `--remote-exec` on BuildGrid with two local `kiln worker`
+    processes, against the same cold build run locally with -j2, alternating, same run. Every
+    remote run gets a new PostgreSQL, BuildGrid and workers (an empty action cache, CAS and job
+    table: every action really executes), started and stopped outside the timing."""
+    root = os.path.join(W.tmp, "remote-exec", "ws")
+    shutil.copytree(w.root, root, symlinks=True,
+                    ignore=shutil.ignore_patterns("out", ".ninja_log", ".ninja_deps"))
+    ws = Workspace("remote-exec", root, os.path.join(W.tmp, "remote-exec", "cache"))
+    out = os.path.join(root, "out")
+    worker_cache = os.path.join(W.tmp, "remote-exec", "worker-cache")
+    env = ws.env(LC_ALL="C", SOURCE_DATE_EPOCH="0")
+    local_t, remote_t, counts = [], [], []
+    log(f"remote exec: {runs} cold build(s) each, with images: local -j2, then --remote-exec on "
+        f"BuildGrid with 2 local kiln workers (a new server and workers per run)")
+    for i in range(runs):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(ws.cache, ignore_errors=True)
+        c0 = child_cpu()
+        dt, r = timed(ws.kiln("build", "-j2", "--json"), env=env)
+        local_t.append(dt)
+        local_cpu = child_cpu() - c0
+        local_per = per_action(json.loads(r.stdout))
+        log(f"remote exec: run {i + 1}: local -j2 {fmt_s(dt)}, {local_cpu:.1f} s CPU outside "
+            f"sandboxes, {fmt_s(local_per)} per action")
+
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(ws.cache, ignore_errors=True)
+        shutil.rmtree(worker_cache, ignore_errors=True)
+        grid = ExecGrid(os.path.join(W.tmp, "remote-exec"), KILN, root,
+                        ws.env(worker_cache, LC_ALL="C"))
+        try:
+            idle = grid.cpu()
+            c0 = child_cpu()
+            dt, r = timed(ws.kiln("build", "-j2", "--json", "--remote-exec", grid.url), env=env)
+            client = child_cpu() - c0
+            busy = grid.cpu()
+            leases = grid.leases()
+        finally:
+            grid.stop()
+        cpu = {"kiln build": client, **{k: busy[k] - idle.get(k, 0.0) for k in busy}}
+        log(f"remote exec: run {i + 1}: --remote-exec {fmt_s(dt)}; CPU s outside sandboxes: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+        doc = json.loads(r.stdout)
+        err = (doc.get("remote") or {}).get("error")
+        acts = [a for t in doc["targets"] for a in t.get("actions", [])]
+        by_source = {}
+        for a in acts:
+            by_source[a["source"]] = by_source.get(a["source"], 0) + 1
+        rexec = sum(t.get("actions_remote_exec", 0) for t in doc["targets"])
+        if err is not None:
+            raise SystemExit(f"bench: remote execution fell back to local: {err}")
+        if rexec == 0 or by_source.get("remote-exec", 0) != rexec:
+            raise SystemExit(f"bench: no action ran remotely ({rexec}; sources {by_source})")
+        if sum(leases.values()) < rexec:
+            raise SystemExit(f"bench: the workers took {leases} leases for {rexec} remotely "
+                             "executed actions")
+        remote_t.append(dt)
+        remote_per = per_action(doc)
+        counts.append((rexec, by_source, leases, cpu, local_cpu, local_per, remote_per))
+        log(f"remote exec: run {i + 1}: {rexec} action(s) executed remotely; sources "
+            f"{by_source}; leases {leases}; {fmt_s(remote_per)} per action")
+
+    def stats(ts):
+        mean = sum(ts) / len(ts)
+        sd = (sum((t - mean) ** 2 for t in ts) / (len(ts) - 1)) ** 0.5 if len(ts) > 1 else None
+        return {"mean": mean, "stddev": sd}
+    kiln, anchor = stats(remote_t), stats(local_t)
+    ratio = kiln["mean"] / anchor["mean"]
+    R.row("cold build, 16 services with images, remote execution on BuildGrid with 2 local kiln "
+          "workers vs local -j2", fmt_hf(kiln), fmt_hf(anchor), f"{ratio:.2f}×", "≤ 1.15×",
+          ratio <= 1.15)
+    rexec, by_source, leases, cpu, local_cpu, local_per, remote_per = counts[-1]
+    W.details["remote-exec"] = (
+        f"- remote execution: {', '.join(fmt_s(t) for t in remote_t)} against local -j2 "
+        f"{', '.join(fmt_s(t) for t in local_t)}; last run: {rexec} action(s) executed "
+        f"remotely, {len(acts)} in all by source {by_source}; leases per worker {leases}. "
+        f"Mean time of one action (its `duration_ms`, Execute round trip included): "
+        f"{fmt_s(remote_per)} remote, {fmt_s(local_per)} local. CPU seconds of that remote "
+        f"build outside the sandboxed commands (bubblewrap's PID namespace hides those from "
+        f"getrusage): " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        + f" (total {sum(cpu.values()):.1f}), against {local_cpu:.1f} for the local build.\n")
+
+
 def pushed_size(layout):
     """Config plus layers of the single image in an OCI layout, as a registry stores them."""
     def blob(d):
@@ -940,8 +1038,9 @@ def report(args, started, load_start, load_end):
     md.append("### 10. SBOM and status.d cost\n" + METHOD_SBOM)
     md.append("### 11. `kiln verify`\n" + METHOD_VERIFY)
     md.append("### 12. The cache: verified restores and garbage collection\n" + METHOD_CACHE)
-    if "remote" in W.details:
-        md.append("### 13. The remote cache\n" + METHOD_REMOTE + W.details["remote"])
+    if "remote" in W.details or "remote-exec" in W.details:
+        md.append("### 13. The remote cache and remote execution\n" + METHOD_REMOTE +
+                  W.details.get("remote", "") + W.details.get("remote-exec", ""))
     if "multiarch" in W.details:
         md.append("### 14. Two platforms\n" + METHOD_MULTIARCH + W.details["multiarch"])
     if W.notes:
@@ -1023,6 +1122,7 @@ def main():
             step("verify", verify, ws)
             step("cache", cache, ws, 2 if q else 5)
             step("remote", remote, ws, 2 if q else 5)
+            step("remote", remote_exec, ws, 1 if q else 2)
             step("multiarch", multiarch, ws, 1 if q else 2)
         memory_row()
         skipped = [s for s in STEPS if s not in only]

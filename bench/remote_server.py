@@ -108,6 +108,11 @@ schedulers:
     action-cache: *ac
     # A bot silent for this long is gone; its lease goes back to the queue.
     bot-session-keepalive-timeout: 10
+    # Its defaults look for work, and for finished work, once a second: a second on every
+    # action, when the whole build runs on one machine.
+    poll-interval: 0.05
+    bot-poll-interval: 0.05
+    job-assignment-interval: 0.05
     property-set:
       !dynamic-property-set
       match-property-keys: [kiln-toolchain, kiln-sandbox, OSFamily]

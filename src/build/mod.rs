@@ -19,7 +19,8 @@
 //!
 //! The parts follow ninja's: `schedule` decides what runs when (the ready list, workers, what a
 //! failure stops), `lifecycle` takes one action through fresh / cached / remote / run, `remote`
-//! is the remote cache's part of that, and `command`
+//! is the remote cache's part of that, `lazy` the outputs remote execution leaves in the CAS,
+//! and `command`
 //! turns an action's template into the concrete command line; the process itself is the
 //! [`Runner`]'s.
 

@@ -776,6 +776,11 @@ def per_action(doc):
     return sum(t.get("duration_ms", 0) for t in doc["targets"]) / 1000 / max(n, 1)
 
 
+# Actions the remote-exec build keeps in flight: more than the two workers run at once, so
+# that uploading, queueing and downloading overlap with execution, as any REAPI client does.
+REMOTE_EXEC_JOBS = int(os.environ.get("KILN_BENCH_REMOTE_JOBS", "4"))
+
+
 def remote_exec(w, runs):
     """The 16 services built cold with `--remote-exec` on BuildGrid with two local `kiln worker`
     processes, against the same cold build run locally with -j2, alternating, same run. Every
@@ -810,7 +815,8 @@ def remote_exec(w, runs):
         try:
             idle = grid.cpu()
             c0 = child_cpu()
-            dt, r = timed(ws.kiln("build", "-j2", "--json", "--remote-exec", grid.url), env=env)
+            dt, r = timed(ws.kiln("build", f"-j{REMOTE_EXEC_JOBS}", "--json", "--remote-exec",
+                                  grid.url), env=env)
             client = child_cpu() - c0
             busy = grid.cpu()
             leases = grid.leases()

@@ -243,6 +243,24 @@ mod fake_server {
     }
 
     #[test]
+    fn resource_exhausted_is_waited_out_on_bytestream_transfers_too() {
+        // A batch limit smaller than the output: it goes through ByteStream Write and Read.
+        let server = FakeServer::start(1024);
+        let remote = RemoteCache::connect(&config(&server)).unwrap();
+        let a = action("busy-stream", &["big.o"]);
+        let dir = tempfile::tempdir().unwrap();
+        let local = run(dir.path(), &[("big.o", bytes(64 * 1024, 3), false)], b"");
+        server.state.exhausted_streams.store(2, Ordering::SeqCst);
+        remote.upload(&a, &local).unwrap();
+        assert_eq!(server.log().exhausted, 2, "the write was turned away twice");
+        server.state.exhausted_streams.store(2, Ordering::SeqCst);
+        let fresh = RemoteCache::connect(&config(&server)).unwrap();
+        let hit = fresh.lookup(&a).unwrap().expect("served");
+        assert_eq!(hit.outputs[0].bytes, bytes(64 * 1024, 3));
+        assert_eq!(server.log().exhausted, 4, "and the read twice");
+    }
+
+    #[test]
     fn a_server_that_is_not_there_is_unavailable() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

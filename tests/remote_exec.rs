@@ -1066,3 +1066,60 @@ fn objects_left_in_the_cas_and_lost_there_are_made_again_here_never_a_failed_or_
     assert_eq!(ws.run_bin("hello"), local.run_bin("hello"));
     assert_eq!(images(&third).len(), 2, "{third}");
 }
+
+/// The repository's 16-service workspace: its recipes, sources and kiln.lock.
+fn sixteen_services() -> Workspace {
+    use support::workspace::{copy_dir, fixture_dir};
+    let ws = Workspace::with_files(&[]);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&repo.join("recipes"), &ws.path("recipes"));
+    copy_dir(&fixture_dir("services"), &ws.path("fixtures/services"));
+    copy_dir(&fixture_dir("libs"), &ws.path("fixtures/libs"));
+    std::fs::copy(repo.join("kiln.lock"), ws.path("kiln.lock")).unwrap();
+    ws
+}
+
+#[test]
+fn the_sixteen_services_built_on_two_workers_equal_a_local_build_image_for_image() {
+    let local = sixteen_services();
+    let local_run = local
+        .kiln()
+        .run(["build", "--locked", "--json", "-j2"])
+        .ok("local build of the 16 services");
+    let grid = Grid::start();
+    let ws = sixteen_services();
+    let _w1 = grid.worker(&ws, "w1", &ws.scratch().join("w1.log"));
+    let _w2 = grid.worker(&ws, "w2", &ws.scratch().join("w2.log"));
+    let run = ws
+        .kiln()
+        .run([
+            "build",
+            "--locked",
+            "--json",
+            "-j4",
+            "--remote-exec",
+            &grid.url,
+        ])
+        .ok("the 16 services on two workers");
+    assert!(run.json()["remote"]["error"].is_null(), "{run}");
+    let src = sources(&run);
+    let remote = src.values().filter(|s| *s == "remote-exec").count();
+    assert!(
+        remote * 10 >= src.len() * 9,
+        "nearly every action ran on a worker ({remote} of {}): {run}",
+        src.len()
+    );
+    let imgs = images(&run);
+    assert_eq!(imgs.len(), 16, "{run}");
+    assert_eq!(images(&local_run), imgs, "image digests differ");
+    for e in std::fs::read_dir(local.path("out/bin")).unwrap() {
+        let name = e.unwrap().file_name();
+        let p = Path::new("out/bin").join(&name);
+        assert!(
+            std::fs::read(local.path(p.to_str().unwrap())).unwrap()
+                == std::fs::read(ws.path(p.to_str().unwrap())).unwrap(),
+            "{} differs",
+            p.display()
+        );
+    }
+}

@@ -247,13 +247,23 @@ impl Cas {
         };
         let mut offset = 0u64;
         let mut committed = 0i64;
-        for attempt in 0..ATTEMPTS {
+        let mut refused = 0;
+        let mut attempt = 0;
+        while attempt < ATTEMPTS {
             match client.block_on(write_from(client, &resource, &data, offset)) {
                 Ok(c) if c == d.size as i64 => return Ok(attempt),
                 Ok(c) => committed = c,
+                // Turned away (too many calls at once) before it started: the same again.
+                Err(s)
+                    if s.code() == tonic::Code::ResourceExhausted
+                        && client.pause_when_exhausted(&mut refused) =>
+                {
+                    continue
+                }
                 Err(s) if transient(s.code()) && attempt + 1 < ATTEMPTS => {}
                 Err(s) => return Err(failed(s)),
             }
+            attempt += 1;
             let query = QueryWriteStatusRequest {
                 resource_name: resource.clone(),
             };
@@ -263,7 +273,7 @@ impl Cas {
                 Ok(r) => {
                     let r = r.into_inner();
                     if r.complete || r.committed_size == d.size as i64 {
-                        return Ok(attempt + 1);
+                        return Ok(attempt);
                     }
                     committed = r.committed_size;
                     offset = u64::try_from(r.committed_size).unwrap_or(0).min(d.size);
@@ -357,7 +367,9 @@ impl Cas {
             d.size
         );
         let mut buf = Vec::with_capacity(d.size as usize);
-        for attempt in 0..ATTEMPTS {
+        let mut refused = 0;
+        let mut attempt = 0;
+        loop {
             match client.block_on(read_into(client, &resource, &mut buf)) {
                 Ok(()) => return Ok(buf),
                 Err(s) if s.code() == tonic::Code::NotFound => {
@@ -365,6 +377,13 @@ impl Cas {
                         digest: d.digest,
                         url: client.url().to_string(),
                     })
+                }
+                // Turned away (too many calls at once): the same again, from where it was.
+                Err(s)
+                    if s.code() == tonic::Code::ResourceExhausted
+                        && client.pause_when_exhausted(&mut refused) =>
+                {
+                    continue
                 }
                 Err(s) if transient(s.code()) && attempt + 1 < ATTEMPTS => {}
                 Err(s) => {
@@ -375,13 +394,13 @@ impl Cas {
                     })
                 }
             }
+            attempt += 1;
             // A server that sends more than the blob holds is caught by verification; stop
             // resuming past the end.
             if buf.len() as u64 >= d.size {
                 return Ok(buf);
             }
         }
-        unreachable!("the last attempt returns")
     }
 }
 

@@ -131,18 +131,29 @@ impl Client {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut pause = EXHAUSTED_FIRST_PAUSE;
-        for _ in 1..EXHAUSTED_ATTEMPTS {
+        let mut refused = 0;
+        loop {
             match self.block_on(call()) {
-                Err(s) if s.code() == tonic::Code::ResourceExhausted => {
-                    let spread = rand::random::<u64>() % (pause.as_millis() as u64 / 2 + 1);
-                    std::thread::sleep(pause + std::time::Duration::from_millis(spread));
-                    pause *= 2;
-                }
+                Err(s)
+                    if s.code() == tonic::Code::ResourceExhausted
+                        && self.pause_when_exhausted(&mut refused) => {}
                 answer => return answer,
             }
         }
-        self.block_on(call())
+    }
+
+    /// After the `refused`-th `RESOURCE_EXHAUSTED` answer to one call: pauses (longer each
+    /// time) and says to make the call again, or, after [`EXHAUSTED_ATTEMPTS`] in all, says
+    /// to give up. For the streaming calls, whose retries [`Client::unary`] cannot make.
+    pub fn pause_when_exhausted(&self, refused: &mut u32) -> bool {
+        *refused += 1;
+        if *refused >= EXHAUSTED_ATTEMPTS {
+            return false;
+        }
+        let pause = EXHAUSTED_FIRST_PAUSE * 2u32.pow(*refused - 1);
+        let spread = rand::random::<u64>() % (pause.as_millis() as u64 / 2 + 1);
+        std::thread::sleep(pause + std::time::Duration::from_millis(spread));
+        true
     }
 
     pub fn instance_name(&self) -> &str {

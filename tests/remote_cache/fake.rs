@@ -38,6 +38,8 @@ pub struct State {
     pub unavailable: AtomicBool,
     /// This many calls answer RESOURCE_EXHAUSTED (a server over its concurrent-call limit).
     pub exhausted: AtomicUsize,
+    /// The same, for ByteStream reads and writes only.
+    pub exhausted_streams: AtomicUsize,
     /// Reads hand back bytes with one bit flipped while set.
     pub corrupt_reads: AtomicBool,
     /// This many ByteStream writes fail with UNAVAILABLE after their first chunk.
@@ -117,6 +119,16 @@ impl Svc {
             log.exhausted += 1;
             return Err(Status::resource_exhausted(
                 "fake server: too many calls at once",
+            ));
+        }
+        Ok(())
+    }
+
+    fn exhausted_stream(&self) -> Result<(), Status> {
+        if take_one(&self.0.exhausted_streams) {
+            self.0.log.lock().unwrap().exhausted += 1;
+            return Err(Status::resource_exhausted(
+                "fake server: too many streams at once",
             ));
         }
         Ok(())
@@ -322,6 +334,7 @@ impl bs::byte_stream_server::ByteStream for Svc {
     type ReadStream = Boxed<bs::ReadResponse>;
     async fn read(&self, req: Request<bs::ReadRequest>) -> Res<Self::ReadStream> {
         self.check(&req, "")?;
+        self.exhausted_stream()?;
         let r = req.into_inner();
         let (hash, _) =
             blob_of(&r.resource_name).ok_or_else(|| Status::invalid_argument("name"))?;
@@ -337,6 +350,7 @@ impl bs::byte_stream_server::ByteStream for Svc {
 
     async fn write(&self, req: Request<Streaming<bs::WriteRequest>>) -> Res<bs::WriteResponse> {
         self.check(&req, "")?;
+        self.exhausted_stream()?;
         let mut stream = req.into_inner();
         let mut resource = String::new();
         let mut first = true;

@@ -778,7 +778,7 @@ def per_action(doc):
 
 # Actions the remote-exec build keeps in flight: more than the two workers run at once, so
 # that uploading, queueing and downloading overlap with execution, as any REAPI client does.
-REMOTE_EXEC_JOBS = int(os.environ.get("KILN_BENCH_REMOTE_JOBS", "4"))
+REMOTE_EXEC_JOBS = int(os.environ.get("KILN_BENCH_REMOTE_JOBS", "8"))
 
 
 def remote_exec(w, runs):

@@ -134,9 +134,13 @@ same second checkout, no out/, built from the first copy's warm local cache with
 Target ≤ 3 s. One more build from the remote is reported: actions run and action results
 uploaded (target 0 and 0; the blobs of a hit are downloaded, never uploaded).
 Remote execution: another copy of the workspace builds the 16 services cold with images and
-`--remote-exec -j2`, empty local cache and no out/ before each run, against BuildGrid with its SQL
+`--remote-exec -j8` (eight actions in flight for two workers, as a REAPI client keeps more in
+flight than the workers' slots, so that uploads, queueing and downloads overlap with execution;
+`KILN_BENCH_REMOTE_JOBS` changes it; at -j2 every Execute round trip is exposed: 1.70× in a
+quick run, -j4 1.34×), empty local cache and no out/ before each run, against BuildGrid with its SQL
 scheduler on a throw-away PostgreSQL (initdb, loopback port, fsync off), execution and bots
-services and an in-memory CAS and action cache, and two `kiln worker` processes on this machine
+services and an in-memory CAS and action cache, its scheduler polling every 50 ms (its default
+is once a second, a second on every action), and two `kiln worker` processes on this machine
 (the set-up of tests/remote_exec.rs). Every run gets a new PostgreSQL, BuildGrid and workers
 (workers with an empty cache of their own, sharing the machine's Debian store as local builds
 do), started untimed and waited for until the scheduler lists both bots, so nothing is served

@@ -268,7 +268,10 @@ impl Remote {
     /// records). Each is checked against its pin first; a .deb this machine does not keep (a
     /// root pulled from a toolchain image) is left to the worker's other sources.
     fn upload_debs(&self, root: &HermeticRoot, cache_dir: &Path) {
-        if !self.debs.lock().unwrap().insert(root.set) {
+        // Held through the upload: an action naming the root waits until its .debs are there
+        // (a worker without a mirror would otherwise be sent it too early).
+        let mut uploaded = self.debs.lock().unwrap();
+        if !uploaded.insert(root.set) {
             return;
         }
         let store = crate::toolchain::hermetic::downloads(cache_dir);

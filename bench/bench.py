@@ -911,7 +911,9 @@ def multiarch(w, runs):
           fmt_hf(n_one), f"{n_both['mean'] / n_one['mean']:.1f}×", "≤ 60 ms",
           n_both["mean"] <= 0.060)
     sizes = []
-    for svc in sorted(os.listdir(os.path.join(both.root, "out/linux-arm64/images"))):
+    arm_dir = os.path.join(both.root, "out/linux-arm64/images")
+    # Layouts only: the directory also holds each image's `<service>.sizes.json`.
+    for svc in sorted(e for e in os.listdir(arm_dir) if os.path.isdir(os.path.join(arm_dir, e))):
         arm = pushed_size(os.path.join(both.root, "out/linux-arm64/images", svc))
         amd = pushed_size(os.path.join(both.root, "out/linux-amd64/images", svc))
         sizes.append((abs(arm / amd - 1), svc, arm, amd))

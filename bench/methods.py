@@ -131,8 +131,9 @@ action cache on a loopback port). A copy of the workspace builds the 16 services
 path then builds with an empty local cache and no out/ each run (hyperfine prepare), with images:
 every action is served by the remote cache, the images are assembled locally. The anchor is the
 same second checkout, no out/, built from the first copy's warm local cache without the remote.
-Target ≤ 3 s. One more build from the remote is reported: actions run and action results
-uploaded (target 0 and 0; the blobs of a hit are downloaded, never uploaded).
+Target ≤ 3 s. One more build from the remote is reported: actions run and blobs sent to the
+CAS (`blobs_uploaded` of `--json`: outputs, layers, .debs; target 0 and 0: the blobs of a hit are
+downloaded, never uploaded).
 Remote execution: another copy of the workspace builds the 16 services cold with images and
 `--remote-exec -j8` (eight actions in flight for two workers, as a REAPI client keeps more in
 flight than the workers' slots, so that uploads, queueing and downloads overlap with execution;

@@ -142,6 +142,12 @@ fn a_second_checkout_with_an_empty_cache_builds_everything_from_the_remote() {
     assert_eq!(r1["layers_fetched"], 0, "{r1}");
     assert!(r2["layers_fetched"].as_u64().unwrap() >= 4, "{r2}");
     assert_eq!(r2["layers_stored"], 0, "{r2}");
+    assert!(r1["blobs_uploaded"].as_u64().unwrap() > 0, "{r1}");
+    assert_eq!(
+        (r2["blobs_uploaded"].as_u64(), r2["uploads"].as_u64()),
+        (Some(0), Some(0)),
+        "{r2}"
+    );
     assert_eq!(second.run_bin("hello"), "kiln-fixture <hello, wxBase 3>\n");
 
     // A no-op rebuild runs nothing and fetches nothing.
@@ -250,6 +256,56 @@ fn an_unreachable_remote_gives_one_warning_and_a_local_build() {
     assert!(
         json.json()["remote"]["error"].is_null(),
         "nothing to look up: {json}"
+    );
+}
+
+#[test]
+fn a_second_identical_build_sends_the_cas_no_blob() {
+    let server = FakeServer::start(1 << 20);
+    let first = Workspace::fixture_at("engine", "first");
+    let one = first
+        .kiln()
+        .run(["build", "--json", "-j2", "--remote-cache", &server.url])
+        .ok("first build");
+    let r1 = &one.json()["remote"];
+    let sent = server.log();
+    // What kiln says it sent is what the server received: outputs, stdout/stderr and the
+    // images' layers.
+    assert!(sent.blobs_received > 0, "{sent:?}");
+    assert_eq!(r1["blobs_uploaded"], sent.blobs_received as u64, "{r1}");
+    assert_eq!(r1["bytes_uploaded"], sent.bytes_received, "{r1}");
+
+    // Another checkout, an empty local cache, images too: everything is a hit, nothing goes up.
+    let second = Workspace::fixture_at("engine", "second");
+    let two = second
+        .kiln()
+        .run(["build", "--json", "-j2", "--remote-cache", &server.url])
+        .ok("second build");
+    assert!(all(&sources(&two), "remote-cache"), "{two}");
+    let r2 = &two.json()["remote"];
+    assert_eq!(
+        (r2["blobs_uploaded"].as_u64(), r2["uploads"].as_u64()),
+        (Some(0), Some(0)),
+        "{r2}"
+    );
+    let after = server.log();
+    assert_eq!(
+        (
+            after.blobs_received,
+            after.batch_updates,
+            after.write_starts.len()
+        ),
+        (
+            sent.blobs_received,
+            sent.batch_updates,
+            sent.write_starts.len()
+        ),
+        "the second build wrote to the CAS"
+    );
+    assert_eq!(
+        images(&one),
+        images(&two),
+        "images differ between the checkouts"
     );
 }
 

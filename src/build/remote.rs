@@ -148,6 +148,10 @@ pub struct RemoteSummary {
     pub instance: String,
     /// Action results this build stored on the server.
     pub uploads: usize,
+    /// Blobs (and their bytes) this build sent to the CAS: outputs, inputs of executed
+    /// actions, layers and .debs; a second identical build sends none.
+    pub blobs_uploaded: usize,
+    pub bytes_uploaded: u64,
     /// Image layers the server served (not compressed here), and layers stored on it.
     pub layers_fetched: usize,
     pub layers_stored: usize,
@@ -186,7 +190,15 @@ impl Remote {
     }
 
     pub fn summary(&self) -> RemoteSummary {
+        let sent = self
+            .client
+            .get()
+            .and_then(|c| c.as_ref())
+            .map(|c| c.sent())
+            .unwrap_or_default();
         RemoteSummary {
+            blobs_uploaded: sent.blobs,
+            bytes_uploaded: sent.bytes,
             url: self.config.redacted_url(),
             instance: self.config.instance_name.clone(),
             uploads: self.uploads.load(Ordering::SeqCst),

@@ -144,6 +144,11 @@ impl RemoteCache {
         self.cas.upload(&self.client, blobs)
     }
 
+    /// Every blob this connection sent to the CAS so far.
+    pub fn sent(&self) -> Transfer {
+        self.cas.sent()
+    }
+
     /// The connection, for the Bots calls of `kiln worker`.
     pub fn client(&self) -> &Client {
         &self.client

@@ -46,6 +46,8 @@ pub struct Transfer {
 pub struct Cas {
     limit: u64,
     known: Mutex<HashSet<BlobDigest>>,
+    /// Everything this process sent, for the build's report.
+    sent: Mutex<Transfer>,
 }
 
 /// Size of one blob's entry in a batch request: the `Request` message (digest, data) and its
@@ -118,6 +120,7 @@ impl Cas {
         Cas {
             limit,
             known: Mutex::new(HashSet::new()),
+            sent: Mutex::new(Transfer::default()),
         }
     }
 
@@ -129,6 +132,22 @@ impl Cas {
     /// said it lost some (Execute's `FAILED_PRECONDITION`).
     pub fn forget_all(&self) {
         self.known.lock().expect("poisoned").clear();
+    }
+
+    /// What every [`Cas::upload`] of this process sent so far.
+    pub fn sent(&self) -> Transfer {
+        *self.sent.lock().expect("poisoned")
+    }
+
+    fn count_sent(&self, blobs: &[BlobDigest], streamed: bool) {
+        let mut sent = self.sent.lock().expect("poisoned");
+        sent.blobs += blobs.len();
+        sent.bytes += blobs.iter().map(|b| b.size).sum::<u64>();
+        if streamed {
+            sent.streamed += blobs.len();
+        } else {
+            sent.batches += 1;
+        }
     }
 
     fn remember(&self, blobs: impl IntoIterator<Item = BlobDigest>) {
@@ -214,6 +233,7 @@ impl Cas {
             t.batches += 1;
             t.blobs += batch.len();
             t.bytes += batch.iter().map(|b| b.size).sum::<u64>();
+            self.count_sent(&batch, false);
             self.remember(batch);
         }
         for d in large {
@@ -221,6 +241,7 @@ impl Cas {
             t.streamed += 1;
             t.blobs += 1;
             t.bytes += d.size;
+            self.count_sent(&[d], true);
             self.remember([d]);
         }
         Ok(t)

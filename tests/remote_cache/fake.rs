@@ -89,6 +89,9 @@ pub struct Log {
     pub preconditions: usize,
     /// Digests of the Actions the executor ran.
     pub executed: Vec<String>,
+    /// Blobs written to the CAS (batches and ByteStream), and their bytes.
+    pub blobs_received: usize,
+    pub bytes_received: u64,
 }
 
 /// What runs an action for the fake's Execute.
@@ -145,6 +148,11 @@ impl Svc {
     fn store(&self, d: &reapi::Digest, data: Vec<u8>) -> Result<(), Status> {
         if hex(&data) != d.hash || data.len() as i64 != d.size_bytes {
             return Err(Status::invalid_argument("upload does not match its digest"));
+        }
+        {
+            let mut log = self.0.log.lock().unwrap();
+            log.blobs_received += 1;
+            log.bytes_received += data.len() as u64;
         }
         self.0.blobs.lock().unwrap().insert(d.hash.clone(), data);
         Ok(())

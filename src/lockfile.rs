@@ -132,7 +132,7 @@ pub fn read(path: &Path) -> Result<Option<LockFile>, LockfileError> {
             })
         }
     };
-    let lock: LockFile = toml::from_str(&text).map_err(|e| LockfileError::Parse {
+    let lock = parse_memoised(&text).map_err(|e| LockfileError::Parse {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
@@ -146,6 +146,21 @@ pub fn read(path: &Path) -> Result<Option<LockFile>, LockfileError> {
         });
     }
     Ok(Some(lock))
+}
+
+/// The last text parsed and what it parsed to: a build reads kiln.lock once per toolchain and
+/// platform, and parsing it is most of a no-op build's planning. Keyed by the whole text, so a
+/// file changed in between (by this process or another) is parsed again.
+static LAST_PARSED: std::sync::Mutex<Option<(String, LockFile)>> = std::sync::Mutex::new(None);
+
+fn parse_memoised(text: &str) -> Result<LockFile, toml::de::Error> {
+    let mut last = LAST_PARSED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, lock)) = last.as_ref().filter(|(t, _)| t == text) {
+        return Ok(lock.clone());
+    }
+    let lock: LockFile = toml::from_str(text)?;
+    *last = Some((text.to_string(), lock.clone()));
+    Ok(lock)
 }
 
 /// Writes `lock` to `path` atomically (a reader sees the old file or the new one).
@@ -201,5 +216,30 @@ mod tests {
         let e = read(&path).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
         assert!(read(&dir.path().join("none")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_rewritten_between_reads_is_read_anew_even_at_the_same_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut lock = LockFile::new();
+        let toolchain = |fp: &[u8]| LockedToolchain {
+            fingerprint: Digest::of(fp),
+            packages: BTreeMap::new(),
+            debian: None,
+        };
+        lock.toolchain.insert("gcc".into(), toolchain(b"one"));
+        write(&path, &lock).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap(), lock);
+        assert_eq!(read(&path).unwrap().unwrap(), lock, "the memo changed it");
+        let before = std::fs::metadata(&path).unwrap().len();
+        lock.toolchain.insert("gcc".into(), toolchain(b"two"));
+        write(&path, &lock).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+        assert_eq!(
+            read(&path).unwrap().unwrap(),
+            lock,
+            "an old parse was served"
+        );
     }
 }

@@ -186,11 +186,19 @@ schedulers:
     action-cache: *ac
     # A bot silent for this long is gone; its lease goes back to the queue.
     bot-session-keepalive-timeout: 10
-    # Its defaults look for work, and for finished work, once a second: a second on every
-    # action, when the whole build runs on one machine.
+    # Its defaults look for finished work once a second: a second on every action, when the
+    # whole build runs on one machine.
     poll-interval: 0.05
     bot-poll-interval: 0.05
-    job-assignment-interval: 0.05
+    # Its default assigner sleeps up to a second (jitter) after a sweep that finds no queued
+    # job, and a job it finds no free bot for waits 5 s (failure-backoff) before it is looked
+    # at again: with more actions in flight than bots, a bot that finishes idles for seconds.
+    assigners:
+      - !priority-age-assigner
+        interval: 0.05
+        jitter-factor: 0.01
+        busy-sleep-factor: 1
+        failure-backoff: 0.1
     property-set:
       !dynamic-property-set
       match-property-keys: [kiln-toolchain, kiln-sandbox, OSFamily]

@@ -146,12 +146,16 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
+        let mut lines = String::new();
         for (service, digest) in &all.indexes {
-            eprintln!(
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                lines,
                 "kiln: image index {service}: {digest} ({} platforms)",
                 all.builds.len()
             );
         }
+        eprint!("{lines}");
     }
     if all.failed() {
         return Ok(ExitCode::from(1));
@@ -254,14 +258,19 @@ fn summary(outcome: &BuildOutcome) {
         exec += t.actions_remote_exec;
         fresh += t.actions_fresh;
     }
+    // One write for all the lines: stderr is unbuffered, and a no-op build is mostly this.
+    let mut lines = String::new();
     for (name, img) in &outcome.images {
-        eprintln!(
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            lines,
             "kiln: image {name}: {} ({:.1} MB of {:.0} MB budget)",
             img.digest,
             img.compressed_size as f64 / 1e6,
             img.budget as f64 / 1e6
         );
     }
+    eprint!("{lines}");
     if !outcome.failed {
         eprintln!(
             "kiln: {} targets: {run} actions run, {cached} from cache, {remote} from remote cache, {fresh} up to date{}",

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::select::Prepared;
@@ -37,6 +38,9 @@ pub enum ImagePhaseError {
 pub struct Images {
     pub built: BTreeMap<String, ImageResult>,
     pub errors: Vec<(String, ImagePhaseError)>,
+    /// How many images had to be assembled (not already in out/): each may have written layers
+    /// to the cache.
+    pub assembled: usize,
 }
 
 /// What the image phase works from: the build so far and where its memo and state live.
@@ -74,6 +78,7 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
     } = *phase;
     let queue = Mutex::new(services.to_vec());
     let results = Mutex::new(Vec::new());
+    let assembled = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(services.len().max(1)) {
             scope.spawn(|| {
@@ -88,6 +93,9 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
                     let context = &contexts[&ws.recipes[i].toolchain.value];
                     let res = assemble_unless_fresh(context, runner, &req, stat, state, layers)
                         .and_then(|(img, fresh)| {
+                            if !fresh {
+                                assembled.fetch_add(1, Ordering::Relaxed);
+                            }
                             if !fresh
                                 || !crate::sbom::written_for(
                                     &ws.root,
@@ -107,7 +115,10 @@ pub fn build_images(phase: &ImagePhase<'_>, services: &[usize]) -> Images {
     });
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|(i, _)| *i);
-    let mut images = Images::default();
+    let mut images = Images {
+        assembled: assembled.into_inner(),
+        ..Images::default()
+    };
     for (i, res) in results {
         let name = ws.recipes[i].name.clone();
         match res {

@@ -333,7 +333,10 @@ fn build_impl(
             .err()
             .map(UpkeepError::RecordStats),
     );
-    let gc = upkeep::auto_gc(&cache, &limits);
+    // A build that stored nothing cannot have pushed the cache over its size, and walking a
+    // large cache would be most of a no-op's time: only an age limit needs looking at then.
+    let stored = images.assembled > 0 || reports.iter().any(|r| r.outcome != Outcome::Fresh);
+    let gc = upkeep::auto_gc(&cache, &limits, stored);
     phases.mark("cache upkeep");
     Ok(BuildOutcome {
         targets,

@@ -68,6 +68,16 @@ pub fn build_platforms(
         let roots = super::select(view, &opts.targets, |r| r.kind != crate::recipe::Kind::Test)?;
         super::select::check_platform_toolchains(view, &roots)?;
     }
+    // Read once: it runs git, and every platform's images name the same revision.
+    let read_meta;
+    let meta = match meta {
+        Some(m) => Some(m),
+        None if opts.images => {
+            read_meta = Meta::of(runner, &ws.root);
+            Some(&read_meta)
+        }
+        None => None,
+    };
     let mut builds = Vec::new();
     for (p, view) in platforms.iter().zip(&views) {
         let outcome = build_impl(view, opts, runner, progress, false, meta, remote)?;

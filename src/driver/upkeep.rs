@@ -8,9 +8,15 @@ use crate::cache::Cache;
 use super::UpkeepError;
 
 /// Collects when the cache is over its configured limits; None when it is within them. Only
-/// stats the cache's files unless there is something to remove.
-pub fn auto_gc(cache: &Cache, limits: &CacheConfig) -> Option<Result<GcReport, UpkeepError>> {
-    if limits.max_size.is_none() && limits.max_age.is_none() {
+/// stats the cache's files unless there is something to remove. `stored`: whether the build
+/// put anything in the cache; when not, only an age limit can have been passed since the last
+/// build that did, so without one the cache is not walked at all.
+pub fn auto_gc(
+    cache: &Cache,
+    limits: &CacheConfig,
+    stored: bool,
+) -> Option<Result<GcReport, UpkeepError>> {
+    if limits.max_age.is_none() && (limits.max_size.is_none() || !stored) {
         return None;
     }
     let now = std::time::SystemTime::now();
@@ -33,4 +39,35 @@ pub fn auto_gc(cache: &Cache, limits: &CacheConfig) -> Option<Result<GcReport, U
         grace: gc::DEFAULT_GRACE,
     };
     Some(gc::collect(cache.root(), &opts, now).map_err(UpkeepError::Collect))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_that_stored_nothing_walks_the_cache_only_for_an_age_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        cache.put_bytes(&[7u8; 4096]).unwrap();
+        let size_only = CacheConfig {
+            max_size: Some(1000),
+            max_age: None,
+        };
+        assert!(auto_gc(&cache, &size_only, false).is_none());
+        let report = auto_gc(&cache, &size_only, true).expect("over its size, not looked at");
+        report.unwrap();
+        let with_age = CacheConfig {
+            max_size: Some(1000),
+            max_age: Some(std::time::Duration::from_secs(3600)),
+        };
+        // Within the age limit and stored nothing, but the size is over: an age limit alone
+        // makes it look, and looking finds the size too.
+        assert!(auto_gc(&cache, &with_age, false).is_some());
+        let unlimited = CacheConfig {
+            max_size: None,
+            max_age: None,
+        };
+        assert!(auto_gc(&cache, &unlimited, true).is_none());
+    }
 }

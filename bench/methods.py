@@ -137,12 +137,13 @@ downloaded, never uploaded).
 Remote execution: another copy of the workspace builds the 16 services cold with images and
 `--remote-exec -j8` (eight actions in flight for two workers, as a REAPI client keeps more in
 flight than the workers' slots, so that uploads, queueing and downloads overlap with execution;
-`KILN_BENCH_REMOTE_JOBS` changes it; at -j2 every Execute round trip is exposed: 1.70× in a
-quick run, -j4 1.34×), empty local cache and no out/ before each run, against BuildGrid with its SQL
-scheduler on a throw-away PostgreSQL (initdb, loopback port, fsync off), execution and bots
-services and an in-memory CAS and action cache, its scheduler polling every 50 ms (its default
-is once a second, a second on every action), and two `kiln worker` processes on this machine
-(the set-up of tests/remote_exec.rs). Every run gets a new PostgreSQL, BuildGrid and workers
+`KILN_BENCH_REMOTE_JOBS` changes it; at -j2 every Execute round trip is exposed), empty local
+cache and no out/ before each run, against BuildGrid with its SQL scheduler on a throw-away
+PostgreSQL (initdb, loopback port, fsync off), execution and bots services and an in-memory CAS
+and action cache, its scheduler polling every 50 ms (its default is once a second, a second on
+every action) and its job assigner sweeping every 50 ms with a 0.1 s back-off for a job no bot
+is free for (its defaults: up to a second of jitter after an empty sweep, 5 s of back-off), and
+two `kiln worker` processes on this machine (the set-up of tests/remote_exec.rs). Every run gets a new PostgreSQL, BuildGrid and workers
 (workers with an empty cache of their own, sharing the machine's Debian store as local builds
 do), started untimed and waited for until the scheduler lists both bots, so nothing is served
 from an earlier run's action cache. The anchor is the same cold build run locally with `-j2`,

@@ -21,6 +21,34 @@ fn err(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Outputs and cache files have the read bits `File::create` gives under this process's umask
+/// (executables add their x bits): a tool running as another user (a CI step, a registry
+/// reading an OCI layout) can read what kiln wrote, as it could read a compiler's output.
+fn every_file_is_as_readable_as_one_file_create_makes(roots: &[std::path::PathBuf]) {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = tempfile::tempdir().unwrap();
+    let made = probe.path().join("made");
+    std::fs::File::create(&made).unwrap();
+    let want = std::fs::metadata(&made).unwrap().permissions().mode() & 0o666;
+    let mut stack = roots.to_vec();
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if meta.is_file() {
+            seen += 1;
+            let mode = meta.permissions().mode() & 0o666;
+            assert!(
+                mode == want,
+                "{} is {mode:o}, a file kiln writes should be {want:o}",
+                p.display()
+            );
+        }
+    }
+    assert!(seen > 20, "only {seen} files under {roots:?}");
+}
+
 #[test]
 fn over_budget_fails_the_build_with_a_breakdown() {
     let ws = Workspace::engine();
@@ -52,6 +80,11 @@ fn docker_archive_of_several_images_loads_into_podman() {
         .pinned_kiln()
         .run(["build", "--docker-archive", archive.to_str().unwrap()]);
     assert!(out.status.success(), "{}", out.stderr_text());
+    every_file_is_as_readable_as_one_file_create_makes(&[
+        ws.path("out"),
+        ws.cache().to_path_buf(),
+        archive.clone(),
+    ]);
 
     let scratch = tempfile::tempdir().unwrap();
     let conf = scratch.path().join("containers.conf");

@@ -606,6 +606,72 @@ fn hello_for_arm64_is_aarch64_throughout_runs_under_qemu_and_is_one_index_with_a
             config_of(&arm_layout).strip_prefix("sha256:").unwrap()
         )
     );
+
+    // out/images/hello is an index of every platform or nothing. That --platform build
+    // replaced no image, so the index still holds and stays.
+    let index_dir = a.path("out/images/hello");
+    let entries = |dir: &Path| -> Vec<(String, String)> {
+        let top = manifest_of(dir);
+        let index = json(&blob(dir, top["digest"].as_str().unwrap()));
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["platform"]["architecture"].as_str().unwrap().to_string(),
+                    m["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let both = entries(&index_dir);
+    assert_eq!(
+        both.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["amd64", "arm64"]
+    );
+    // A build of arm64 alone that replaces its image removes the index naming the old one,
+    // rather than leaving it stale or writing an index of arm64 alone.
+    let later = "1700000100";
+    let arm_only = a
+        .kiln()
+        .env("SOURCE_DATE_EPOCH", later)
+        .run(["build", "hello", "--platform", "linux/arm64"])
+        .ok("arm64 alone, a later commit time");
+    let new_arm = manifest_of(&arm_layout)["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_arm, both[1].1, "the arm64 image did not change");
+    assert!(!index_dir.exists(), "a stale index was left");
+    assert!(
+        arm_only
+            .stderr_text()
+            .contains("kiln: image index hello: removed, it named an image this build for linux/arm64 replaced"),
+        "{}",
+        arm_only.stderr_text()
+    );
+    // Every platform, named in the other order: the index is back, in the workspace's order.
+    a.kiln()
+        .env("SOURCE_DATE_EPOCH", later)
+        .run([
+            "build",
+            "hello",
+            "--platform",
+            "linux/arm64",
+            "--platform",
+            "linux/amd64",
+        ])
+        .ok("both platforms named");
+    let back = entries(&index_dir);
+    assert_eq!(back[0].0, "amd64");
+    assert_eq!(back[1], ("arm64".to_string(), new_arm));
+    let named = manifest_of(&index_dir)["digest"].clone();
+    a.kiln()
+        .env("SOURCE_DATE_EPOCH", later)
+        .run(["build", "hello"])
+        .ok("the workspace's platforms");
+    assert_eq!(manifest_of(&index_dir)["digest"], named);
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

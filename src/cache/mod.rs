@@ -58,6 +58,17 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A new temp file in `dir` for a file that will be renamed into place (an output, a cache
+/// entry): mode 0666 less the umask, as `File::create` would make it. tempfile's own default is
+/// 0600, which would leave out/ and the cache readable by their owner alone: a CI step running
+/// as another user, or a registry or container tool reading an OCI layout, could not read them.
+pub fn new_temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+}
+
 /// A temp file in `dir`, creating the directory as need be. [`gc`] removes empty entry
 /// directories, and may do so at any moment before our temp file makes the directory
 /// non-empty, so "exists" from `mkdir` proves nothing and "not found" from the temp file's
@@ -67,7 +78,7 @@ fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     const ATTEMPTS: usize = 1000;
     let mut attempt = 0;
     loop {
-        match tempfile::NamedTempFile::new_in(dir) {
+        match new_temp_file_in(dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS => {
                 attempt += 1;
                 match fs::create_dir_all(dir) {
@@ -254,7 +265,7 @@ impl Cache {
         touch(&path);
         let dir = dest.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io_err)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
+        let mut tmp = new_temp_file_in(dir).map_err(io_err)?;
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; COPY_BUF];
         loop {

@@ -143,10 +143,21 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
                 "targets": o.targets,
             })).collect::<Vec<_>>(),
             "indexes": all.indexes,
+            "removed_indexes": all.stale_indexes,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         let mut lines = String::new();
+        let built: Vec<String> = all.builds.iter().map(|(p, _)| p.to_string()).collect();
+        for service in &all.stale_indexes {
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                lines,
+                "kiln: image index {service}: removed, it named an image this build for {} \
+                 replaced; a build of every platform writes it again",
+                built.join(", ")
+            );
+        }
         for (service, digest) in &all.indexes {
             use std::fmt::Write as _;
             let _ = writeln!(

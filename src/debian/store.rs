@@ -152,7 +152,7 @@ impl Downloads {
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let mut tmp =
-                tempfile::NamedTempFile::new_in(staging.path()).map_err(io_err(staging.path()))?;
+                crate::cache::new_temp_file_in(staging.path()).map_err(io_err(staging.path()))?;
             let mut sink = HashingFile {
                 file: tmp.as_file_mut(),
                 hasher: Hasher::new(),
@@ -195,7 +195,7 @@ impl Downloads {
         let path = self.blob_path(digest);
         fs::create_dir_all(path.parent()?).ok()?;
         let staging = self.staging_dir("fetch").ok()?;
-        let mut tmp = tempfile::NamedTempFile::new_in(staging.path()).ok()?;
+        let mut tmp = crate::cache::new_temp_file_in(staging.path()).ok()?;
         tmp.write_all(bytes).ok()?;
         tmp.as_file().sync_all().ok()?;
         tmp.persist(&path).ok()?;

@@ -109,7 +109,7 @@ pub fn record_pushes(
     let path = record_path(root);
     let dir = path.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
+    let mut tmp = crate::cache::new_temp_file_in(dir).map_err(io("creating a file in", dir))?;
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
     std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io("writing", &path))?;
     tmp.persist(&path)
@@ -251,8 +251,7 @@ pub fn resolve_files(
 pub fn write_in_place(resolved: &[(PathBuf, String)]) -> Result<(), ResolveError> {
     for (path, text) in resolved {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
+        let mut tmp = crate::cache::new_temp_file_in(dir).map_err(io("creating a file in", dir))?;
         std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io("writing", path))?;
         if let Ok(meta) = std::fs::metadata(path) {
             let _ = std::fs::set_permissions(tmp.path(), meta.permissions());

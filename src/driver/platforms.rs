@@ -3,6 +3,8 @@
 //! one after the other through the same one-platform build, then, for every service whose
 //! image was built for all of them, the image index over those images in
 //! `out/images/<service>/` ([`crate::image::index`]; `out/` itself, whichever view `ws` is).
+//! Only a build of every platform writes an index; a build of some of them removes an index
+//! that names an image it replaced.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,9 @@ pub struct PlatformsOutcome {
     /// Service → the digest of its image index (services built for every platform).
     pub indexes: BTreeMap<String, Digest>,
     pub index_errors: Vec<(String, ImageError)>,
+    /// Services whose index this build of some of the platforms removed: it named an image
+    /// the build replaced.
+    pub stale_indexes: Vec<String>,
 }
 
 impl PlatformsOutcome {
@@ -85,6 +90,11 @@ pub fn build_platforms(
     }
     let mut indexes = BTreeMap::new();
     let mut index_errors = Vec::new();
+    let mut stale_indexes = Vec::new();
+    // An index covers every platform of the workspace: a build of some of them writes none,
+    // and removes one that names an image this build replaced, so that out/images/ never
+    // holds an index of fewer platforms, nor one of images no longer current.
+    let every_platform = ws.platforms.iter().all(|p| platforms.contains(p));
     // A workspace of one default platform has no index: out/images/<service> is its image.
     if opts.images && ws.splits_platforms() {
         let services: Vec<&String> = builds
@@ -93,7 +103,7 @@ pub fn build_platforms(
             .unwrap_or_default();
         let _lock = crate::workspace::lock(&ws.root)?;
         for service in services {
-            let images: Vec<PlatformImage> = builds
+            let mut images: Vec<PlatformImage> = builds
                 .iter()
                 .filter_map(|(p, b)| {
                     b.images.get(service).map(|img| PlatformImage {
@@ -105,11 +115,26 @@ pub fn build_platforms(
             if images.len() != builds.len() {
                 continue;
             }
+            let dir = crate::workspace::OutDir::of(&ws.root).image(service);
+            if !every_platform {
+                if !index::names_images(&dir, &images) {
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => stale_indexes.push(service.clone()),
+                        Err(e) => index_errors.push((
+                            service.clone(),
+                            ImageError::io("removing the stale image index", &dir)(e),
+                        )),
+                    }
+                }
+                continue;
+            }
+            // The workspace's order, whatever order `--platform` named them in: the same
+            // images give the same index.
+            images.sort_by_key(|img| ws.platforms.iter().position(|p| *p == img.platform));
             let version = ws
                 .recipe(service)
                 .map(|r| r.version.clone())
                 .unwrap_or_default();
-            let dir = crate::workspace::OutDir::of(&ws.root).image(service);
             match index::write_index(&dir, &version, &images) {
                 Ok(d) => {
                     indexes.insert(service.clone(), d);
@@ -122,5 +147,6 @@ pub fn build_platforms(
         builds,
         indexes,
         index_errors,
+        stale_indexes,
     })
 }

@@ -69,7 +69,7 @@ pub fn write_docker_archive_many(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(ImageError::io("creating", dir))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)
+    let tmp = crate::cache::new_temp_file_in(dir)
         .map_err(ImageError::io("creating a temp file in", dir))?;
     let werr = ImageError::io("writing", out_path);
     let write = || -> io::Result<File> {

@@ -85,3 +85,28 @@ pub fn write_index(
     )?;
     Ok(digest)
 }
+
+/// Whether the index at `dir` names each of `images` as its platform's entry, or there is no
+/// index there. A build of some of the platforms leaves an index that still holds (it names the
+/// images this build made); one naming an image since replaced is stale.
+pub fn names_images(dir: &Path, images: &[PlatformImage]) -> bool {
+    if !dir.join(layout::INDEX_FILE).exists() {
+        return true;
+    }
+    let Ok(top) = layout::read_index(dir) else {
+        return false;
+    };
+    let Ok((index, _)) = layout::read_json::<Index>(dir, &top) else {
+        return false;
+    };
+    images.iter().all(|img| {
+        let Ok(desc) = layout::read_index(&img.layout) else {
+            return false;
+        };
+        let want = oci::Platform::of(&img.platform);
+        index
+            .manifests
+            .iter()
+            .any(|e| e.platform.as_ref() == Some(&want) && e.digest == desc.digest)
+    })
+}

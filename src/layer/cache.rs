@@ -152,7 +152,7 @@ impl<'t> LayerCache<'t> {
             move |source: io::Error| LayerError::Write { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(werr(&self.dir))?;
-        let tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(werr(&self.dir))?;
+        let tmp = crate::cache::new_temp_file_in(&self.dir).map_err(werr(&self.dir))?;
         let compressed = HashingWriter::new(io::BufWriter::new(tmp));
         let gz = GzBuilder::new()
             .mtime(0)
@@ -290,7 +290,7 @@ fn read_meta(meta: &Path, blob: &Path) -> Option<Layer> {
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = crate::cache::new_temp_file_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -318,7 +318,7 @@ pub fn write_outputs(root: &Path, report: &Report) -> Result<Vec<String>, ScanEr
     let mut written = Vec::new();
     for (name, text) in [("scan.json", json), ("scan.sarif", sarif)] {
         let path = dir.join(name);
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(werr(&dir))?;
+        let mut tmp = crate::cache::new_temp_file_in(&dir).map_err(werr(&dir))?;
         std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(werr(&path))?;
         tmp.persist(&path).map_err(|e| werr(&path)(e.error))?;
         written.push(relative(root, &path));

@@ -83,61 +83,17 @@ class BuildGrid:
 # Remote execution: PostgreSQL for BuildGrid's SQL scheduler, BuildGrid with the execution and
 # bots services, and `kiln worker` processes on this machine (the set-up of tests/remote_exec.rs).
 
-EXEC_CONFIG = """server:
-  - !channel
-    address: "127.0.0.1:{port}"
-    insecure-mode: true
-connections:
-  - !sql-connection &sql
-    connection-string: {sql}
-    pool-size: 5
-    max-overflow: 10
-storages:
-  - !lru-storage &cas
-    size: 2GB
-caches:
-  - !lru-action-cache &ac
-    storage: *cas
-    max-cached-refs: 65536
-    allow-updates: true
-    cache-failed-actions: false
-schedulers:
-  - !sql-scheduler &sched
-    sql: *sql
-    storage: *cas
-    action-cache: *ac
-    # A bot silent for this long is gone; its lease goes back to the queue.
-    bot-session-keepalive-timeout: 10
-    # Its defaults look for finished work once a second: a second on every action, when the
-    # whole build runs on one machine.
-    poll-interval: 0.05
-    bot-poll-interval: 0.05
-    # Its default assigner sleeps up to a second (jitter) after a sweep that finds no queued
-    # job, and a job it finds no free bot for waits 5 s (failure-backoff) before it is looked
-    # at again: with more actions in flight than bots, a bot that finishes idles for seconds.
-    assigners:
-      - !priority-age-assigner
-        interval: 0.05
-        jitter-factor: 0.01
-        busy-sleep-factor: 1
-        failure-backoff: 0.1
-    property-set:
-      !dynamic-property-set
-      match-property-keys: [kiln-toolchain, kiln-sandbox, OSFamily]
-      # Named by the action, not matched: any worker with a sandbox materialises the root.
-      wildcard-property-keys: [kiln-toolchain-root, container-image]
-instances:
-  - name: ""
-    services:
-      - !action-cache
-        cache: *ac
-      - !execution
-        scheduler: *sched
-      - !cas
-        storage: *cas
-      - !bytestream
-        storage: *cas
-"""
+# The configuration tests/remote_exec.rs starts, with more room in the CAS and action cache.
+EXEC_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "tests", "buildgrid", "exec.yml")
+
+
+def exec_config(port, sql):
+    with open(EXEC_CONFIG) as f:
+        text = f.read()
+    for key, value in (("port", port), ("sql", sql), ("cas_size", "2GB"), ("max_refs", 65536)):
+        text = text.replace("{" + key + "}", str(value))
+    return text
 
 
 def pg_bin(name):
@@ -240,7 +196,7 @@ class ExecGrid:
             self.port = free_port()
             cfg = os.path.join(self.dir, "buildgrid.yml")
             with open(cfg, "w") as f:
-                f.write(EXEC_CONFIG.format(port=self.port, sql=self.pg.url))
+                f.write(exec_config(self.port, self.pg.url))
             self.log = os.path.join(self.dir, "bgd.log")
             self.server = spawn([bgd, "server", "start", cfg], self.log, cwd=self.dir)
             self.url = f"grpc://127.0.0.1:{self.port}"

@@ -159,64 +159,13 @@ struct Grid {
     url: String,
 }
 
+/// BuildGrid's configuration for execution (tests/buildgrid/exec.yml, which the bench shares).
 fn config(port: u16, sql: &str) -> String {
-    format!(
-        r#"server:
-  - !channel
-    address: "127.0.0.1:{port}"
-    insecure-mode: true
-connections:
-  - !sql-connection &sql
-    connection-string: {sql}
-    pool-size: 5
-    max-overflow: 10
-storages:
-  - !lru-storage &cas
-    size: 512MB
-caches:
-  - !lru-action-cache &ac
-    storage: *cas
-    max-cached-refs: 4096
-    allow-updates: true
-    cache-failed-actions: false
-schedulers:
-  - !sql-scheduler &sched
-    sql: *sql
-    storage: *cas
-    action-cache: *ac
-    # A bot silent for this long is gone; its lease goes back to the queue.
-    bot-session-keepalive-timeout: 10
-    # Its defaults look for finished work once a second: a second on every action, when the
-    # whole build runs on one machine.
-    poll-interval: 0.05
-    bot-poll-interval: 0.05
-    # Its default assigner sleeps up to a second (jitter) after a sweep that finds no queued
-    # job, and a job it finds no free bot for waits 5 s (failure-backoff) before it is looked
-    # at again: with more actions in flight than bots, a bot that finishes idles for seconds.
-    assigners:
-      - !priority-age-assigner
-        interval: 0.05
-        jitter-factor: 0.01
-        busy-sleep-factor: 1
-        failure-backoff: 0.1
-    property-set:
-      !dynamic-property-set
-      match-property-keys: [kiln-toolchain, kiln-sandbox, OSFamily]
-      # Named by the action, not matched: any worker with a sandbox materialises the root.
-      wildcard-property-keys: [kiln-toolchain-root, container-image]
-instances:
-  - name: ""
-    services:
-      - !action-cache
-        cache: *ac
-      - !execution
-        scheduler: *sched
-      - !cas
-        storage: *cas
-      - !bytestream
-        storage: *cas
-"#
-    )
+    include_str!("buildgrid/exec.yml")
+        .replace("{port}", &port.to_string())
+        .replace("{sql}", sql)
+        .replace("{cas_size}", "512MB")
+        .replace("{max_refs}", "4096")
 }
 
 impl Grid {

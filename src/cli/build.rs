@@ -1,5 +1,6 @@
 //! `kiln build` and `kiln compile-commands`.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use super::output::{self, Bar, Lines, Quiet};
@@ -150,7 +151,6 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
         let mut lines = String::new();
         let built: Vec<String> = all.builds.iter().map(|(p, _)| p.to_string()).collect();
         for service in &all.stale_indexes {
-            use std::fmt::Write as _;
             let _ = writeln!(
                 lines,
                 "kiln: image index {service}: removed, it named an image this build for {} \
@@ -159,7 +159,6 @@ fn run_platforms(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, Error> {
             );
         }
         for (service, digest) in &all.indexes {
-            use std::fmt::Write as _;
             let _ = writeln!(
                 lines,
                 "kiln: image index {service}: {digest} ({} platforms)",
@@ -272,7 +271,6 @@ fn summary(outcome: &BuildOutcome) {
     // One write for all the lines: stderr is unbuffered, and a no-op build is mostly this.
     let mut lines = String::new();
     for (name, img) in &outcome.images {
-        use std::fmt::Write as _;
         let _ = writeln!(
             lines,
             "kiln: image {name}: {} ({:.1} MB of {:.0} MB budget)",

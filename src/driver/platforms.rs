@@ -117,7 +117,11 @@ pub fn build_platforms(
             }
             let dir = crate::workspace::OutDir::of(&ws.root).image(service);
             if !every_platform {
-                if !index::names_images(&dir, &images) {
+                let manifests: Vec<(Platform, Digest)> = builds
+                    .iter()
+                    .map(|(p, b)| (*p, b.images[service].digest))
+                    .collect();
+                if !index::names_images(&dir, &manifests) {
                     match std::fs::remove_dir_all(&dir) {
                         Ok(()) => stale_indexes.push(service.clone()),
                         Err(e) => index_errors.push((

@@ -86,10 +86,11 @@ pub fn write_index(
     Ok(digest)
 }
 
-/// Whether the index at `dir` names each of `images` as its platform's entry, or there is no
-/// index there. A build of some of the platforms leaves an index that still holds (it names the
-/// images this build made); one naming an image since replaced is stale.
-pub fn names_images(dir: &Path, images: &[PlatformImage]) -> bool {
+/// Whether the index at `dir` names each of `manifests` (a platform and its image's manifest
+/// digest) as that platform's entry, or there is no index there. A build of some of the
+/// platforms leaves an index that still holds (it names the images this build made); one
+/// naming an image since replaced is stale.
+pub fn names_images(dir: &Path, manifests: &[(Platform, Digest)]) -> bool {
     if !dir.join(layout::INDEX_FILE).exists() {
         return true;
     }
@@ -99,14 +100,11 @@ pub fn names_images(dir: &Path, images: &[PlatformImage]) -> bool {
     let Ok((index, _)) = layout::read_json::<Index>(dir, &top) else {
         return false;
     };
-    images.iter().all(|img| {
-        let Ok(desc) = layout::read_index(&img.layout) else {
-            return false;
-        };
-        let want = oci::Platform::of(&img.platform);
+    manifests.iter().all(|(platform, digest)| {
+        let want = oci::Platform::of(platform);
         index
             .manifests
             .iter()
-            .any(|e| e.platform.as_ref() == Some(&want) && e.digest == desc.digest)
+            .any(|e| e.platform.as_ref() == Some(&want) && e.digest == *digest)
     })
 }
